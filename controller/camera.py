@@ -1,0 +1,271 @@
+"""Entrance snapshots: a Camera interface, the Picamera2 adapter, a simulated camera,
+and the SnapshotService that captures off the ring path.
+
+Why a service: the press is journaled and announced first; the snapshot follows
+as its own event. A slow, failed or hung camera gives ``camera_failed`` and the
+ring proceeds without an image: it never delays or blocks the ring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import re
+import threading
+import time
+from concurrent.futures import Future
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from . import events as ev
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class CameraError(RuntimeError):
+    pass
+
+
+class Camera(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+    def capture_jpeg(self) -> bytes: ...
+    def close(self) -> None: ...
+
+
+class Picamera2Camera:
+    """Raspberry Pi camera through picamera2 (from apt: python3-picamera2).
+
+    Configured and started once; each snapshot is taken from the running stream
+    with ``capture_file(buffer, format="jpeg")``, so it costs about one frame
+    instead of a sensor start (which takes a second or more).
+    """
+
+    name = "picamera2"
+
+    def __init__(self, width: int, height: int, jpeg_quality: int):
+        self.size = (width, height)
+        self.quality = jpeg_quality
+        self._cam: Any = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._cam is not None:
+                return
+            try:
+                from picamera2 import Picamera2  # lazy: only on a Pi, only when configured
+            except ImportError as exc:
+                raise CameraError("picamera2 is not installed (apt install python3-picamera2, "
+                                  "venv with --system-site-packages)") from exc
+            try:
+                cam = Picamera2()
+                config = cam.create_still_configuration(main={"size": self.size}, buffer_count=2)
+                cam.configure(config)
+                cam.options["quality"] = self.quality
+                cam.start()
+            except Exception as exc:
+                raise CameraError(f"camera start failed: {exc}") from exc
+            self._cam = cam
+
+    def capture_jpeg(self) -> bytes:
+        if self._cam is None:
+            self.start()
+        buffer = io.BytesIO()
+        with self._lock:
+            try:
+                self._cam.capture_file(buffer, format="jpeg")
+            except Exception as exc:
+                raise CameraError(f"capture failed: {exc}") from exc
+        data = buffer.getvalue()
+        if not data.startswith(b"\xff\xd8"):
+            raise CameraError("camera returned data that is not a JPEG")
+        return data
+
+    def close(self) -> None:
+        with self._lock:
+            cam, self._cam = self._cam, None
+        if cam is not None:
+            try:
+                cam.stop()
+            finally:
+                cam.close()
+
+
+class SimulatedCamera:
+    """A real JPEG: a drawn entrance frame with the capture time, for the simulated campus."""
+
+    name = "simulated"
+
+    def __init__(self, width: int = 640, height: int = 480, jpeg_quality: int = 80, label: str = ""):
+        self.size = (width, height)
+        self.quality = jpeg_quality
+        self.label = label
+        self.fail_next: str | None = None      # tests and the /sim page can break the camera
+        self.delay_seconds = 0.0
+
+    def start(self) -> None:
+        pass
+
+    def capture_jpeg(self) -> bytes:
+        if self.delay_seconds:
+            time.sleep(self.delay_seconds)
+        if self.fail_next:
+            reason, self.fail_next = self.fail_next, None
+            raise CameraError(reason)
+        from PIL import Image, ImageDraw
+
+        w, h = self.size
+        img = Image.new("RGB", self.size, (46, 64, 83))
+        draw = ImageDraw.Draw(img)
+        draw.rectangle([w * 0.3, h * 0.15, w * 0.7, h], fill=(120, 94, 70), outline=(20, 20, 20), width=4)
+        draw.ellipse([w * 0.42, h * 0.3, w * 0.58, h * 0.52], fill=(230, 190, 160))
+        draw.rectangle([w * 0.38, h * 0.52, w * 0.62, h * 0.95], fill=(40, 110, 170))
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+        draw.rectangle([0, 0, w, 28], fill=(0, 0, 0))
+        draw.text((8, 8), f"SIMULATED CAMERA {self.label}  {stamp}", fill=(255, 255, 255))
+        out = io.BytesIO()
+        img.save(out, format="JPEG", quality=self.quality)
+        return out.getvalue()
+
+    def close(self) -> None:
+        pass
+
+
+def build_camera(kind: str, width: int, height: int, quality: int, label: str = "") -> Camera:
+    if kind == "picamera2":
+        return Picamera2Camera(width, height, quality)
+    return SimulatedCamera(width, height, quality, label)
+
+
+class SnapshotService:
+    """Captures a snapshot per ring on its own thread, with a timeout, and journals the result.
+
+    One capture at a time: while a hung capture is still stuck, new rings get
+    ``camera_failed`` (busy) at once instead of piling up threads.
+    """
+
+    def __init__(self, camera: Camera, directory: Path, recorder: Any, timeout: float = 3.0,
+                 retention_days: float = 30.0, max_bytes: int = 500 * 1024 * 1024,
+                 on_health: Callable[[bool], None] | None = None):
+        self.camera = camera
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._recorder = recorder
+        self.timeout = timeout
+        self.retention_seconds = retention_days * 86400
+        self.max_bytes = max_bytes
+        self._busy = threading.Lock()
+        self._on_health = on_health
+        self.ok = True
+        self.last_error: str | None = None
+        self.last_capture_seconds: float | None = None
+
+    def start(self) -> None:
+        try:
+            self.camera.start()
+        except Exception as exc:
+            self._set_health(False, str(exc))
+            log.error("camera did not start: %s", exc)
+
+    def request(self, request_id: str) -> Future[Any]:
+        """Ask for a snapshot for this ring; returns at once. The Future ends after journaling."""
+        done: Future[Any] = Future()
+        threading.Thread(target=self._run, args=(request_id, done), name=f"snapshot-{request_id[:8]}",
+                         daemon=True).start()
+        return done
+
+    def path_for(self, request_id: str) -> Path | None:
+        """The snapshot file for a request id, or None (ids are validated: no path traversal)."""
+        if not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
+            return None
+        path = self.directory / f"{request_id}.jpg"
+        return path if path.is_file() else None
+
+    def _run(self, request_id: str, done: Future[Any]) -> None:
+        try:
+            done.set_result(self._capture_and_record(request_id))
+        except Exception as exc:  # never let the thread die silently
+            log.exception("snapshot for %s failed", request_id)
+            done.set_exception(exc)
+
+    def _capture_and_record(self, request_id: str) -> Any:
+        if not self._busy.acquire(blocking=False):
+            return self._fail(request_id, "camera busy: a previous capture has not finished")
+        result: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def capture() -> None:
+            try:
+                started = time.monotonic()
+                result["jpeg"] = self.camera.capture_jpeg()
+                result["seconds"] = time.monotonic() - started
+            except Exception as exc:
+                result["error"] = str(exc) or type(exc).__name__
+            finally:
+                finished.set()
+                self._busy.release()
+
+        threading.Thread(target=capture, name="camera-capture", daemon=True).start()
+        if not finished.wait(self.timeout):
+            return self._fail(request_id, f"camera timed out after {self.timeout:g}s")
+        if "error" in result:
+            return self._fail(request_id, result["error"])
+        jpeg: bytes = result["jpeg"]
+        path = self.directory / f"{request_id}.jpg"
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(jpeg)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        self.last_capture_seconds = result["seconds"]
+        self._set_health(True, None)
+        event = self._recorder.append(
+            ev.SNAPSHOT_CAPTURED, request_id, size=len(jpeg), sha256=hashlib.sha256(jpeg).hexdigest(),
+            content_type="image/jpeg", capture_ms=round(result["seconds"] * 1000, 1))
+        self.prune()
+        return event
+
+    def _fail(self, request_id: str, reason: str) -> Any:
+        log.warning("camera failed for ring %s: %s", request_id, reason)
+        self._set_health(False, reason)
+        return self._recorder.append(ev.CAMERA_FAILED, request_id, reason=reason[:300])
+
+    def _set_health(self, ok: bool, error: str | None) -> None:
+        changed = ok != self.ok
+        self.ok, self.last_error = ok, error
+        if changed and self._on_health is not None:
+            self._on_health(ok)
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete snapshots older than the retention, then the oldest until under the size cap."""
+        now = time.time() if now is None else now
+        files = []
+        for path in self.directory.glob("*.jpg"):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            files.append((st.st_mtime, st.st_size, path))
+        files.sort()
+        removed = 0
+        total = sum(size for _, size, _ in files)
+        for mtime, size, path in files:
+            if now - mtime > self.retention_seconds or total > self.max_bytes:
+                path.unlink(missing_ok=True)
+                total -= size
+                removed += 1
+        return removed
+
+    def close(self) -> None:
+        try:
+            self.camera.close()
+        except Exception:
+            log.exception("camera close failed")

@@ -1,0 +1,131 @@
+"""Command line: ``entry-buzzer run|simulate|check-config|relock``.
+
+Exit codes: 0 ok, 2 bad configuration or usage, 1 runtime failure. Errors are
+one clear line each, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import config as cfg
+from . import simulate as sim
+
+log = logging.getLogger("entry-buzzer")
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _load(path: str) -> cfg.Settings:
+    try:
+        return cfg.load(path)
+    except cfg.ConfigError as exc:
+        for line in exc.errors:
+            print(f"error: {line}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = _load(args.file)
+    print(settings.summary())
+    print("config OK")
+    return 0
+
+
+def cmd_relock(args: argparse.Namespace) -> int:
+    """Drive the strike locked without starting the daemon (systemd ExecStopPost backstop)."""
+    settings = _load(args.config)
+    from .gpio import relock
+    try:
+        relock(settings.gpio)
+    except Exception as exc:  # report, but a failing backstop must be loud, not a traceback
+        print(f"error: relock of GPIO {settings.gpio.strike_pin} failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"strike on GPIO {settings.gpio.strike_pin} driven locked")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    _setup_logging(args.verbose)
+    from .daemon import run
+    try:
+        return run(settings)
+    except Exception as exc:
+        log.error("controller could not start: %s", exc)
+        return 1
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    _setup_logging(args.verbose)
+    base = _load(args.config) if args.config else cfg.Settings()
+    state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="entry-buzzer-sim-"))
+    mqtt_on = not args.no_mqtt and (args.mqtt_port is not None or _broker_reachable("127.0.0.1", 1883))
+    settings = sim.simulated_settings(base, state_dir, web_port=args.port, mqtt=mqtt_on,
+                                      mqtt_port=args.mqtt_port or 1883, web=not args.no_web)
+    return sim.run_simulation(settings, console_enabled=args.console or sys.stdin.isatty(),
+                              duration=args.duration)
+
+
+def _broker_reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="entry-buzzer", description="Entry buzzer and door access controller")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the door controller daemon")
+    p.add_argument("--config", required=True)
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("simulate", help="run a simulated campus (mock GPIO, simulated camera)")
+    p.add_argument("--config", help="start from this config (gpio/camera/storage are simulated)")
+    p.add_argument("--state-dir", help="state directory (default: a new temp dir)")
+    p.add_argument("--port", type=int, default=8080, help="panel port on 127.0.0.1 (default 8080)")
+    p.add_argument("--mqtt-port", type=int, help="broker port on 127.0.0.1 (default: 1883 when reachable)")
+    p.add_argument("--no-mqtt", action="store_true", help="do not connect to a broker")
+    p.add_argument("--no-web", action="store_true", help="do not serve the panel")
+    p.add_argument("--console", action="store_true", help="read commands from stdin (default when a TTY)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds (demos, smoke tests)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("check-config", help="validate a config file: exit 0 with a summary, or 2 with every error")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("relock", help="drive the strike locked without starting the daemon")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=cmd_relock)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int) else 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,367 @@
+"""TOML configuration -> typed, validated settings.
+
+Why so strict: this file decides which GPIO drives a door strike. A typo must
+never silently fall back to a default, so unknown keys are errors, every value
+is range-checked, and every error names the key and says why. All errors are
+collected, not just the first, so a technician fixes the file in one pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+UNLOCK_CAP_SECONDS = 30.0
+"""Hard cap on strike on-time. Not configurable: a config cannot raise it."""
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# BCM pins 0-8 are pulled up at power-on, 14/15 are the UART and toggle during
+# boot. A strike on any of them could unlock while the Pi boots.
+STRIKE_UNSAFE_PINS = set(range(0, 9)) | {14, 15}
+
+
+class ConfigError(ValueError):
+    """One or more configuration errors; ``errors`` holds 'key: reason' lines."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    campus: str = "demo-elementary"
+    door: str = "main-entrance"
+    campus_name: str = "Demo Elementary"
+    door_name: str = "Main entrance"
+
+
+@dataclass(frozen=True)
+class GpioSettings:
+    buzzer_pin: int = 27
+    buzzer_active_low: bool = True          # button to ground, internal pull-up
+    strike_pin: int = 17
+    strike_active_high: bool = True         # must stay true, see validation
+    door_contact_pin: int | None = None
+    door_open_level: str = "high"           # reed to ground: open door -> pin high
+    tamper_pin: int | None = None
+    tamper_active_level: str = "high"       # NC tamper loop to ground: opened -> high
+    led_ringing_pin: int | None = None
+    led_approved_pin: int | None = None
+    led_denied_pin: int | None = None
+
+
+@dataclass(frozen=True)
+class DoorSettings:
+    unlock_seconds: float = 5.0
+    ring_timeout_seconds: float = 60.0
+    held_open_seconds: float = 30.0
+    debounce_ms: int = 50
+    repeat_press_journal_seconds: float = 2.0
+    denied_indicator_seconds: float = 5.0
+    relock_on_close: bool = True
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    kind: str = "simulated"                 # "simulated" | "picamera2"
+    width: int = 1280
+    height: int = 720
+    jpeg_quality: int = 85
+    capture_timeout_seconds: float = 3.0
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    state_dir: Path = Path("/var/lib/entry-buzzer")
+    snapshot_retention_days: float = 30.0
+    snapshot_max_mb: float = 500.0
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 1883
+    prefix: str = "entry"
+    client_id: str = ""
+    keepalive_seconds: int = 30
+    username: str = ""
+    password_file: str = ""
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    publish_snapshots: bool = True
+    outbox_alarm_depth: int = 1000
+    allow_remote_lockdown_end: bool = False
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8080
+    secret_key_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    session_idle_minutes: int = 30
+    threads: int = 32
+
+
+@dataclass(frozen=True)
+class Settings:
+    site: SiteSettings = field(default_factory=SiteSettings)
+    gpio: GpioSettings = field(default_factory=GpioSettings)
+    door: DoorSettings = field(default_factory=DoorSettings)
+    camera: CameraSettings = field(default_factory=CameraSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    source: str = "<defaults>"
+
+    def summary(self) -> str:
+        g, d = self.gpio, self.door
+        lines = [
+            f"config: {self.source}",
+            f"site: {self.site.campus}/{self.site.door} ({self.site.campus_name}, {self.site.door_name})",
+            f"gpio: buzzer={g.buzzer_pin} strike={g.strike_pin} door_contact={g.door_contact_pin} "
+            f"tamper={g.tamper_pin} leds={g.led_ringing_pin}/{g.led_approved_pin}/{g.led_denied_pin}",
+            f"door: unlock {d.unlock_seconds:g}s (cap {UNLOCK_CAP_SECONDS:g}s), ring timeout "
+            f"{d.ring_timeout_seconds:g}s, held-open alarm {d.held_open_seconds:g}s",
+            f"camera: {self.camera.kind} {self.camera.width}x{self.camera.height} q{self.camera.jpeg_quality}",
+            f"storage: {self.storage.state_dir} (snapshots {self.storage.snapshot_retention_days:g} days, "
+            f"{self.storage.snapshot_max_mb:g} MB)",
+            f"mqtt: {'on ' + self.mqtt.host + ':' + str(self.mqtt.port) if self.mqtt.enabled else 'off'}",
+            f"web: {'on ' + self.web.host + ':' + str(self.web.port) if self.web.enabled else 'off'}",
+        ]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- validation
+
+Check = Callable[[Any], str | None]  # returns the reason, or None when fine
+
+
+def _between(lo: float, hi: float, unit: str = "") -> Check:
+    def check(v: Any) -> str | None:
+        if not lo <= v <= hi:
+            return f"{v!r} is out of range; use {lo:g} to {hi:g}{unit}"
+        return None
+    return check
+
+
+def _one_of(*choices: str) -> Check:
+    def check(v: Any) -> str | None:
+        return None if v in choices else f"{v!r} is not one of {', '.join(map(repr, choices))}"
+    return check
+
+
+def _slug(v: str) -> str | None:
+    return None if SLUG.match(v) else (
+        f"{v!r} is not a slug; use lowercase letters, digits, '-' or '_' (it becomes an MQTT topic level)")
+
+
+def _nonempty(v: str) -> str | None:
+    return None if v.strip() else "must not be empty"
+
+
+def _gpio_pin(v: int | None) -> str | None:
+    if v is None:
+        return None
+    return None if 2 <= v <= 27 else f"{v!r} is not a usable BCM GPIO; use 2-27"
+
+
+def _strike_pin(v: int) -> str | None:
+    if v in STRIKE_UNSAFE_PINS:
+        return (f"{v} is pulled high or toggles at boot; use a pin in 9-27 other than 14/15")
+    return None if 9 <= v <= 27 else f"{v!r} is not a BCM GPIO; use a pin in 9-27 other than 14/15"
+
+
+def _strike_active_high(v: bool) -> str | None:
+    return None if v else (
+        "false is refused: an active-low strike driver energizes while the Pi boots or when the "
+        "process dies; use an active-high driver with an external pull-down (see hardware.md)")
+
+
+def _port(v: int) -> str | None:
+    return None if 1 <= v <= 65535 else f"{v!r} is not a TCP port; use 1-65535"
+
+
+CHECKS: dict[str, dict[str, list[Check]]] = {
+    "site": {"campus": [_slug], "door": [_slug], "campus_name": [_nonempty], "door_name": [_nonempty]},
+    "gpio": {
+        "buzzer_pin": [_gpio_pin], "strike_pin": [_strike_pin], "strike_active_high": [_strike_active_high],
+        "door_contact_pin": [_gpio_pin], "tamper_pin": [_gpio_pin], "led_ringing_pin": [_gpio_pin],
+        "led_approved_pin": [_gpio_pin], "led_denied_pin": [_gpio_pin],
+        "door_open_level": [_one_of("high", "low")], "tamper_active_level": [_one_of("high", "low")],
+    },
+    "door": {
+        "unlock_seconds": [_between(0.5, UNLOCK_CAP_SECONDS, " s (hard cap)")],
+        "ring_timeout_seconds": [_between(5, 600, " s")],
+        "held_open_seconds": [_between(3, 3600, " s")],
+        "debounce_ms": [_between(0, 1000, " ms")],
+        "repeat_press_journal_seconds": [_between(0, 60, " s")],
+        "denied_indicator_seconds": [_between(0, 60, " s")],
+    },
+    "camera": {
+        "kind": [_one_of("simulated", "picamera2")],
+        "width": [_between(64, 4608, " px")], "height": [_between(48, 2592, " px")],
+        "jpeg_quality": [_between(1, 95)], "capture_timeout_seconds": [_between(0.1, 30, " s")],
+    },
+    "storage": {
+        "snapshot_retention_days": [_between(0.01, 3650, " days")],
+        "snapshot_max_mb": [_between(1, 1_000_000, " MB")],
+    },
+    "mqtt": {
+        "port": [_port], "prefix": [_slug], "keepalive_seconds": [_between(5, 3600, " s")],
+        "outbox_alarm_depth": [_between(1, 10_000_000)],
+    },
+    "web": {
+        "port": [_port], "session_idle_minutes": [_between(1, 24 * 60, " min")],
+        "threads": [_between(4, 256)],
+    },
+}
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Settings) if f.name != "source"}
+SECTION_CLASSES = {
+    "site": SiteSettings, "gpio": GpioSettings, "door": DoorSettings, "camera": CameraSettings,
+    "storage": StorageSettings, "mqtt": MqttSettings, "web": WebSettings,
+}
+
+
+def _type_name(t: Any) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            Path: "a path string"}.get(t, str(t))
+
+
+def _coerce(key: str, value: Any, annotation: str, errors: list[str]) -> Any:
+    """Check a TOML value against the dataclass annotation (as a string)."""
+    optional = annotation.endswith("| None")
+    base = annotation.replace("| None", "").strip()
+    py = {"int": int, "float": float, "bool": bool, "str": str, "Path": Path}[base]
+    if value is None and optional:
+        return None
+    if py is bool:
+        ok = isinstance(value, bool)
+    elif py is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif py is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        errors.append(f"{key}: {value!r} is not {_type_name(py)}")
+        return dataclasses.MISSING
+    return Path(value) if py is Path else value
+
+
+def from_dict(data: dict[str, Any], source: str = "<dict>") -> Settings:
+    """Validate a parsed TOML document into Settings, raising ConfigError with every problem."""
+    errors: list[str] = []
+    sections: dict[str, Any] = {}
+    for name in data:
+        if name not in SECTION_CLASSES:
+            errors.append(f"{name}: unknown section; expected one of {', '.join(SECTION_CLASSES)}")
+    for name, cls in SECTION_CLASSES.items():
+        raw = data.get(name, {})
+        if not isinstance(raw, dict):
+            errors.append(f"{name}: must be a table ([{name}])")
+            raw = {}
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            full = f"{name}.{key}"
+            if key not in known:
+                errors.append(f"{full}: unknown key; expected one of {', '.join(known)}")
+                continue
+            coerced = _coerce(full, value, str(known[key].type), errors)
+            if coerced is dataclasses.MISSING:
+                continue
+            reasons = [r for check in CHECKS.get(name, {}).get(key, []) if (r := check(coerced))]
+            errors.extend(f"{full}: {r}" for r in reasons)
+            if not reasons:
+                values[key] = coerced
+        sections[name] = cls(**values)
+    settings = Settings(**sections, source=source)
+    errors.extend(_cross_checks(settings, data))
+    if errors:
+        raise ConfigError(errors)
+    return settings
+
+
+def _cross_checks(s: Settings, data: dict[str, Any]) -> list[str]:
+    errors: list[str] = []
+    pins = {k: getattr(s.gpio, k) for k in
+            ("buzzer_pin", "strike_pin", "door_contact_pin", "tamper_pin",
+             "led_ringing_pin", "led_approved_pin", "led_denied_pin")}
+    seen: dict[int, str] = {}
+    for key, pin in pins.items():
+        if pin is None:
+            continue
+        if pin in seen:
+            errors.append(f"gpio.{key}: pin {pin} is already used by gpio.{seen[pin]}")
+        else:
+            seen[pin] = key
+    if s.door.unlock_seconds >= s.door.ring_timeout_seconds:
+        errors.append("door.unlock_seconds: must be shorter than door.ring_timeout_seconds")
+    for key in ("password_file", "tls_ca_file", "tls_cert_file", "tls_key_file"):
+        value = getattr(s.mqtt, key)
+        if s.mqtt.enabled and value and not _secret_path(value).is_file():
+            errors.append(f"mqtt.{key}: {value!r} does not exist or is not a file")
+    if bool(s.mqtt.tls_cert_file) != bool(s.mqtt.tls_key_file):
+        errors.append("mqtt.tls_cert_file: a client certificate needs mqtt.tls_key_file too (and vice versa)")
+    if s.mqtt.username and not s.mqtt.password_file:
+        errors.append("mqtt.password_file: mqtt.username is set but no password file; "
+                      "passwords are never written inline")
+    for key in ("secret_key_file", "tls_cert_file", "tls_key_file"):
+        value = getattr(s.web, key)
+        if s.web.enabled and value and not _secret_path(value).is_file():
+            errors.append(f"web.{key}: {value!r} does not exist or is not a file")
+    if bool(s.web.tls_cert_file) != bool(s.web.tls_key_file):
+        errors.append("web.tls_cert_file: HTTPS needs both web.tls_cert_file and web.tls_key_file")
+    for section, keys in (("mqtt", ("password",)), ("web", ("secret_key", "password"))):
+        raw = data.get(section, {}) if isinstance(data.get(section), dict) else {}
+        for k in keys:
+            if k in raw:
+                errors.append(f"{section}.{k}: secrets are never inline; use {section}.{k}_file "
+                              "or a systemd credential ('credential:NAME')")
+    return errors
+
+
+def _secret_path(value: str) -> Path:
+    """Resolve 'credential:NAME' to systemd's $CREDENTIALS_DIRECTORY/NAME, else a plain path."""
+    if value.startswith("credential:"):
+        return Path(os.environ.get("CREDENTIALS_DIRECTORY", "/nonexistent")) / value.split(":", 1)[1]
+    return Path(value)
+
+
+def read_secret(value: str) -> str:
+    """Read a secret from a file or systemd credential. The value is never logged."""
+    return _secret_path(value).read_text(encoding="utf-8").strip()
+
+
+def load(path: str | os.PathLike[str]) -> Settings:
+    """Load and validate a TOML config file. Raises ConfigError (a ValueError)."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read config file ({exc.strerror or exc})"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{p}: not valid TOML ({exc})"]) from None
+    return from_dict(data, source=str(p))
+
+
+def with_overrides(settings: Settings, **sections: dict[str, Any]) -> Settings:
+    """Return a copy with some section fields replaced (used by simulate and tests)."""
+    changes = {name: dataclasses.replace(getattr(settings, name), **values)
+               for name, values in sections.items()}
+    return dataclasses.replace(settings, **changes)

@@ -1,0 +1,567 @@
+"""The entry core: the one owner of door state.
+
+Pure logic. It imports none of gpiozero, paho, picamera2 or Flask and reads
+time only from an injected Clock, so every rule (expiry at the exact
+boundary, pulse end, held-open) is tested in microseconds.
+
+Every input (buzzer press, staff approval, lockdown command, door contact,
+timer) is a method call that runs entirely under one lock, so transitions
+are serialized: two approvals racing for one ring give exactly one pulse.
+
+Safety rules enforced here:
+- the strike is energized only by an approval of the pending, unexpired ring
+  it names, or by an audited staff unlock, and only after the journal has
+  committed the decision;
+- on-time is bounded by the configured seconds and never beyond UNLOCK_CAP
+  measured from the start of the pulse, however many approvals arrive;
+- lockdown refuses every unlock and ends a running pulse; presses are still
+  recorded;
+- if the journal cannot be written the core fails closed: strike locked,
+  unlocks refused, a ``journal_failure`` alarm, until a write succeeds again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import wraps
+from typing import Any, Callable, Protocol
+
+from . import events as ev
+
+log = logging.getLogger(__name__)
+
+UNLOCK_CAP = 30.0
+FAULT_RETRY_SECONDS = 10.0
+HANDLED_MEMORY = 1000
+
+
+# ------------------------------------------------------------------ ports
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class Strike(Protocol):
+    def unlock(self) -> None: ...
+    def lock(self) -> None: ...
+
+
+class Indicators(Protocol):
+    def show(self, state: str) -> None: ...  # idle | ringing | approved | denied | lockdown
+
+
+class Recorder(Protocol):
+    def append(self, type: str, request_id: str | None = None, actor: str | None = None,
+               **data: Any) -> Any: ...
+
+
+class _NoIndicators:
+    def show(self, state: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The door settings the core needs (built from config.DoorSettings by the daemon)."""
+    unlock_seconds: float = 5.0
+    ring_timeout_seconds: float = 60.0
+    held_open_seconds: float = 30.0
+    debounce_ms: int = 50
+    repeat_press_journal_seconds: float = 2.0
+    denied_indicator_seconds: float = 5.0
+    relock_on_close: bool = True
+
+    @classmethod
+    def from_settings(cls, door: Any) -> "Rules":
+        return cls(**{k: getattr(door, k) for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Outcome of a staff action. ``code`` maps to HTTP: ok, unknown (404), handled/expired/
+    lockdown/busy (409), invalid (400), fault (503)."""
+    ok: bool
+    code: str
+    reason: str
+    request_id: str | None = None
+
+
+@dataclass
+class _Ring:
+    request_id: str
+    started_at: float
+    started_wall: datetime
+    expires_at: float
+    presses: int = 1
+    last_journaled: float = 0.0
+
+
+@dataclass
+class _Pulse:
+    request_id: str | None
+    actor: str
+    started_at: float
+    ends_at: float
+    door_opened: bool = False
+
+
+@dataclass
+class _Lockdown:
+    since: datetime
+    actor: str
+    reason: str
+    source: str
+
+
+class _RecordFailed(Exception):
+    pass
+
+
+def _transition(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a public command under the core lock, after due timers, then notify."""
+    @wraps(method)
+    def wrapper(self: "EntryCore", *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self._run_timers()
+            try:
+                result = method(self, *args, **kwargs)
+            finally:
+                self._refresh_indicators()
+        self._after_change()
+        return result
+    return wrapper
+
+
+class EntryCore:
+    def __init__(self, recorder: Recorder, strike: Strike, rules: Rules | None = None, *,
+                 clock: Clock | None = None, indicators: Indicators | None = None,
+                 on_ring: Callable[[str], None] | None = None, has_door_contact: bool = False):
+        self.rules = rules or Rules()
+        self._recorder = recorder
+        self._strike = strike
+        self._clock = clock or SystemClock()
+        self._indicators = indicators or _NoIndicators()
+        self._on_ring = on_ring
+        self.has_door_contact = has_door_contact
+        self._lock = threading.RLock()
+        self._listeners: list[Callable[[], None]] = []
+        self._ring: _Ring | None = None
+        self._pulse: _Pulse | None = None
+        self._lockdown: _Lockdown | None = None
+        self._handled: OrderedDict[str, str] = OrderedDict()
+        self._last_press: float | None = None
+        self._door_open = False
+        self._door_opened_at = 0.0
+        self._alarms: dict[str, datetime] = {}
+        self._denied_until = 0.0
+        self._fault: str | None = None
+        self._fault_retry_at = 0.0
+        self._indicator_state: str | None = None
+        # Safety first: whatever the hardware adapter did, drive locked now.
+        self._strike.lock()
+        self._refresh_indicators()
+
+    # ------------------------------------------------------------ listeners
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """callback() runs after every command (outside the lock): status may have changed."""
+        self._listeners.append(callback)
+
+    def _after_change(self) -> None:
+        for callback in list(self._listeners):
+            try:
+                callback()
+            except Exception:
+                log.exception("core listener failed")
+
+    # ------------------------------------------------------------ commands
+    @_transition
+    def press(self) -> Decision:
+        """A buzzer press (already an edge from the GPIO adapter). Debounced and coalesced."""
+        now = self._clock.monotonic()
+        if self._last_press is not None and (now - self._last_press) * 1000 < self.rules.debounce_ms:
+            return Decision(False, "debounced", "press within the debounce window",
+                            self._ring.request_id if self._ring else None)
+        self._last_press = now
+        ring = self._ring
+        if ring is not None:
+            ring.presses += 1
+            if now - ring.last_journaled >= self.rules.repeat_press_journal_seconds:
+                ring.last_journaled = now
+                self._try_record(ev.BUZZER_REPEATED, ring.request_id, presses=ring.presses)
+            return Decision(True, "coalesced", "counted against the pending ring", ring.request_id)
+        request_id = str(uuid.uuid4())
+        ring = _Ring(request_id=request_id, started_at=now, started_wall=self._clock.now(),
+                     expires_at=now + self.rules.ring_timeout_seconds, last_journaled=now)
+        # Journal first; even if that fails we still show the ring (the visitor is real) but
+        # the core is then in fault and will not unlock for it.
+        recorded = self._try_record(ev.BUZZER_PRESSED, request_id, presses=1,
+                                    expires_in=self.rules.ring_timeout_seconds,
+                                    lockdown=self._lockdown is not None)
+        self._ring = ring
+        if recorded and self._on_ring is not None:
+            try:
+                self._on_ring(request_id)
+            except Exception:
+                log.exception("snapshot request failed for %s", request_id)
+        return Decision(True, "ringing", "new ring", request_id)
+
+    @_transition
+    def approve(self, request_id: Any, actor: Any) -> Decision:
+        """Staff approval of one pending ring: journal it, then pulse the strike once."""
+        refused = self._check_ring_action("approve", request_id, actor)
+        if refused:
+            return refused
+        if self._lockdown is not None:
+            return self._refuse("approve", request_id, actor, "lockdown", "lockdown is active")
+        ring = self._ring
+        assert ring is not None
+        try:
+            self._record(ev.ENTRY_APPROVED, ring.request_id, actor, presses=ring.presses)
+        except _RecordFailed:
+            return Decision(False, "fault", "journal unavailable: failing closed", ring.request_id)
+        self._close_ring("approved")
+        if not self._start_pulse(ring.request_id, actor, "approved"):
+            return Decision(False, "fault", "strike could not be driven; door stays locked",
+                            ring.request_id)
+        return Decision(True, "ok", "approved", ring.request_id)
+
+    @_transition
+    def deny(self, request_id: Any, actor: Any) -> Decision:
+        refused = self._check_ring_action("deny", request_id, actor)
+        if refused:
+            return refused
+        ring = self._ring
+        assert ring is not None
+        # Deny is the safe direction: it ends the ring even if the journal write fails.
+        self._try_record(ev.ENTRY_DENIED, ring.request_id, actor, presses=ring.presses)
+        self._close_ring("denied")
+        self._denied_until = self._clock.monotonic() + self.rules.denied_indicator_seconds
+        return Decision(True, "ok", "denied", ring.request_id)
+
+    @_transition
+    def unlock_now(self, actor: Any, note: str = "") -> Decision:
+        """Staff 'unlock now' without a ring: allowed, audited, refused in lockdown or fault."""
+        if not _valid_actor(actor):
+            return Decision(False, "invalid", "a named staff member is required")
+        if self._lockdown is not None:
+            return self._refuse("unlock", None, actor, "lockdown", "lockdown is active")
+        if self._fault is not None:
+            return Decision(False, "fault", f"failing closed: {self._fault}")
+        if not self._start_pulse(None, actor, "staff_unlock", note=str(note)[:200]):
+            return Decision(False, "fault", "journal or strike unavailable; door stays locked")
+        return Decision(True, "ok", "unlocked")
+
+    @_transition
+    def start_lockdown(self, actor: str, reason: str = "", source: str = "panel",
+                       command_id: str | None = None) -> Decision:
+        """Lockdown takes effect before it is journaled: it is the safe direction."""
+        if self._lockdown is not None:
+            return Decision(True, "already", "lockdown already active")
+        self._lockdown = _Lockdown(self._clock.now(), str(actor), str(reason)[:200], source)
+        self._try_record(ev.LOCKDOWN_STARTED, None, str(actor), reason=str(reason)[:200],
+                         source=source, command_id=command_id)
+        if self._pulse is not None:
+            self._end_pulse("lockdown")
+        return Decision(True, "ok", "lockdown started")
+
+    @_transition
+    def end_lockdown(self, actor: str, reason: str = "", source: str = "panel",
+                     command_id: str | None = None) -> Decision:
+        """Ending a lockdown is journaled first: if it cannot be recorded, lockdown stays."""
+        if self._lockdown is None:
+            return Decision(True, "already", "no lockdown active")
+        try:
+            self._record(ev.LOCKDOWN_ENDED, None, str(actor), reason=str(reason)[:200],
+                         source=source, command_id=command_id)
+        except _RecordFailed:
+            return Decision(False, "fault", "journal unavailable: lockdown stays")
+        self._lockdown = None
+        return Decision(True, "ok", "lockdown ended")
+
+    @_transition
+    def door_changed(self, is_open: bool) -> None:
+        """Door contact edge. Forced-open when it opens with the strike locked."""
+        if is_open == self._door_open:
+            return
+        now = self._clock.monotonic()
+        self._door_open = is_open
+        if is_open:
+            self._door_opened_at = now
+            self._try_record(ev.DOOR_OPENED, self._pulse.request_id if self._pulse else None)
+            if self._pulse is not None:
+                self._pulse.door_opened = True
+            else:
+                self._raise_alarm("forced_open")
+            return
+        self._try_record(ev.DOOR_CLOSED)
+        self._clear_alarm("held_open")
+        if self._pulse is not None and self._pulse.door_opened and self.rules.relock_on_close:
+            self._end_pulse("door_closed")
+
+    @_transition
+    def tamper_changed(self, active: bool) -> None:
+        if active:
+            self._raise_alarm("tamper")
+        else:
+            self._clear_alarm("tamper")
+
+    @_transition
+    def acknowledge_alarm(self, alarm: str, actor: Any) -> Decision:
+        if not _valid_actor(actor):
+            return Decision(False, "invalid", "a named staff member is required")
+        if alarm not in self._alarms or alarm == "journal_failure":
+            return Decision(False, "unknown", f"no active alarm {alarm!r} to acknowledge")
+        if alarm == "held_open" and self._door_open:
+            return Decision(False, "busy", "the door is still held open")
+        self._clear_alarm(alarm, actor=str(actor))
+        return Decision(True, "ok", "acknowledged")
+
+    @_transition
+    def set_alarm(self, alarm: str, active: bool, **data: Any) -> None:
+        """Alarms owned by adapters (e.g. MQTT outbox backlog)."""
+        if active:
+            self._raise_alarm(alarm, **data)
+        else:
+            self._clear_alarm(alarm)
+
+    @_transition
+    def tick(self) -> None:
+        """Process due timers (the daemon's loop calls this; tests call it after moving the clock)."""
+
+    def shutdown(self, reason: str = "shutdown") -> None:
+        """Drive the strike locked and journal it. Never raises: it runs on every exit path."""
+        with self._lock:
+            try:
+                self._strike.lock()
+            except Exception:
+                log.exception("strike lock failed during shutdown")
+            if self._pulse is not None:
+                self._pulse = None
+                self._try_record(ev.DOOR_LOCKED, reason=reason)
+            self._ring = None
+            self._refresh_indicators()
+
+    # ------------------------------------------------------------ queries
+    def next_deadline(self) -> float | None:
+        """Monotonic time of the next timer, for the daemon's loop."""
+        with self._lock:
+            times = []
+            if self._pulse is not None:
+                times.append(self._pulse.ends_at)
+            if self._ring is not None:
+                times.append(self._ring.expires_at)
+            if self._door_open and "held_open" not in self._alarms:
+                times.append(self._door_opened_at + self.rules.held_open_seconds)
+            if self._denied_until:
+                times.append(self._denied_until)
+            if self._fault is not None:
+                times.append(self._fault_retry_at)
+            return min(times) if times else None
+
+    @property
+    def strike_energized(self) -> bool:
+        return self._pulse is not None
+
+    @property
+    def in_lockdown(self) -> bool:
+        return self._lockdown is not None
+
+    @property
+    def fault(self) -> str | None:
+        return self._fault
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-able picture of door state for the panel and the MQTT state topic."""
+        with self._lock:
+            now = self._clock.monotonic()
+            wall = self._clock.now()
+            door = "open" if self._door_open else ("unlocked" if self._pulse else "locked")
+            ring = None
+            if self._ring is not None:
+                r = self._ring
+                ring = {"request_id": r.request_id, "started": ev.utc_iso(r.started_wall),
+                        "presses": r.presses, "seconds_left": round(max(0.0, r.expires_at - now), 1),
+                        "expires": ev.utc_iso(wall.fromtimestamp(wall.timestamp() + r.expires_at - now,
+                                                                 timezone.utc))}
+            pulse = None
+            if self._pulse is not None:
+                p = self._pulse
+                pulse = {"request_id": p.request_id, "actor": p.actor,
+                         "seconds_left": round(max(0.0, p.ends_at - now), 1)}
+            lockdown = None
+            if self._lockdown is not None:
+                lk = self._lockdown
+                lockdown = {"since": ev.utc_iso(lk.since), "actor": lk.actor, "reason": lk.reason,
+                            "source": lk.source}
+            return {"door": door, "strike": "unlocked" if self._pulse else "locked",
+                    "door_open": self._door_open if self.has_door_contact else None,
+                    "ring": ring, "pulse": pulse, "lockdown": lockdown,
+                    "alarms": {k: ev.utc_iso(v) for k, v in self._alarms.items()},
+                    "fault": self._fault}
+
+    # ------------------------------------------------------------ internals
+    def _check_ring_action(self, action: str, request_id: Any, actor: Any) -> Decision | None:
+        if not isinstance(request_id, str) or not request_id or len(request_id) > 64:
+            return self._refuse(action, None, actor, "invalid", "request id missing or malformed")
+        if not _valid_actor(actor):
+            return self._refuse(action, request_id, None, "invalid", "a named staff member is required")
+        if self._ring is None or self._ring.request_id != request_id:
+            outcome = self._handled.get(request_id)
+            if outcome == "expired":
+                return self._refuse(action, request_id, actor, "expired", "the ring has expired")
+            if outcome is not None:
+                return self._refuse(action, request_id, actor, "handled", f"already {outcome}")
+            return self._refuse(action, request_id, actor, "unknown", "no such pending ring")
+        if action == "approve" and self._fault is not None:
+            return self._refuse(action, request_id, actor, "fault", f"failing closed: {self._fault}")
+        return None
+
+    def _refuse(self, action: str, request_id: str | None, actor: Any, code: str,
+                reason: str) -> Decision:
+        """Refusals change no door state but are audited (when the journal can take them)."""
+        self._try_record(ev.ACTION_REFUSED, request_id if isinstance(request_id, str) else None,
+                         actor if _valid_actor(actor) else None, action=action, code=code, reason=reason)
+        return Decision(False, code, reason, request_id if isinstance(request_id, str) else None)
+
+    def _close_ring(self, outcome: str) -> None:
+        assert self._ring is not None
+        self._handled[self._ring.request_id] = outcome
+        while len(self._handled) > HANDLED_MEMORY:
+            self._handled.popitem(last=False)
+        self._ring = None
+
+    def _start_pulse(self, request_id: str | None, actor: str, reason: str, **data: Any) -> bool:
+        """Journal the unlock, then energize. Extends a running pulse only up to the cap."""
+        now = self._clock.monotonic()
+        wanted = min(self.rules.unlock_seconds, UNLOCK_CAP)
+        pulse = self._pulse
+        if pulse is not None:
+            new_end = min(max(pulse.ends_at, now + wanted), pulse.started_at + UNLOCK_CAP)
+            try:
+                self._record(ev.DOOR_UNLOCKED, request_id, actor, reason=reason, extended=True,
+                             seconds=round(new_end - now, 3), **data)
+            except _RecordFailed:
+                return False
+            pulse.ends_at = new_end
+            return True
+        try:
+            self._record(ev.DOOR_UNLOCKED, request_id, actor, reason=reason, extended=False,
+                         seconds=wanted, **data)
+        except _RecordFailed:
+            return False
+        self._pulse = _Pulse(request_id, actor, now, now + wanted)
+        try:
+            self._strike.unlock()
+        except Exception as exc:
+            log.exception("strike unlock failed")
+            self._end_pulse("fault")
+            self._raise_alarm("strike_failure", error=str(exc)[:200])
+            return False
+        return True
+
+    def _end_pulse(self, reason: str) -> None:
+        """Lock first (the safe direction), then journal."""
+        try:
+            self._strike.lock()
+        except Exception:
+            log.exception("strike lock failed")
+        self._pulse = None
+        self._try_record(ev.DOOR_LOCKED, reason=reason)
+
+    def _raise_alarm(self, alarm: str, **data: Any) -> None:
+        if alarm in self._alarms:
+            return
+        self._alarms[alarm] = self._clock.now()
+        self._try_record(ev.ALARM_RAISED, alarm=alarm, **data)
+
+    def _clear_alarm(self, alarm: str, actor: str | None = None) -> None:
+        if self._alarms.pop(alarm, None) is not None:
+            self._try_record(ev.ALARM_CLEARED, None, actor, alarm=alarm)
+
+    def _run_timers(self) -> None:
+        now = self._clock.monotonic()
+        if self._pulse is not None and now >= self._pulse.ends_at:
+            self._end_pulse("pulse_end")
+        if self._ring is not None and now >= self._ring.expires_at:
+            ring = self._ring
+            self._close_ring("expired")
+            self._try_record(ev.RING_EXPIRED, ring.request_id, presses=ring.presses)
+        if (self._door_open and "held_open" not in self._alarms
+                and now >= self._door_opened_at + self.rules.held_open_seconds):
+            self._raise_alarm("held_open", seconds=self.rules.held_open_seconds)
+        if self._denied_until and now >= self._denied_until:
+            self._denied_until = 0.0
+        if self._fault is not None and now >= self._fault_retry_at:
+            try:
+                self._recorder.append(ev.JOURNAL_RECOVERED, fault=self._fault)
+            except Exception:
+                self._fault_retry_at = now + FAULT_RETRY_SECONDS
+            else:
+                log.warning("journal recovered after fault: %s", self._fault)
+                self._fault = None
+                self._alarms.pop("journal_failure", None)
+
+    def _record(self, type: str, request_id: str | None = None, actor: str | None = None,
+                **data: Any) -> None:
+        """Commit an event or enter fault (strike locked) and raise _RecordFailed."""
+        try:
+            self._recorder.append(type, request_id, actor, **data)
+        except Exception as exc:
+            self._enter_fault(f"journal write failed: {exc}")
+            raise _RecordFailed() from exc
+
+    def _try_record(self, type: str, request_id: str | None = None, actor: str | None = None,
+                    **data: Any) -> bool:
+        try:
+            self._record(type, request_id, actor, **data)
+        except _RecordFailed:
+            return False
+        return True
+
+    def _enter_fault(self, why: str) -> None:
+        log.error("entry core failing closed: %s", why)
+        try:
+            self._strike.lock()
+        except Exception:
+            log.exception("strike lock failed while entering fault")
+        self._pulse = None
+        if self._fault is None:
+            self._fault = why
+            self._fault_retry_at = self._clock.monotonic() + FAULT_RETRY_SECONDS
+        self._alarms.setdefault("journal_failure", self._clock.now())
+
+    def _refresh_indicators(self) -> None:
+        if self._pulse is not None:
+            state = "approved"
+        elif self._denied_until:
+            state = "denied"
+        elif self._ring is not None:
+            state = "ringing"
+        elif self._lockdown is not None:
+            state = "lockdown"
+        else:
+            state = "idle"
+        if state != self._indicator_state:
+            self._indicator_state = state
+            try:
+                self._indicators.show(state)
+            except Exception:
+                log.exception("indicator update failed")
+
+
+def _valid_actor(actor: Any) -> bool:
+    return isinstance(actor, str) and 0 < len(actor.strip()) <= 100

@@ -1,0 +1,280 @@
+"""Wiring: build the adapters from config, run the core loop, handle signals.
+
+Start-up order is the safety order: drive the strike locked first, then open
+the journal, then everything else. Every exit path (SIGTERM, SIGINT, an
+exception) relocks and journals ``controller_stopped`` before the process ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import __version__
+from . import events as ev
+from .camera import Camera, SnapshotService, build_camera
+from .config import Settings
+from .core import Clock, Decision, EntryCore, Rules, SystemClock
+from .gpio import DoorHardware, factory_name
+from .journal import Journal
+from .notify import Notifier, watchdog_interval
+
+log = logging.getLogger(__name__)
+
+JOURNAL_FILE = "journal.sqlite3"
+SNAPSHOT_DIR = "snapshots"
+
+
+class Service:
+    """Something the daemon starts after the core and stops before it (MQTT link, web server)."""
+
+    name = "service"
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def health(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass
+class Controller:
+    """The running door controller: the object the panel and the MQTT link talk to.
+
+    Staff actions go through here to the core; nothing outside the core touches the strike.
+    """
+
+    settings: Settings
+    journal: Journal
+    core: EntryCore
+    hardware: DoorHardware
+    snapshots: SnapshotService
+    clock: Clock
+    services: list[Service] = field(default_factory=list)
+    simulated: bool = False
+    station: Any = None          # the simulated visitor station (simulate only)
+    started_monotonic: float = field(default_factory=time.monotonic)
+
+    # ---- commands (delegates, so callers never need the core's internals)
+    def press(self) -> Decision:
+        return self.core.press()
+
+    def approve(self, request_id: Any, actor: Any) -> Decision:
+        return self.core.approve(request_id, actor)
+
+    def deny(self, request_id: Any, actor: Any) -> Decision:
+        return self.core.deny(request_id, actor)
+
+    def unlock_now(self, actor: Any, note: str = "") -> Decision:
+        return self.core.unlock_now(actor, note)
+
+    def start_lockdown(self, actor: str, reason: str = "", source: str = "panel",
+                       command_id: str | None = None) -> Decision:
+        return self.core.start_lockdown(actor, reason, source, command_id)
+
+    def end_lockdown(self, actor: str, reason: str = "", source: str = "panel",
+                     command_id: str | None = None) -> Decision:
+        return self.core.end_lockdown(actor, reason, source, command_id)
+
+    # ---- queries
+    def status(self) -> dict[str, Any]:
+        status = self.core.status()
+        status.update(campus=self.settings.site.campus, door_id=self.settings.site.door,
+                      last_seq=self.journal.last_seq, version=__version__,
+                      camera_ok=self.snapshots.ok)
+        return status
+
+    def health(self) -> dict[str, Any]:
+        try:
+            disk = shutil.disk_usage(self.journal.path.parent)
+            disk_info = {"free_bytes": disk.free, "total_bytes": disk.total}
+        except OSError:
+            disk_info = {"free_bytes": None, "total_bytes": None}
+        health: dict[str, Any] = {
+            "camera": {"ok": self.snapshots.ok, "error": self.snapshots.last_error,
+                       "kind": self.snapshots.camera.name},
+            "disk": disk_info,
+            "outbox_depth": self.journal.outbox_depth() if self.settings.mqtt.enabled else 0,
+            "fault": self.core.fault,
+            "gpio_factory": factory_name(self.hardware.pin_factory),
+            "uptime_seconds": round(time.monotonic() - self.started_monotonic, 1),
+        }
+        for service in self.services:
+            health[service.name] = service.health()
+        return health
+
+
+class CoreLoop(threading.Thread):
+    """The core's own loop: fires timers and sends systemd watchdog pings.
+
+    It calls ``core.tick()`` (which takes the core lock) before each ping, so a
+    core stuck inside a transition stops the pings and systemd restarts us.
+    """
+
+    def __init__(self, core: EntryCore, notifier: Notifier | None = None,
+                 watchdog_seconds: float | None = None, max_sleep: float = 1.0):
+        super().__init__(name="entry-core-loop", daemon=True)
+        self.core = core
+        self.notifier = notifier
+        self.watchdog_seconds = watchdog_seconds
+        self.max_sleep = min(max_sleep, watchdog_seconds or max_sleep)
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.core.add_listener(self.wake.set)
+
+    def run(self) -> None:
+        last_ping = 0.0
+        while not self.stopping.is_set():
+            try:
+                self.core.tick()
+            except Exception:
+                log.exception("core tick failed")
+            now = time.monotonic()
+            if self.notifier is not None and self.watchdog_seconds and now - last_ping >= self.watchdog_seconds:
+                self.notifier.watchdog()
+                last_ping = now
+            deadline = self.core.next_deadline()
+            timeout = self.max_sleep if deadline is None else min(self.max_sleep, max(0.0, deadline - now))
+            self.wake.wait(timeout)
+            self.wake.clear()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+
+def previous_stop(journal: Journal) -> str:
+    last = journal.last_event()
+    if last is None:
+        return "none"
+    return "clean" if last.type == ev.CONTROLLER_STOPPED else "unclean"
+
+
+def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = None,
+          clock: Clock | None = None, simulated: bool = False) -> Controller:
+    """Build a controller: strike locked first, then journal, core, camera, hardware callbacks."""
+    hardware = DoorHardware(settings.gpio, pin_factory=pin_factory)   # strike driven locked here
+    try:
+        state_dir = Path(settings.storage.state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        clock = clock or SystemClock()
+        journal = Journal(state_dir / JOURNAL_FILE, settings.site.campus, settings.site.door, now=clock.now)
+        camera = camera or build_camera(settings.camera.kind, settings.camera.width,
+                                        settings.camera.height, settings.camera.jpeg_quality,
+                                        settings.site.door_name)
+        snapshots = SnapshotService(
+            camera, state_dir / SNAPSHOT_DIR, journal, timeout=settings.camera.capture_timeout_seconds,
+            retention_days=settings.storage.snapshot_retention_days,
+            max_bytes=int(settings.storage.snapshot_max_mb * 1024 * 1024))
+        core = EntryCore(journal, hardware.strike, Rules.from_settings(settings.door), clock=clock,
+                         indicators=hardware.leds, on_ring=snapshots.request,
+                         has_door_contact=hardware.door_contact is not None)
+    except Exception:
+        hardware.close()
+        raise
+    return Controller(settings=settings, journal=journal, core=core, hardware=hardware,
+                      snapshots=snapshots, clock=clock, simulated=simulated)
+
+
+def start(controller: Controller) -> None:
+    """Journal the start, sync the door contact, start the camera and connect the inputs."""
+    c = controller
+    c.journal.append(ev.CONTROLLER_STARTED, version=__version__, previous_stop=previous_stop(c.journal),
+                     gpio_factory=factory_name(c.hardware.pin_factory), camera=c.snapshots.camera.name,
+                     simulated=c.simulated)
+    if c.hardware.door_is_open:
+        c.core.door_changed(True)
+    if c.hardware.tamper_active:
+        c.core.tamper_changed(True)
+    c.snapshots.start()
+    c.hardware.connect(on_press=c.core.press, on_door=c.core.door_changed, on_tamper=c.core.tamper_changed)
+
+
+def stop(controller: Controller, reason: str) -> None:
+    """Every exit path: relock, stop services, journal controller_stopped, close. Never raises."""
+    c = controller
+    c.core.shutdown(reason)
+    for service in reversed(c.services):
+        try:
+            service.stop()
+        except Exception:
+            log.exception("stopping %s failed", service.name)
+    try:
+        c.journal.append(ev.CONTROLLER_STOPPED, reason=reason)
+    except Exception:
+        log.exception("could not journal controller_stopped")
+    c.snapshots.close()
+    c.hardware.close()
+    c.journal.close()
+
+
+ServiceFactory = Callable[[Controller], Service]
+
+
+def run(settings: Settings, pin_factory: Any = None, camera: Camera | None = None,
+        service_factories: list[ServiceFactory] | None = None, simulated: bool = False,
+        on_ready: Callable[[Controller], None] | None = None,
+        on_built: Callable[[Controller], None] | None = None,
+        stop_event: threading.Event | None = None) -> int:
+    """Run the daemon until SIGTERM/SIGINT (or stop_event). Returns the exit code."""
+    stop_event = stop_event or threading.Event()
+    received: list[str] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signal.Signals(signum).name)
+        stop_event.set()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    controller = build(settings, pin_factory=pin_factory, camera=camera, simulated=simulated)
+    notifier = Notifier()
+    loop = CoreLoop(controller.core, notifier, watchdog_interval())
+    reason = "shutdown"
+    try:
+        if on_built is not None:
+            on_built(controller)
+        start(controller)
+        loop.start()
+        for make in service_factories or default_services(settings):
+            service = make(controller)
+            controller.services.append(service)
+            service.start()
+        notifier.ready(f"door {settings.site.campus}/{settings.site.door} locked, journal open")
+        log.info("controller ready: %s/%s", settings.site.campus, settings.site.door)
+        if on_ready is not None:
+            on_ready(controller)
+        while not stop_event.wait(0.5):
+            pass
+        reason = f"signal {received[0]}" if received else "stop requested"
+    except Exception as exc:
+        log.exception("controller failed")
+        reason = f"fault: {exc}"
+        return_code = 1
+    else:
+        return_code = 0
+    finally:
+        notifier.stopping()
+        loop.stop()
+        stop(controller, reason)
+        log.info("controller stopped (%s)", reason)
+    return return_code
+
+
+def default_services(settings: Settings) -> list[ServiceFactory]:
+    """The MQTT link and the web panel, when enabled (imported lazily: each is optional)."""
+    factories: list[ServiceFactory] = []
+    if settings.mqtt.enabled:
+        from .mqtt import MqttLink
+        factories.append(MqttLink.for_controller)
+    if settings.web.enabled:
+        from web.server import WebServer   # composition root: the only place that knows the panel
+        factories.append(WebServer.for_controller)
+    return factories

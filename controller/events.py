@@ -1,0 +1,81 @@
+"""Event types and their one JSON form.
+
+Every fact the controller learns becomes an Event, committed to the journal
+before anyone (panel, MQTT, log) hears about it. This module is the single
+place that names event types and turns an Event into JSON, so the panel, the
+MQTT feed and the history export can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+# Visitor and ring lifecycle
+BUZZER_PRESSED = "buzzer_pressed"          # a new ring (request_id)
+BUZZER_REPEATED = "buzzer_repeated"        # more presses on the same ring (coalesced)
+SNAPSHOT_CAPTURED = "snapshot_captured"    # size, sha256
+CAMERA_FAILED = "camera_failed"            # reason
+ENTRY_APPROVED = "entry_approved"          # actor
+ENTRY_DENIED = "entry_denied"              # actor
+RING_EXPIRED = "ring_expired"
+ACTION_REFUSED = "action_refused"          # an approve/deny/unlock the core would not do: reason
+# Strike and door
+DOOR_UNLOCKED = "door_unlocked"            # reason: approved | staff_unlock; seconds
+DOOR_LOCKED = "door_locked"                # reason: pulse_end | door_closed | lockdown | shutdown | fault
+DOOR_OPENED = "door_opened"
+DOOR_CLOSED = "door_closed"
+ALARM_RAISED = "alarm_raised"              # alarm: held_open | forced_open | tamper | outbox_backlog
+ALARM_CLEARED = "alarm_cleared"
+# Site-wide
+LOCKDOWN_STARTED = "lockdown_started"      # actor, reason, source
+LOCKDOWN_ENDED = "lockdown_ended"
+COMMAND_REJECTED = "command_rejected"      # source, reason
+CONTROLLER_STARTED = "controller_started"  # version, previous_stop: none | clean | unclean
+CONTROLLER_STOPPED = "controller_stopped"  # reason
+JOURNAL_RECOVERED = "journal_recovered"    # the journal accepted writes again after a fault
+
+ALL_TYPES = (
+    BUZZER_PRESSED, BUZZER_REPEATED, SNAPSHOT_CAPTURED, CAMERA_FAILED, ENTRY_APPROVED,
+    ENTRY_DENIED, RING_EXPIRED, ACTION_REFUSED, DOOR_UNLOCKED, DOOR_LOCKED, DOOR_OPENED,
+    DOOR_CLOSED, ALARM_RAISED, ALARM_CLEARED, LOCKDOWN_STARTED, LOCKDOWN_ENDED,
+    COMMAND_REJECTED, CONTROLLER_STARTED, CONTROLLER_STOPPED, JOURNAL_RECOVERED,
+)
+
+ALARMS = ("held_open", "forced_open", "tamper", "outbox_backlog", "journal_failure")
+
+
+def utc_iso(ts: datetime) -> str:
+    """RFC 3339 UTC with millisecond precision and a 'Z' suffix."""
+    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    seq: int
+    type: str
+    ts: datetime
+    campus: str
+    door: str
+    request_id: str | None = None
+    actor: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id, "seq": self.seq, "type": self.type, "ts": utc_iso(self.ts),
+            "campus": self.campus, "door": self.door,
+        }
+        if self.request_id is not None:
+            out["request_id"] = self.request_id
+        if self.actor is not None:
+            out["actor"] = self.actor
+        for key, value in self.data.items():
+            out.setdefault(key, value)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)

@@ -1,0 +1,195 @@
+"""gpiozero adapter: buzzer, strike relay, door contact, tamper switch, visitor LEDs.
+
+Hardware is reached only through a gpiozero pin factory: the one gpiozero
+picks (``GPIOZERO_PIN_FACTORY``, lgpio on a Pi 5) or one passed explicitly
+(MockFactory in tests and in the simulated campus).
+
+Callbacks here never touch the strike: they forward edges to the entry core,
+which owns door state. The strike output is created with
+``initial_value=False`` so constructing it drives the door locked.
+
+A software backstop timer forces the strike off UNLOCK_CAP + 1 s after any
+unlock, in case the core's own loop ever hangs while the strike is on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+from gpiozero import LED, Button, DigitalInputDevice, DigitalOutputDevice
+
+from .config import GpioSettings
+from .core import UNLOCK_CAP
+
+log = logging.getLogger(__name__)
+
+
+class StrikeRelay:
+    """The door strike output. ``unlock()`` energizes, ``lock()`` de-energizes (fail-secure)."""
+
+    def __init__(self, pin: int, pin_factory: Any = None, backstop_seconds: float = UNLOCK_CAP + 1):
+        # Active-high only (config refuses otherwise); initial_value=False drives it locked now.
+        self._device = DigitalOutputDevice(pin, active_high=True, initial_value=False,
+                                           pin_factory=pin_factory)
+        self._backstop_seconds = backstop_seconds
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def is_unlocked(self) -> bool:
+        return bool(self._device.value)
+
+    @property
+    def pin(self) -> Any:
+        return self._device.pin
+
+    def unlock(self) -> None:
+        with self._lock:
+            self._cancel_backstop()
+            self._timer = threading.Timer(self._backstop_seconds, self._backstop)
+            self._timer.daemon = True
+            self._timer.start()
+            self._device.on()
+
+    def lock(self) -> None:
+        with self._lock:
+            self._cancel_backstop()
+            if not self._device.closed:
+                self._device.off()
+
+    def _backstop(self) -> None:
+        log.critical("strike backstop fired: the core did not relock within the cap; forcing locked")
+        with self._lock:
+            if not self._device.closed:
+                self._device.off()
+
+    def _cancel_backstop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def close(self) -> None:
+        """Drive locked and release the pin. Safe to call twice."""
+        self.lock()
+        self._device.close()
+
+
+class VisitorLeds:
+    """Outdoor indicator LEDs. Missing pins are simply not driven."""
+
+    def __init__(self, ringing: int | None, approved: int | None, denied: int | None,
+                 pin_factory: Any = None):
+        self._leds = {name: LED(pin, pin_factory=pin_factory)
+                      for name, pin in (("ringing", ringing), ("approved", approved), ("denied", denied))
+                      if pin is not None}
+        self.state = "idle"
+
+    def show(self, state: str) -> None:
+        self.state = state
+        for name, led in self._leds.items():
+            if name == "ringing" and state == "ringing":
+                led.blink(on_time=0.5, off_time=0.5)
+            elif name == state:
+                led.on()
+            else:
+                led.off()
+
+    def is_lit(self, name: str) -> bool | None:
+        led = self._leds.get(name)
+        return None if led is None else bool(led.is_lit)
+
+    def close(self) -> None:
+        for led in self._leds.values():
+            led.close()
+
+
+class DoorHardware:
+    """All door GPIO devices built from config. Safe to close twice; a context manager."""
+
+    def __init__(self, settings: GpioSettings, pin_factory: Any = None):
+        self.settings = settings
+        self.pin_factory = pin_factory
+        # Strike first: nothing else happens before the door is driven locked.
+        self.strike = StrikeRelay(settings.strike_pin, pin_factory=pin_factory)
+        try:
+            self.buzzer = Button(settings.buzzer_pin, pull_up=settings.buzzer_active_low,
+                                 pin_factory=pin_factory)
+            # Door contact and tamper loop are wired to ground with the internal pull on the
+            # other side, so the device is *active* in the normal state (door closed, enclosure
+            # shut) and a cut wire reads as open/tampered: the fail-safe direction for alarms.
+            self.door_contact: DigitalInputDevice | None = None
+            if settings.door_contact_pin is not None:
+                self.door_contact = DigitalInputDevice(
+                    settings.door_contact_pin, pull_up=settings.door_open_level == "high",
+                    pin_factory=pin_factory)
+            self.tamper: DigitalInputDevice | None = None
+            if settings.tamper_pin is not None:
+                self.tamper = DigitalInputDevice(
+                    settings.tamper_pin, pull_up=settings.tamper_active_level == "high",
+                    pin_factory=pin_factory)
+            self.leds = VisitorLeds(settings.led_ringing_pin, settings.led_approved_pin,
+                                    settings.led_denied_pin, pin_factory=pin_factory)
+        except Exception:
+            self.strike.close()
+            raise
+        self._closed = False
+
+    def connect(self, on_press: Callable[[], Any], on_door: Callable[[bool], Any],
+                on_tamper: Callable[[bool], Any]) -> None:
+        """Wire edges to core commands. Exceptions are logged, never raised into gpiozero."""
+        self.buzzer.when_pressed = _guard(on_press)
+        if self.door_contact is not None:
+            self.door_contact.when_deactivated = _guard(lambda: on_door(True))
+            self.door_contact.when_activated = _guard(lambda: on_door(False))
+        if self.tamper is not None:
+            self.tamper.when_deactivated = _guard(lambda: on_tamper(True))
+            self.tamper.when_activated = _guard(lambda: on_tamper(False))
+
+    @property
+    def door_is_open(self) -> bool | None:
+        return None if self.door_contact is None else not self.door_contact.is_active
+
+    @property
+    def tamper_active(self) -> bool | None:
+        return None if self.tamper is None else not self.tamper.is_active
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.strike.close()
+        for device in (self.buzzer, self.door_contact, self.tamper):
+            if device is not None:
+                device.close()
+        self.leds.close()
+
+    def __enter__(self) -> "DoorHardware":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def factory_name(pin_factory: Any = None) -> str:
+    """Which pin factory is in use (for selftest and the log)."""
+    if pin_factory is not None:
+        return type(pin_factory).__name__
+    from gpiozero import Device
+    return type(Device.pin_factory).__name__ if Device.pin_factory is not None else "default"
+
+
+def _guard(fn: Callable[[], Any]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("GPIO callback failed")
+    return run
+
+
+def relock(settings: GpioSettings, pin_factory: Any = None) -> None:
+    """Drive the strike locked and exit, without starting the daemon (systemd's backstop)."""
+    relay = StrikeRelay(settings.strike_pin, pin_factory=pin_factory)
+    relay.close()

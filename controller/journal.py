@@ -1,0 +1,183 @@
+"""The durable event journal: SQLite in WAL mode, one file per door.
+
+It is at once the audit log, the panel's history and the MQTT outbox. An
+event is committed (synchronous=FULL, so it survives power loss) before
+append() returns, and listeners (panel stream, MQTT drain) are told only
+after the commit. seq rises by exactly one per event: a failed commit does
+not consume a number. Undelivered events are never deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .events import Event
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq        INTEGER PRIMARY KEY,
+    id         TEXT NOT NULL UNIQUE,
+    type       TEXT NOT NULL,
+    ts         TEXT NOT NULL,
+    request_id TEXT,
+    actor      TEXT,
+    data       TEXT NOT NULL,
+    delivered  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS events_undelivered ON events(seq) WHERE delivered = 0;
+CREATE INDEX IF NOT EXISTS events_type_seq ON events(type, seq);
+CREATE INDEX IF NOT EXISTS events_request ON events(request_id);
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+"""
+
+# The journal's durability settings, in one place so the benchmark's raw
+# SQLite baseline measures exactly the same thing.
+PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000")
+
+Listener = Callable[[Event], None]
+
+
+def _ts_text(ts: datetime) -> str:
+    """Fixed-width UTC text, so SQL string comparison orders timestamps correctly."""
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+class JournalError(RuntimeError):
+    """The journal could not commit. Callers must fail closed."""
+
+
+class Journal:
+    def __init__(self, path: str | Path, campus: str, door: str,
+                 now: Callable[[], datetime] | None = None):
+        self.path = Path(path)
+        self.campus, self.door = campus, door
+        self._now = now or (lambda: datetime.now(timezone.utc))
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            for pragma in PRAGMAS:
+                self._db.execute(pragma)
+            self._db.executescript(SCHEMA)
+            row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        except (sqlite3.Error, OSError) as exc:
+            raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
+        self._last_seq = int(row[0])
+        self._closed = False
+
+    # ------------------------------------------------------------- writing
+    def subscribe(self, listener: Listener) -> None:
+        """Call listener(event) after every commit (outside the journal lock)."""
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        try:
+            self._listeners.remove(listener)
+        except ValueError:
+            pass
+
+    def append(self, type: str, request_id: str | None = None, actor: str | None = None,
+               **data: Any) -> Event:
+        """Commit one event durably and return it; raise JournalError if it is not on disk."""
+        with self._lock:
+            if self._closed:
+                raise JournalError("journal is closed")
+            event = Event(id=str(uuid.uuid4()), seq=self._last_seq + 1, type=type, ts=self._now(),
+                          campus=self.campus, door=self.door, request_id=request_id, actor=actor,
+                          data=data)
+            try:
+                self._db.execute(
+                    "INSERT INTO events(seq, id, type, ts, request_id, actor, data) VALUES (?,?,?,?,?,?,?)",
+                    (event.seq, event.id, event.type, _ts_text(event.ts), request_id, actor,
+                     json.dumps(data, sort_keys=True)))
+            except (sqlite3.Error, OSError, TypeError, ValueError) as exc:
+                raise JournalError(f"journal write failed: {exc}") from exc
+            self._last_seq = event.seq
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken listener must never undo or block a commit
+                log.exception("journal listener %r failed", listener)
+        return event
+
+    # ------------------------------------------------------------- outbox
+    def undelivered(self, limit: int = 100, after_seq: int = 0) -> list[Event]:
+        return self._select("WHERE delivered = 0 AND seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
+
+    def mark_delivered(self, seqs: Iterable[int]) -> None:
+        seqs = list(seqs)
+        if not seqs:
+            return
+        with self._lock:
+            try:
+                self._db.executemany("UPDATE events SET delivered = 1 WHERE seq = ?", [(s,) for s in seqs])
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal write failed: {exc}") from exc
+
+    def outbox_depth(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM events WHERE delivered = 0").fetchone()[0])
+
+    # ------------------------------------------------------------- reading
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    def last_event(self) -> Event | None:
+        rows = self._select("ORDER BY seq DESC LIMIT 1", ())
+        return rows[0] if rows else None
+
+    def get(self, seq: int) -> Event | None:
+        rows = self._select("WHERE seq = ?", (seq,))
+        return rows[0] if rows else None
+
+    def for_request(self, request_id: str) -> list[Event]:
+        return self._select("WHERE request_id = ? ORDER BY seq", (request_id,))
+
+    def query(self, types: Iterable[str] | None = None, since: datetime | None = None,
+              until: datetime | None = None, before_seq: int | None = None,
+              limit: int = 50) -> list[Event]:
+        """Newest first, for history pages: filter by types and a [since, until) time range."""
+        where, args = [], []
+        if types:
+            types = list(types)
+            where.append(f"type IN ({','.join('?' * len(types))})")
+            args.extend(types)
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(_ts_text(since))
+        if until is not None:
+            where.append("ts < ?")
+            args.append(_ts_text(until))
+        if before_seq is not None:
+            where.append("seq < ?")
+            args.append(before_seq)
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        return self._select(f"{clause} ORDER BY seq DESC LIMIT ?", (*args, max(1, min(limit, 10_000))))
+
+    def _select(self, clause: str, args: tuple[Any, ...]) -> list[Event]:
+        sql = f"SELECT seq, id, type, ts, request_id, actor, data FROM events {clause}"
+        with self._lock:
+            try:
+                rows = self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal read failed: {exc}") from exc
+        return [Event(id=r[1], seq=r[0], type=r[2], ts=datetime.fromisoformat(r[3]), campus=self.campus,
+                      door=self.door, request_id=r[4], actor=r[5], data=json.loads(r[6])) for r in rows]
+
+    def close(self) -> None:
+        """Close the database; safe to call twice."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
