@@ -288,7 +288,7 @@ class Linked:
         from controller import config as cfg
         from controller import daemon
         from controller.mqtt import MqttLink
-        from controller.simulate import SIM_GPIO
+        from controller.simulate import SIM_GPIO, SimulatedStation
 
         self.door = door or "d" + uuid.uuid4().hex[:8]
         mqtt_settings = {"enabled": True, "host": "127.0.0.1", "port": broker.port, "username": user,
@@ -304,6 +304,8 @@ class Linked:
         self.factory = MockFactory()
         self._daemon = daemon
         self.controller = daemon.build(self.settings, pin_factory=self.factory, clock=clock)
+        self.station = SimulatedStation(self.factory, self.settings.gpio)
+        self.station.settle()            # door closed, enclosure shut, as on a real installation
         daemon.start(self.controller)
         self.link = MqttLink.for_controller(self.controller)
         self.controller.services.append(self.link)

@@ -137,3 +137,195 @@ def test_every_event_type_arrives_schema_valid_in_seq_order(linked, subscriber, 
     assert jpeg and jpeg[0].payload[:2] == b"\xff\xd8"
     assert len(jpeg[0].payload) == snap["size"]
     assert hashlib.sha256(jpeg[0].payload).hexdigest() == snap["sha256"]
+
+
+def test_status_and_state_are_retained_and_clean_stop_publishes_offline(linked, subscriber, broker):
+    lc = linked()
+    root = lc.root
+    wait_for(lambda: lc.link.health()["connected"], what="link connected")
+    lc.wait_delivered()
+    late = subscriber(topics=(f"{root}/status", f"{root}/state"))   # joins after: gets retained copies
+    status = wait_for(lambda: late.on(f"{root}/status"), what="retained status")
+    assert status[-1].retain and status[-1].payload == b"online"
+    validate(status[-1].payload.decode(), STATUS)
+    state = wait_for(lambda: late.on(f"{root}/state"), what="retained state")[-1].json()
+    validate(state, STATE)
+    assert state["door"] == "locked" and state["lockdown"] is None and state["door_id"] == lc.door
+
+    rid = lc.controller.press().request_id                   # a change re-publishes state
+    fresh = wait_for(lambda: [m.json() for m in late.on(f"{root}/state") if m.json()["ringing"] == rid],
+                     what="state with the ring")
+    validate(fresh[-1], STATE)
+    assert fresh[-1]["last_seq"] >= lc.events_of(ev.BUZZER_PRESSED)[0].seq
+
+    health = lc.link.health()
+    assert health["connected"] and health["last_error"] is None and health["delivered_count"] >= 2
+    lc.close()
+    wait_for(lambda: late.on(f"{root}/status")[-1].payload == b"offline", what="offline on clean stop")
+    fresh_sub = subscriber(topics=(f"{root}/status",))
+    assert wait_for(lambda: fresh_sub.on(f"{root}/status"))[-1].payload == b"offline"
+
+
+HOSTILE = [
+    ("malformed JSON", b"{not json", "malformed"),
+    ("not UTF-8", b"\xff\xfe\x00", "malformed"),
+    ("not an object", b'["start"]', "malformed"),
+    ("missing field", json.dumps({"action": "start", "id": "x"}).encode(), "missing field 'by'"),
+    ("wrong type", json.dumps({"action": "start", "id": 7, "by": "A"}).encode(), "'id' must be a string"),
+    ("empty actor", json.dumps({"action": "start", "id": "x", "by": "  "}).encode(), "must not be empty"),
+    ("unknown action", command("unlock").encode(), "unknown action"),
+    ("unknown field", command("start", door="open").encode(), "unknown field"),
+    ("oversized", command("start", reason="x" * 2000).encode(), "too large"),
+    ("end not allowed", command("end").encode(), "not allowed"),
+]
+
+
+def test_hostile_commands_change_nothing_and_are_journaled(linked, subscriber):
+    lc = linked()
+    operator = subscriber(user="operator", topics=())
+    before = lc.controller.core.status()
+    topic = f"{lc.root}/cmd/lockdown"
+    for _name, payload, _reason in HOSTILE:
+        operator.publish(topic, payload)
+    operator.publish(topic, command("start", id="retained-1"), retain=True)   # retained: never acted on
+    rejected = wait_event(lc, ev.COMMAND_REJECTED, len(HOSTILE) + 1)
+    operator.publish(topic, b"", retain=True)               # clear the retained message again
+    reasons = [e.data["reason"] for e in rejected]
+    for (name, _payload, expected), reason in zip(HOSTILE, reasons):
+        assert expected in reason, f"{name}: {reason}"
+    assert reasons[len(HOSTILE)].startswith("retained")
+    assert all(e.data["source"] == "mqtt" and e.data["topic"] == topic for e in rejected)
+    assert rejected[len(HOSTILE)].data["command_id"] == "retained-1"
+    after = lc.controller.core.status()
+    assert after == before and not lc.controller.core.in_lockdown
+    assert not lc.events_of(ev.LOCKDOWN_STARTED) and not lc.events_of(ev.DOOR_UNLOCKED)
+    assert lc.link.health()["commands_rejected"] >= len(HOSTILE) + 1
+
+
+@pytest.mark.parametrize("name,payload,expected", HOSTILE)
+def test_command_parser_refuses(name, payload, expected):
+    with pytest.raises(CommandError, match=expected.replace("(", r"\(")):
+        parse_command(payload, allow_end=False)
+    try:   # the schema agrees that these are not valid commands (except the config-only refusal)
+        data = json.loads(payload)
+    except ValueError:
+        return
+    if name != "end not allowed":
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(data, COMMAND)
+
+
+def test_valid_commands_match_the_schema():
+    for action in ("start", "end"):
+        payload = command(action)
+        validate(json.loads(payload), COMMAND)
+        assert parse_command(payload.encode(), allow_end=True)["action"] == action
+
+
+def test_lockdown_command_starts_lockdown_and_approvals_are_refused(linked, subscriber):
+    lc = linked()
+    sub = subscriber(topics=(f"{lc.root}/state", f"{lc.root}/events"))
+    operator = subscriber(user="operator", topics=())
+    operator.publish(f"{lc.root}/cmd/lockdown", command("start", id="cmd-42"))
+    started = wait_event(lc, ev.LOCKDOWN_STARTED)[0]
+    assert started.actor == "District Officer"
+    assert started.data["source"] == "mqtt" and started.data["command_id"] == "cmd-42"
+    assert lc.controller.core.in_lockdown
+    wait_for(lambda: any(m.json()["lockdown"] for m in sub.on(f"{lc.root}/state")), what="state lockdown")
+    wait_for(lambda: any(e["type"] == ev.LOCKDOWN_STARTED and e["command_id"] == "cmd-42"
+                         for e in sub.events(lc.root)), what="the lockdown_started acknowledgement")
+
+    rid = lc.controller.press().request_id
+    decision = lc.controller.approve(rid, "Ms Office") if rid else None
+    assert decision is None or (not decision.ok and decision.code == "lockdown")
+    unlock = lc.controller.unlock_now("Ms Office", "try")
+    assert not unlock.ok and unlock.code == "lockdown"
+    assert not lc.controller.core.strike_energized and not lc.events_of(ev.DOOR_UNLOCKED)
+
+    # district-wide topic: same effect; a repeated start is answered, not silently dropped
+    operator.publish("entry/all/cmd/lockdown", command("start", id="cmd-43"))
+    answer = wait_for(lambda: [e for e in lc.events_of(ev.COMMAND_REJECTED) if e.data["command_id"] == "cmd-43"])
+    assert answer[0].data["reason"].startswith("already")
+    operator.publish(f"{lc.root}/cmd/lockdown", command("end", id="cmd-44"))   # not allowed by default
+    wait_for(lambda: [e for e in lc.events_of(ev.COMMAND_REJECTED) if e.data["command_id"] == "cmd-44"])
+    assert lc.controller.core.in_lockdown
+
+
+def test_remote_lockdown_end_only_when_config_allows(linked, subscriber):
+    lc = linked(allow_remote_lockdown_end=True)
+    operator = subscriber(user="operator", topics=())
+    operator.publish("entry/all/cmd/lockdown", command("start", id="a1"))
+    wait_event(lc, ev.LOCKDOWN_STARTED)
+    operator.publish(f"{lc.root}/cmd/lockdown", command("end", id="a2"))
+    ended = wait_event(lc, ev.LOCKDOWN_ENDED)[0]
+    assert ended.data["source"] == "mqtt" and ended.data["command_id"] == "a2"
+    assert not lc.controller.core.in_lockdown
+
+
+UNLOCK_TOPICS = ["{root}/cmd/unlock", "{root}/unlock", "{root}/cmd/door", "{root}/cmd/approve",
+                 "{root}/cmd/open", "entry/all/cmd/unlock", "{root}/cmd/lockdown/unlock", "{root}/set"]
+
+
+def test_no_topic_can_unlock_the_door(linked, subscriber):
+    lc = linked()
+    rid = lc.controller.press().request_id                 # a pending ring an attacker would love to approve
+    admin = subscriber(user="admin", topics=())             # may publish anywhere, unlike real accounts
+    for t in UNLOCK_TOPICS:
+        for body in (json.dumps({"action": "unlock", "id": "u", "by": "x", "request_id": rid}), "unlock", "1"):
+            admin.publish(t.format(root=lc.root), body)
+    admin.publish(f"{lc.root}/cmd/lockdown", command("unlock", id="barrier"))   # processed in order
+    wait_for(lambda: [e for e in lc.events_of(ev.COMMAND_REJECTED) if e.data["command_id"] == "barrier"])
+    assert not lc.controller.core.strike_energized
+    assert not lc.events_of(ev.DOOR_UNLOCKED) and not lc.events_of(ev.ENTRY_APPROVED)
+    assert lc.controller.core.status()["ring"]["request_id"] == rid
+    assert set(lc.link.command_topics) == {f"{lc.root}/cmd/lockdown", "entry/all/cmd/lockdown"}
+
+
+def test_district_read_only_account_can_watch_but_not_command(linked, subscriber):
+    lc = linked()
+    district = subscriber(user="district")
+    lc.controller.press()
+    wait_for(lambda: any(e["type"] == ev.BUZZER_PRESSED for e in district.events(lc.root)),
+             what="district sees events")
+    district.publish(f"{lc.root}/cmd/lockdown", command("start", id="ro-1"))     # ACL drops it
+    district.publish("entry/all/cmd/lockdown", command("start", id="ro-2"))
+    operator = subscriber(user="operator", topics=())
+    operator.publish(f"{lc.root}/cmd/lockdown", b"barrier")
+    wait_event(lc, ev.COMMAND_REJECTED)
+    assert not lc.controller.core.in_lockdown and not lc.events_of(ev.LOCKDOWN_STARTED)
+    assert [e.data["command_id"] for e in lc.events_of(ev.COMMAND_REJECTED)] == [None]
+
+
+def test_anonymous_and_wrong_password_are_refused(linked, subscriber, broker):
+    anonymous = subscriber(user="")
+    assert anonymous.refused and not anonymous.connected.is_set()
+    wrong = subscriber(user="district", password="guess")
+    assert wrong.refused
+    lc = linked(user="ctl", password_file=str(broker.password_file("district")))    # wrong secret
+    wait_for(lambda: lc.link.health()["last_error"], what="the refusal to be reported")
+    health = lc.link.health()
+    assert not health["connected"] and "refused" in health["last_error"]
+    watcher = subscriber(topics=(f"{lc.root}/status",))
+    lc.controller.press()
+    assert lc.journal.outbox_depth() >= 2 and not watcher.on(f"{lc.root}/status")
+
+
+def test_backoff_has_jitter_and_a_cap(linked):
+    lc = linked(reconnect_min_seconds=1.0, reconnect_max_seconds=8.0)
+    link = lc.link
+
+    class Recorder:
+        delays: list[float] = []
+
+        def reconnect_delay_set(self, lo: float, hi: float) -> None:
+            assert lo == hi
+            self.delays.append(lo)
+
+    rec = Recorder()
+    for rng in (0.0, 1.0):
+        link._failures, rec.delays, link._rng = 0, [], (lambda r=rng: r)
+        for _ in range(6):
+            link._schedule_retry(rec)
+        caps = [1, 2, 4, 8, 8, 8]
+        expected = [c / 2 for c in caps] if rng == 0.0 else caps
+        assert rec.delays == expected
