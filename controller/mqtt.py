@@ -49,9 +49,25 @@ def topic_root(prefix: str, campus: str, door: str) -> str:
     return f"{prefix}/{campus}/{door}"
 
 
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when the handshake fails (e.g. wrong CA).
+
+    paho leaves that socket open and retries every few seconds, leaking one file
+    descriptor per attempt on a misconfigured controller.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
 def tls_context(settings: cfg.MqttSettings) -> ssl.SSLContext:
     """A client TLS context: verify the broker against the CA file, TLS 1.2 at least."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)        # check_hostname + CERT_REQUIRED
+    ctx.sslsocket_class = _ClosingSSLSocket
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3 if settings.tls_min_version == "1.3" \
         else ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(cafile=cfg._secret_path(settings.tls_ca_file))
@@ -270,6 +286,9 @@ class MqttLink:
                 return
             if was:
                 self._set_error(f"connection lost: {reason}")
+            elif not (self.last_error or "").startswith("broker refused"):
+                self._set_error(f"the broker closed the connection before accepting it ({reason}); "
+                                "check host, port and TLS settings")
             self._schedule_retry(client)
             self._wake.set()
         except Exception:
