@@ -109,7 +109,10 @@ def make_certs(directory: Path) -> Tls:
 class Broker:
     """One private mosquitto process; stop()/start() keep the same port and files."""
 
-    def __init__(self, directory: Path, tls: Tls | None = None, persistence: bool = False):
+    def __init__(self, directory: Path, tls: Tls | None = None, persistence: bool = False,
+                 acl: str = ACL, accounts: dict[str, str] | None = None):
+        accounts = accounts or ACCOUNTS
+        self.accounts = accounts
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -117,11 +120,11 @@ class Broker:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.dir / "mosquitto.log"
         passwd = self.dir / "passwd"
-        for i, (user, password) in enumerate(ACCOUNTS.items()):
+        for i, (user, password) in enumerate(accounts.items()):
             subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(passwd), user, password],
                            check=True, capture_output=True)
-        (self.dir / "acl").write_text(ACL)
-        for user, password in ACCOUNTS.items():
+        (self.dir / "acl").write_text(acl)
+        for user, password in accounts.items():
             (self.dir / f"{user}.pass").write_text(password + "\n")
         lines = [
             "per_listener_settings false",
@@ -222,7 +225,7 @@ class Subscriber:
                                   client_id=client_id or f"test-{uuid.uuid4().hex[:10]}",
                                   clean_session=clean, protocol=mqtt.MQTTv311)
         if user:
-            self.client.username_pw_set(user, password if password is not None else ACCOUNTS[user])
+            self.client.username_pw_set(user, password if password is not None else broker.accounts[user])
         if tls is not None:
             self.client.tls_set(ca_certs=str(tls.ca), certfile=str(tls.client_cert), keyfile=str(tls.client_key))
         self.client.on_connect = self._on_connect
@@ -282,7 +285,7 @@ class Linked:
     """A real controller (MockFactory GPIO, simulated camera) with its MQTT link, in this process."""
 
     def __init__(self, broker: Broker, state_dir: Path, clock: Any = None, door: str | None = None,
-                 user: str = "ctl", **mqtt_overrides: Any):
+                 user: str = "ctl", campus: str = "test-campus", **mqtt_overrides: Any):
         from gpiozero.pins.mock import MockFactory
 
         from controller import config as cfg
@@ -292,15 +295,15 @@ class Linked:
 
         self.door = door or "d" + uuid.uuid4().hex[:8]
         mqtt_settings = {"enabled": True, "host": "127.0.0.1", "port": broker.port, "username": user,
-                         "password_file": str(broker.password_file(user) if user in ACCOUNTS else ""),
+                         "password_file": str(broker.password_file(user) if user in broker.accounts else ""),
                          "reconnect_min_seconds": 0.1, "reconnect_max_seconds": 1.0, "keepalive_seconds": 10,
                          "client_id": f"ctl-{self.door}"}
         mqtt_settings.update(mqtt_overrides)
         self.settings = cfg.with_overrides(
-            cfg.Settings(), site={"campus": "test-campus", "door": self.door}, gpio=SIM_GPIO,
+            cfg.Settings(), site={"campus": campus, "door": self.door}, gpio=SIM_GPIO,
             camera={"kind": "simulated", "width": 160, "height": 120, "capture_timeout_seconds": 5.0},
             storage={"state_dir": Path(state_dir)}, mqtt=mqtt_settings, web={"enabled": False})
-        self.root = f"{self.settings.mqtt.prefix}/test-campus/{self.door}"
+        self.root = f"{self.settings.mqtt.prefix}/{campus}/{self.door}"
         self.factory = MockFactory()
         self._daemon = daemon
         self.controller = daemon.build(self.settings, pin_factory=self.factory, clock=clock)
