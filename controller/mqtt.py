@@ -173,6 +173,7 @@ class MqttLink:
         self.commands_dropped = 0
         self.backlog_alarm = False
         self._depth: int | None = None
+        self._last_state: dict[str, Any] | None = None
         self._client: _Client | None = None
         self._worker: threading.Thread | None = None
 
@@ -188,10 +189,19 @@ class MqttLink:
                          client_id=s.client_id or f"entry-{site.campus}-{site.door}",
                          protocol=mqtt.MQTTv5)
         client.on_attempt_error = self._on_attempt_error
-        if s.username:
-            client.username_pw_set(s.username, cfg.read_secret(s.password_file) if s.password_file else None)
-        if s.tls_ca_file:
-            client.tls_set_context(tls_context(s))
+        self.controller.journal.subscribe(self._on_journal_event)
+        self.controller.core.add_listener(self._on_core_change)
+        self._worker = threading.Thread(target=self._run_worker, name="mqtt-outbox", daemon=True)
+        self._worker.start()          # runs even without a broker: it keeps the backlog alarm honest
+        try:
+            if s.username:
+                client.username_pw_set(s.username, cfg.read_secret(s.password_file) if s.password_file else None)
+            if s.tls_ca_file:
+                client.tls_set_context(tls_context(s))
+        except (OSError, ValueError) as exc:
+            # A broken MQTT setup must never take the door down: report it, keep journaling.
+            self._set_error(f"not connecting: MQTT credentials or TLS files unusable ({exc})")
+            return
         client.will_set(self.topic_status, "offline", qos=QOS, retain=True)
         client.max_inflight_messages_set(WINDOW)
         client.max_queued_messages_set(0)
@@ -202,10 +212,6 @@ class MqttLink:
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         self._client = client
-        self.controller.journal.subscribe(self._on_journal_event)
-        self.controller.core.add_listener(self._on_core_change)
-        self._worker = threading.Thread(target=self._run_worker, name="mqtt-outbox", daemon=True)
-        self._worker.start()
         client.connect_async(s.host, s.port, keepalive=s.keepalive_seconds, clean_start=True)
         client.loop_start()
         log.info("mqtt: connecting to %s:%d as %r (tls %s), topic root %s", s.host, s.port,
@@ -366,9 +372,9 @@ class MqttLink:
         if self._connected:
             self._drain()
         self._check_backlog()
-        if self._connected and self._state_dirty:
+        if self._connected and (self._state_dirty or reset):
             self._state_dirty = False
-            self._publish_state()
+            self._publish_state(force=reset)
 
     def _handle_acks(self) -> None:
         with self._lock:
@@ -454,11 +460,22 @@ class MqttLink:
                 "alarms": sorted(status["alarms"]), "fault": status["fault"],
                 "ts": ev.utc_iso(self.controller.clock.now())}
 
-    def _publish_state(self) -> None:
+    def _publish_state(self, force: bool = False) -> None:
+        """Publish state when it differs from the last one sent (ts aside), or on every connect.
+
+        Core listeners also fire on timer ticks that change nothing; those must not flood the bus.
+        """
         client = self._client
-        if client is not None:
-            payload = json.dumps(self.state_payload(), separators=(",", ":"), sort_keys=True)
-            client.publish(self.topic_state, payload, qos=QOS, retain=True)
+        if client is None:
+            return
+        state = self.state_payload()
+        comparable = {k: v for k, v in state.items() if k != "ts"}
+        if not force and comparable == self._last_state:
+            return
+        payload = json.dumps(state, separators=(",", ":"), sort_keys=True)
+        info = client.publish(self.topic_state, payload, qos=QOS, retain=True)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            self._last_state = comparable
 
     # ------------------------------------------------------------ commands
     def _handle_commands(self) -> None:

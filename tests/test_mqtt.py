@@ -152,10 +152,14 @@ def test_status_and_state_are_retained_and_clean_stop_publishes_offline(linked, 
     validate(state, STATE)
     assert state["door"] == "locked" and state["lockdown"] is None and state["door_id"] == lc.door
 
+    for _ in range(20):
+        lc.controller.core.tick()                            # timer ticks that change nothing
     rid = lc.controller.press().request_id                   # a change re-publishes state
     fresh = wait_for(lambda: [m.json() for m in late.on(f"{root}/state") if m.json()["ringing"] == rid],
                      what="state with the ring")
     validate(fresh[-1], STATE)
+    states = [{k: v for k, v in m.json().items() if k != "ts"} for m in late.on(f"{root}/state")]
+    assert all(a != b for a, b in zip(states, states[1:])), "state is published on change only"
     assert fresh[-1]["last_seq"] >= lc.events_of(ev.BUZZER_PRESSED)[0].seq
 
     health = lc.link.health()

@@ -85,3 +85,17 @@ def test_config_rejects_tls_below_12():
         cfg.from_dict({"mqtt": {"tls_min_version": "1.1"}})
     with pytest.raises(cfg.ConfigError, match="site.campus: 'all' is reserved"):
         cfg.from_dict({"site": {"campus": "all"}})
+
+
+def test_unusable_tls_files_are_reported_and_the_door_keeps_working(tls_broker, certs, tmp_path, clock):
+    garbage = tmp_path / "not-a-ca.pem"
+    garbage.write_text("this is not a certificate\n")
+    lc = Linked(tls_broker, tmp_path / "state", clock=clock, tls_ca_file=str(garbage))
+    try:
+        health = lc.link.health()
+        assert not health["connected"] and "unusable" in health["last_error"]
+        decision = lc.controller.press()
+        assert decision.ok, "the door works without MQTT"
+        assert lc.journal.outbox_depth() >= 2
+    finally:
+        lc.close()
