@@ -330,3 +330,37 @@ class Linked:
             self.stopped = True
             self._daemon.stop(self.controller, "test finished")
             self.factory.reset()
+
+
+_VALIDATORS: dict[str, Any] = {}
+
+
+def validator(name: str) -> Any:
+    """A compiled, cached validator (jsonschema.validate re-checks the schema on every call: slow)."""
+    import jsonschema
+
+    if name not in _VALIDATORS:
+        schema = load_schema(name)
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        _VALIDATORS[name] = cls(schema, format_checker=jsonschema.FormatChecker())
+    return _VALIDATORS[name]
+
+
+def validate(instance: Any, name: str) -> None:
+    validator(name).validate(instance)
+
+
+def validate_all(sub: Subscriber) -> int:
+    """Validate every status/state/events message a subscriber got against the JSON Schemas."""
+    names = {"status": "status", "state": "state", "events": "event"}
+    checked = 0
+    with sub.lock:
+        messages = list(sub.messages)
+    for m in messages:
+        kind = m.topic.rsplit("/", 1)[-1]
+        if kind not in names or "/cmd/" in m.topic or not m.payload:
+            continue
+        validate(m.payload.decode() if kind == "status" else json.loads(m.payload), names[kind])
+        checked += 1
+    return checked

@@ -13,18 +13,13 @@ from controller import events as ev
 from controller.camera import CameraError
 from controller.mqtt import MqttLink, parse_command, CommandError
 
-from support_mqtt import (Linked, Subscriber, broker, dedupe, load_schema, wait_for)  # noqa: F401
+from support_mqtt import (Linked, Subscriber, broker, dedupe, load_schema, validate_all,  # noqa: F401
+                          validate,
+                          wait_for)
 
 pytestmark = pytest.mark.broker
 
-EVENT = load_schema("event")
-STATE = load_schema("state")
-STATUS = load_schema("status")
 COMMAND = load_schema("lockdown-command")
-
-
-def validate(instance: object, schema: dict) -> None:
-    jsonschema.validate(instance, schema, format_checker=jsonschema.FormatChecker())
 
 
 @pytest.fixture
@@ -54,6 +49,8 @@ def subscriber(broker):
     yield make
     for s in subs:
         s.close()
+    for s in subs:
+        validate_all(s)      # every status/state/event message any test client saw is schema-valid
 
 
 def command(action: str = "start", **extra: object) -> str:
@@ -121,7 +118,7 @@ def test_every_event_type_arrives_schema_valid_in_seq_order(linked, subscriber, 
     root = lc.root
     got = sub.events(root)
     for e in got:
-        validate(e, EVENT)
+        validate(e, "event")
     unique = dedupe(got)
     seqs = [e["seq"] for e in unique]
     assert seqs == list(range(1, lc2.journal.last_seq + 1)), "every event once, in seq order, no gaps"
@@ -147,9 +144,9 @@ def test_status_and_state_are_retained_and_clean_stop_publishes_offline(linked, 
     late = subscriber(topics=(f"{root}/status", f"{root}/state"))   # joins after: gets retained copies
     status = wait_for(lambda: late.on(f"{root}/status"), what="retained status")
     assert status[-1].retain and status[-1].payload == b"online"
-    validate(status[-1].payload.decode(), STATUS)
+    validate(status[-1].payload.decode(), "status")
     state = wait_for(lambda: late.on(f"{root}/state"), what="retained state")[-1].json()
-    validate(state, STATE)
+    validate(state, "state")
     assert state["door"] == "locked" and state["lockdown"] is None and state["door_id"] == lc.door
 
     for _ in range(20):
@@ -157,7 +154,7 @@ def test_status_and_state_are_retained_and_clean_stop_publishes_offline(linked, 
     rid = lc.controller.press().request_id                   # a change re-publishes state
     fresh = wait_for(lambda: [m.json() for m in late.on(f"{root}/state") if m.json()["ringing"] == rid],
                      what="state with the ring")
-    validate(fresh[-1], STATE)
+    validate(fresh[-1], "state")
     states = [{k: v for k, v in m.json().items() if k != "ts"} for m in late.on(f"{root}/state")]
     assert all(a != b for a, b in zip(states, states[1:])), "state is published on change only"
     assert fresh[-1]["last_seq"] >= lc.events_of(ev.BUZZER_PRESSED)[0].seq
@@ -222,7 +219,7 @@ def test_command_parser_refuses(name, payload, expected):
 def test_valid_commands_match_the_schema():
     for action in ("start", "end"):
         payload = command(action)
-        validate(json.loads(payload), COMMAND)
+        validate(json.loads(payload), "lockdown-command")
         assert parse_command(payload.encode(), allow_end=True)["action"] == action
 
 

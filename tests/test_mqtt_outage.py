@@ -14,16 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jsonschema
 import pytest
 
 from controller import events as ev
 
-from support_mqtt import Linked, Subscriber, dedupe, load_schema, start_broker, wait_for
+from support_mqtt import Linked, Subscriber, dedupe, start_broker, validate, validate_all, wait_for
 
 pytestmark = pytest.mark.broker
-EVENT = load_schema("event")
-STATE = load_schema("state")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,7 +34,7 @@ def outage_broker(tmp_path):
 def check_feed(received: list[dict], expected_seqs: list[int]) -> dict[str, int]:
     """Validate, dedupe by id, check seq order; return the figures."""
     for e in received:
-        jsonschema.validate(e, EVENT)
+        validate(e, "event")
     unique = dedupe(received)
     got = [e["seq"] for e in unique]
     assert got == sorted(got), "first copies arrive in seq order"
@@ -85,10 +82,11 @@ def test_broker_outage_during_50_presses_loses_nothing(outage_broker, tmp_path, 
         assert ev.ALARM_RAISED in types and ev.ALARM_CLEARED in types
         state = wait_for(lambda: [m.json() for m in district.on(f"{lc.root}/state")
                                   if m.json()["last_seq"] >= last and m.json()["outbox_depth"] == 0])
-        jsonschema.validate(state[-1], STATE)
+        validate(state[-1], "state")
     finally:
         lc.close()
         district.close()
+    assert validate_all(district) > 0
 
 
 def _journal_counts(state_dir: Path) -> tuple[int, int]:
@@ -223,11 +221,12 @@ def test_sigkill_with_undelivered_events_then_restart_delivers_them(outage_broke
                  what="online after restart")
         state = wait_for(lambda: [m.json() for m in district.on(f"{root}/state")
                                   if m.json()["last_seq"] >= starts[-1]["seq"]], what="fresh state")[-1]
-        jsonschema.validate(state, STATE)
+        validate(state, "state")
         assert state["door"] == "locked" and state["lockdown"] is None
     finally:
         daemon.terminate()
         district.close()
+    assert validate_all(district) > 0
 
 
 def test_broker_stopped_mid_burst_resends_unacknowledged(outage_broker, tmp_path, clock, record_property):
@@ -262,3 +261,4 @@ def test_broker_stopped_mid_burst_resends_unacknowledged(outage_broker, tmp_path
     finally:
         lc.close()
         district.close()
+    assert validate_all(district) > 0
