@@ -463,9 +463,12 @@ class EntryCore:
                          seconds=wanted, **data)
         except _RecordFailed:
             return False
-        self._pulse = _Pulse(request_id, actor, now, now + wanted)
         try:
             self._strike.unlock()
+            # Time the pulse from the moment the strike energized (after the journal commit),
+            # so the visitor gets the full configured time and the cap counts real on-time.
+            now = self._clock.monotonic()
+            self._pulse = _Pulse(request_id, actor, now, now + wanted)
         except Exception as exc:
             log.exception("strike unlock failed")
             self._end_pulse("fault")

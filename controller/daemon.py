@@ -204,11 +204,11 @@ def stop(controller: Controller, reason: str) -> None:
             service.stop()
         except Exception:
             log.exception("stopping %s failed", service.name)
+    c.snapshots.close()
     try:
         c.journal.append(ev.CONTROLLER_STOPPED, reason=reason)
     except Exception:
         log.exception("could not journal controller_stopped")
-    c.snapshots.close()
     c.hardware.close()
     c.journal.close()
 
