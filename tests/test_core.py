@@ -307,6 +307,20 @@ def test_door_opened_while_locked_is_forced_open(core, journal):
     assert journal.last_event().data["alarm"] == "forced_open"
 
 
+def test_door_opened_after_request_to_exit_is_egress_not_forced(journal, strike, clock):
+    core = make_core(journal, strike, clock, exit_request_seconds=10)
+    core.exit_requested()
+    clock.advance(3)
+    core.door_changed(True)
+    assert "forced_open" not in core.status()["alarms"]
+    assert journal.last_event().data["egress"] is True
+    assert not strike.on          # egress is mechanical: never touches the strike
+    core.door_changed(False)
+    clock.advance(11)             # a stale exit request does not excuse a later opening
+    core.door_changed(True)
+    assert "forced_open" in core.status()["alarms"]
+
+
 def test_door_opened_during_pulse_is_entry_not_forced(core, journal):
     rid = core.press().request_id
     core.approve(rid, "A")

@@ -143,3 +143,12 @@ def test_start_journals_previous_stop(settings):
         assert c.journal.query(types=[ev.CONTROLLER_STARTED])[0].data["previous_stop"] == expected
         daemon.stop(c, "test")
         factory.reset()
+
+
+def test_request_to_exit_sensor_makes_opening_egress(running):
+    controller, station = running
+    station.request_exit()
+    station.set_door(True)
+    assert wait_for(lambda: controller.journal.query(types=[ev.DOOR_OPENED]))
+    assert controller.journal.query(types=[ev.DOOR_OPENED])[0].data["egress"] is True
+    assert "forced_open" not in controller.status()["alarms"]
