@@ -206,3 +206,33 @@ def test_bad_arguments_are_refused(root: Path, args: list[str], message: str) ->
     assert proc.returncode == 2
     assert message in proc.stderr
     assert list(root.iterdir()) == []
+
+
+def test_example_config_shows_every_key() -> None:
+    """The shipped example documents ALL keys: a new setting must be added to it."""
+    import dataclasses
+
+    from controller import config as cfg
+    data = tomllib.loads(EXAMPLE.read_text())
+    assert set(data) == set(cfg.SECTION_CLASSES)
+    for name, cls in cfg.SECTION_CLASSES.items():
+        assert set(data[name]) == {f.name for f in dataclasses.fields(cls)}, name
+
+
+def test_example_config_passes_check_config(tmp_path: Path) -> None:
+    data = tomllib.loads(EXAMPLE.read_text())
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    for section in data.values():
+        for value in section.values():
+            if isinstance(value, str) and value.startswith("credential:"):
+                (creds / value.split(":", 1)[1]).write_text("placeholder\n")
+    env = dict(os.environ, CREDENTIALS_DIRECTORY=str(creds))
+    proc = subprocess.run([str(ENTRY_BUZZER), "check-config", str(EXAMPLE)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    # and without the credentials the same file is refused, naming the key
+    env.pop("CREDENTIALS_DIRECTORY")
+    proc = subprocess.run([str(ENTRY_BUZZER), "check-config", str(EXAMPLE)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "web.secret_key_file" in proc.stderr
