@@ -254,3 +254,38 @@ def test_watchdog_pings_stop_while_the_core_is_stuck(settings, pin_factory: Mock
             loop.stop()
             loop.join(timeout=10)
             daemon.stop(controller, "test")
+
+
+MDWE_WRAPPER = r'''
+import ctypes, mmap, runpy, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:          # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+    print("MDWE-UNSUPPORTED", ctypes.get_errno()); sys.exit(3)
+try:
+    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    print("WX-ALLOWED"); sys.exit(4)
+except OSError:
+    pass
+from controller.camera import SimulatedCamera
+assert SimulatedCamera(160, 120).capture_jpeg().startswith(b"\xff\xd8")
+sys.argv = ["entry-buzzer"] + sys.argv[1:]
+runpy.run_module("controller", run_name="__main__")
+'''
+
+
+@pytest.mark.process
+def test_daemon_runs_without_writable_executable_memory(tmp_path: Path) -> None:
+    """MemoryDenyWriteExecute=yes is safe for this daemon: the same rule, applied with the
+    kernel's PR_SET_MDWE, leaves the simulated campus working through a ring and an approval."""
+    state = tmp_path / "state"
+    proc = subprocess.run(
+        [sys.executable, "-c", MDWE_WRAPPER, "simulate", "--no-web", "--no-mqtt", "--console",
+         "--state-dir", str(state)],
+        cwd=REPO, input="press\napprove\nquit\n", capture_output=True, text=True, timeout=120)
+    if proc.returncode == 3:
+        pytest.skip(f"kernel without PR_SET_MDWE: {proc.stdout.strip()}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with sqlite3.connect(f"file:{state / daemon.JOURNAL_FILE}?mode=ro", uri=True) as db:
+        types = [row[0] for row in db.execute("SELECT type FROM events ORDER BY seq")]
+    db.close()
+    assert ev.BUZZER_PRESSED in types and ev.DOOR_UNLOCKED in types
