@@ -121,6 +121,20 @@ def test_main_unit_contract() -> None:
     assert "@system-service" in d["SystemCallFilter"]
 
 
+@pytest.mark.parametrize("name", UNITS)
+def test_units_keep_what_gpio_needs_on_a_pi(name: str) -> None:
+    """Hardening that would silently break the GPIO on a real Pi is absent."""
+    d = _directives(name)
+    # gpiozero identifies the board from /proc/device-tree or /proc/cpuinfo.
+    assert d.get("ProcSubset", ["all"]) != ["pid"]
+    # lgpio creates FIFOs in its working directory ($LG_WD): it must be the writable state dir.
+    assert d["WorkingDirectory"] == ["/var/lib/entry-buzzer"] and d["StateDirectory"] == ["entry-buzzer"]
+    assert "LG_WD=/var/lib/entry-buzzer" in d["Environment"]
+    assert "gpio" in d["SupplementaryGroups"][0].split()
+    assert any(v.startswith("char-gpiochip") for v in d["DeviceAllow"])
+    assert "PrivateUsers" not in d and "PrivateDevices" not in d
+
+
 def test_relock_unit_runs_before_the_controller() -> None:
     d = _directives(RELOCK_UNIT)
     assert d["Type"] == ["oneshot"]
