@@ -258,7 +258,7 @@ def test_watchdog_pings_stop_while_the_core_is_stuck(settings, pin_factory: Mock
                 notify.wait_for("WATCHDOG=1", timeout=30)
             with controller.core._lock:          # simulate a hung transition
                 # A ping already past tick() may still land; let it, then expect silence.
-                threading.Event().wait(0.5)
+                threading.Event().wait(1.0)
                 notify.drain()
                 threading.Event().wait(1.5)       # 30 watchdog intervals
                 stalled = notify.drain()
