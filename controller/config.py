@@ -364,6 +364,22 @@ def load(path: str | os.PathLike[str]) -> Settings:
     return from_dict(data, source=str(p))
 
 
+def load_sections(path: str | os.PathLike[str], sections: tuple[str, ...]) -> Settings:
+    """Load only some sections of a config file (others keep their defaults), still strictly.
+
+    For the hardware-only commands (``relock``, ``selftest``): they must work where the
+    panel's and broker's secrets are not readable (outside systemd, or in ExecStopPost).
+    """
+    full = Path(path)
+    try:
+        data = tomllib.loads(full.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{full}: cannot read config file ({exc.strerror or exc})"]) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{full}: not valid TOML ({exc})"]) from None
+    return from_dict({k: v for k, v in data.items() if k in sections}, source=str(full))
+
+
 def with_overrides(settings: Settings, **sections: dict[str, Any]) -> Settings:
     """Return a copy with some section fields replaced (used by simulate and tests)."""
     changes = {name: dataclasses.replace(getattr(settings, name), **values)

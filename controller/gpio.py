@@ -96,6 +96,10 @@ class VisitorLeds:
             else:
                 led.off()
 
+    def led(self, name: str) -> LED | None:
+        """The LED device for ``name`` (ringing/approved/denied), or None when not fitted."""
+        return self._leds.get(name)
+
     def is_lit(self, name: str) -> bool | None:
         led = self._leds.get(name)
         return None if led is None else bool(led.is_lit)
