@@ -13,7 +13,7 @@ from controller import events as ev
 from controller.camera import CameraError
 from controller.mqtt import MqttLink, parse_command, CommandError
 
-from support_mqtt import (Linked, Subscriber, broker, dedupe, load_schema, validate_all,  # noqa: F401
+from tests.support_mqtt import (Linked, Subscriber, broker, dedupe, load_schema, validate_all,  # noqa: F401
                           validate,
                           wait_for)
 

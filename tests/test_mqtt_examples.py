@@ -9,7 +9,7 @@ import pytest
 
 from controller import events as ev
 
-from support_mqtt import Linked, Subscriber, start_broker, wait_for
+from tests.support_mqtt import Linked, Subscriber, start_broker, wait_for
 
 pytestmark = pytest.mark.broker
 EXAMPLES = Path(__file__).resolve().parent.parent / "systemd" / "mosquitto"
@@ -62,7 +62,7 @@ def test_example_acl_keeps_a_controller_inside_its_own_root(campus_broker, tmp_p
 
 def test_example_campus_conf_runs_and_a_controller_connects_over_tls(tmp_path, clock):
     """systemd/mosquitto/campus.conf as shipped (paths and ports moved into the test's temp dir)."""
-    from support_mqtt import Broker, free_port, make_certs
+    from tests.support_mqtt import Broker, free_port, make_certs
 
     certs = make_certs(tmp_path / "certs")
     broker = Broker(tmp_path / "broker", acl=(EXAMPLES / "campus.acl").read_text(), accounts=ACCOUNTS)
@@ -93,7 +93,7 @@ def test_example_campus_conf_runs_and_a_controller_connects_over_tls(tmp_path, c
 
 def test_example_bridge_carries_events_out_and_lockdown_in(tmp_path, clock):
     """campus broker + systemd/mosquitto/district-bridge.conf -> district broker (TLS, district.acl)."""
-    from support_mqtt import Broker, make_certs
+    from tests.support_mqtt import Broker, make_certs
 
     certs = make_certs(tmp_path / "certs")
     district_accounts = {"bridge-lincoln-elementary": "pw-bridge", "district-ro": "pw-ro",

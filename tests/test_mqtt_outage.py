@@ -18,7 +18,7 @@ import pytest
 
 from controller import events as ev
 
-from support_mqtt import Linked, Subscriber, dedupe, start_broker, validate, validate_all, wait_for
+from tests.support_mqtt import Linked, Subscriber, dedupe, start_broker, validate, validate_all, wait_for
 
 pytestmark = pytest.mark.broker
 ROOT = Path(__file__).resolve().parent.parent

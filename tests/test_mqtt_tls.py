@@ -11,7 +11,7 @@ from controller import config as cfg
 from controller import events as ev
 from controller.mqtt import tls_context
 
-from support_mqtt import Linked, Subscriber, make_certs, start_broker, wait_for
+from tests.support_mqtt import Linked, Subscriber, make_certs, start_broker, wait_for
 
 pytestmark = pytest.mark.broker
 
