@@ -155,6 +155,7 @@ class MqttLink:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._connected = False
+        self._subscribed = False               # the broker granted the command subscriptions
         self._reset_pending = False            # a new connection: resend everything unacknowledged
         self._state_dirty = True
         self._acks: list[tuple[int, bool, str]] = []      # (mid, ok, reason) from on_publish
@@ -211,6 +212,7 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         self._client = client
         client.connect_async(s.host, s.port, keepalive=s.keepalive_seconds, clean_start=True)
         client.loop_start()
@@ -242,7 +244,7 @@ class MqttLink:
     def health(self) -> dict[str, Any]:
         with self._lock:
             inflight = len(self._inflight)
-        return {"connected": self._connected, "broker": f"{self.settings.host}:{self.settings.port}",
+        return {"connected": self._connected, "subscribed": self._subscribed, "broker": f"{self.settings.host}:{self.settings.port}",
                 "tls": bool(self.settings.tls_ca_file), "topic_root": self.root,
                 "last_error": self.last_error, "outbox_depth": self._depth, "inflight": inflight,
                 "published_count": self.published_count, "delivered_count": self.delivered_count,
@@ -277,6 +279,17 @@ class MqttLink:
         except Exception:
             log.exception("mqtt: on_connect failed")
 
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any,
+                      _properties: Any) -> None:
+        try:
+            failed = [str(r) for r in reasons if getattr(r, "is_failure", False)]
+            self._subscribed = not failed
+            if failed:
+                self._set_error(f"broker refused the command subscriptions ({', '.join(failed)}); "
+                                "lockdown commands cannot arrive (check the ACL)")
+        except Exception:
+            log.exception("mqtt: on_subscribe failed")
+
     def _on_connect_fail(self, client: mqtt.Client, _userdata: Any) -> None:
         try:
             self._schedule_retry(client)
@@ -288,6 +301,7 @@ class MqttLink:
         try:
             was = self._connected
             self._connected = False
+            self._subscribed = False
             if self._stopping.is_set():
                 return
             if was:

@@ -322,6 +322,12 @@ class Linked:
     def events_of(self, type_: str) -> list[Any]:
         return list(reversed(self.journal.query(types=[type_], limit=1000)))
 
+    def ready(self) -> "Linked":
+        """Wait until connected and the command subscriptions are granted (commands sent earlier are lost)."""
+        wait_for(lambda: self.link.health()["connected"] and self.link.health()["subscribed"],
+                 what="the link to connect and subscribe")
+        return self
+
     def wait_delivered(self, timeout: float = 30.0) -> None:
         wait_for(lambda: self.journal.outbox_depth() == 0, timeout, "the outbox to drain")
 

@@ -78,7 +78,7 @@ def wait_event(lc: Linked, type_: str, count: int = 1) -> list:
 
 def test_every_event_type_arrives_schema_valid_in_seq_order(linked, subscriber, clock, tmp_path):
     sub = subscriber()
-    lc = linked()
+    lc = linked().ready()
     core, c = lc.controller.core, lc.controller
     operator = subscriber(user="operator", topics=())
 
@@ -182,7 +182,7 @@ HOSTILE = [
 
 
 def test_hostile_commands_change_nothing_and_are_journaled(linked, subscriber):
-    lc = linked()
+    lc = linked().ready()
     operator = subscriber(user="operator", topics=())
     before = lc.controller.core.status()
     topic = f"{lc.root}/cmd/lockdown"
@@ -224,7 +224,7 @@ def test_valid_commands_match_the_schema():
 
 
 def test_lockdown_command_starts_lockdown_and_approvals_are_refused(linked, subscriber):
-    lc = linked()
+    lc = linked().ready()
     sub = subscriber(topics=(f"{lc.root}/state", f"{lc.root}/events"))
     operator = subscriber(user="operator", topics=())
     operator.publish(f"{lc.root}/cmd/lockdown", command("start", id="cmd-42"))
@@ -253,7 +253,7 @@ def test_lockdown_command_starts_lockdown_and_approvals_are_refused(linked, subs
 
 
 def test_remote_lockdown_end_only_when_config_allows(linked, subscriber):
-    lc = linked(allow_remote_lockdown_end=True)
+    lc = linked(allow_remote_lockdown_end=True).ready()
     operator = subscriber(user="operator", topics=())
     operator.publish("entry/all/cmd/lockdown", command("start", id="a1"))
     wait_event(lc, ev.LOCKDOWN_STARTED)
@@ -268,7 +268,7 @@ UNLOCK_TOPICS = ["{root}/cmd/unlock", "{root}/unlock", "{root}/cmd/door", "{root
 
 
 def test_no_topic_can_unlock_the_door(linked, subscriber):
-    lc = linked()
+    lc = linked().ready()
     rid = lc.controller.press().request_id                 # a pending ring an attacker would love to approve
     admin = subscriber(user="admin", topics=())             # may publish anywhere, unlike real accounts
     for t in UNLOCK_TOPICS:
@@ -283,7 +283,7 @@ def test_no_topic_can_unlock_the_door(linked, subscriber):
 
 
 def test_district_read_only_account_can_watch_but_not_command(linked, subscriber):
-    lc = linked()
+    lc = linked().ready()
     district = subscriber(user="district")
     lc.controller.press()
     wait_for(lambda: any(e["type"] == ev.BUZZER_PRESSED for e in district.events(lc.root)),

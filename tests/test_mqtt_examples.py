@@ -30,7 +30,7 @@ def test_example_acl_controller_district_and_operator(campus_broker, tmp_path, c
     ro = Subscriber(campus_broker, user="district-ro")
     op = Subscriber(campus_broker, user="district-operator", topics=())
     lc = Linked(campus_broker, tmp_path / "main", clock=clock, campus=CAMPUS, door="main-entrance",
-                user="entry-main-entrance")
+                user="entry-main-entrance").ready()
     try:
         lc.wait_delivered()
         wait_for(lambda: ro.events(lc.root), what="district-ro sees the controller's events")
@@ -117,7 +117,7 @@ def test_example_bridge_carries_events_out_and_lockdown_in(tmp_path, clock):
         ro = Subscriber(district, user="district-ro", tls=certs)
         op = Subscriber(district, user="district-operator", topics=(), tls=certs)
         lc = Linked(campus, tmp_path / "state", clock=clock, campus=CAMPUS, door="main-entrance",
-                    user="entry-main-entrance")
+                    user="entry-main-entrance").ready()
         lc.controller.press()
         lc.wait_delivered()
         wait_for(lambda: any(e["type"] == ev.BUZZER_PRESSED for e in ro.events(lc.root)), timeout=60,

@@ -196,10 +196,10 @@ def test_sigkill_with_undelivered_events_then_restart_delivers_them(outage_broke
             daemon.send("lockdown start")
             daemon.send("lockdown end")
         wait_for(lambda: _journal_counts(daemon.state_dir)[0] >= before + 11, what="events journaled")
-        total, undelivered = _journal_counts(daemon.state_dir)
-        assert undelivered >= 11
+        _, undelivered_before = _journal_counts(daemon.state_dir)
         daemon.kill()
-        assert _journal_counts(daemon.state_dir) == (total, undelivered), "the outbox survived SIGKILL"
+        total, undelivered = _journal_counts(daemon.state_dir)   # stable now: the writer is dead
+        assert undelivered >= max(11, undelivered_before), "the outbox survived SIGKILL"
 
         outage_broker.start()
         online_before = len([m for m in district.on(f"{root}/status") if m.payload == b"online"])
