@@ -244,7 +244,8 @@ class MqttLink:
     def health(self) -> dict[str, Any]:
         with self._lock:
             inflight = len(self._inflight)
-        return {"connected": self._connected, "subscribed": self._subscribed, "broker": f"{self.settings.host}:{self.settings.port}",
+        return {"connected": self._connected, "subscribed": self._subscribed,
+                "broker": f"{self.settings.host}:{self.settings.port}",
                 "tls": bool(self.settings.tls_ca_file), "topic_root": self.root,
                 "last_error": self.last_error, "outbox_depth": self._depth, "inflight": inflight,
                 "published_count": self.published_count, "delivered_count": self.delivered_count,

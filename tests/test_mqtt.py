@@ -11,7 +11,7 @@ import pytest
 
 from controller import events as ev
 from controller.camera import CameraError
-from controller.mqtt import MqttLink, parse_command, CommandError
+from controller.mqtt import CommandError, parse_command
 
 from tests.support_mqtt import (Linked, Subscriber, broker, dedupe, load_schema, validate_all,  # noqa: F401
                           validate,
