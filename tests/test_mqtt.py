@@ -13,9 +13,8 @@ from controller import events as ev
 from controller.camera import CameraError
 from controller.mqtt import CommandError, parse_command
 
-from tests.support_mqtt import (Linked, Subscriber, broker, dedupe, load_schema, validate_all,  # noqa: F401
-                          validate,
-                          wait_for)
+from tests.support_mqtt import broker  # noqa: F401  (module-scoped fixture)
+from tests.support_mqtt import Linked, Subscriber, dedupe, load_schema, validate, validate_all, wait_for
 
 pytestmark = pytest.mark.broker
 
