@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 REQUEST_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
+ANNOUNCE_FIRST_SECONDS = 0.002
+
+
 class CameraError(RuntimeError):
     pass
 
@@ -196,6 +199,9 @@ class SnapshotService:
         return path if path.is_file() else None
 
     def _run(self, request_id: str, done: Future[Any]) -> None:
+        # Give way first: the ring is already committed and its announcement (MQTT, panel
+        # stream) is waiting for the GIL; a frame drawn 2 ms later costs the user nothing.
+        time.sleep(ANNOUNCE_FIRST_SECONDS)
         try:
             done.set_result(self._capture_and_record(request_id))
         except Exception as exc:  # never let the thread die silently

@@ -152,6 +152,10 @@ class MqttLink:
         self._rng = rng
 
         self._lock = threading.Lock()          # guards everything below that callbacks touch
+        # Held while publishing events and recording their mids, and while matching acks to
+        # mids, so an ack can never be matched before its mid is recorded. Never held by paho
+        # callbacks (on_publish only takes _lock), so publishing under it cannot deadlock.
+        self._publish_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._connected = False
@@ -339,9 +343,39 @@ class MqttLink:
         self._set_error(f"cannot connect to {self.settings.host}:{self.settings.port}: {exc}")
 
     # ------------------------------------------------------------ controller listeners
-    def _on_journal_event(self, _event: ev.Event) -> None:
+    def _on_journal_event(self, event: ev.Event) -> None:
+        """Called right after the commit. Publish at once when this event is next in order
+        (the common case), so the district hears a press before the snapshot thread even
+        starts competing for the CPU; otherwise the worker drains it from the journal."""
         self._state_dirty = True
+        try:
+            self._publish_next(event)
+        except Exception:
+            log.exception("mqtt: immediate publish failed; the worker will send it")
         self._wake.set()
+
+    def _publish_next(self, event: ev.Event) -> None:
+        client = self._client
+        if (client is None or not self._connected or self._stopping.is_set()
+                or event.type == ev.SNAPSHOT_CAPTURED            # its JPEG goes first: worker's job
+                or time.monotonic() < self._refused_until):
+            return
+        if not self._publish_lock.acquire(blocking=False):    # the worker is draining: it will
+            return                                            # pick this event up in order
+        try:
+            with self._lock:
+                if (self._reset_pending or self._sent_upto != event.seq - 1
+                        or len(self._inflight) >= WINDOW):
+                    return
+            info = client.publish(self.topic_events, event.to_json(), qos=QOS)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                return
+            with self._lock:
+                self._inflight[info.mid] = event.seq
+                self._sent_upto = event.seq
+            self.published_count += 1
+        finally:
+            self._publish_lock.release()
 
     def _on_core_change(self) -> None:
         self._state_dirty = True
@@ -379,7 +413,7 @@ class MqttLink:
     def _step(self) -> None:
         self._handle_commands()
         self._handle_acks()
-        with self._lock:
+        with self._publish_lock, self._lock:
             reset, self._reset_pending = self._reset_pending, False
             if reset:
                 self._inflight.clear()
@@ -392,7 +426,7 @@ class MqttLink:
             self._publish_state(force=reset)
 
     def _handle_acks(self) -> None:
-        with self._lock:
+        with self._publish_lock, self._lock:
             acks, self._acks = self._acks, []
             delivered: list[int] = []
             refused: list[str] = []
@@ -417,6 +451,10 @@ class MqttLink:
             self._state_dirty = True
 
     def _drain(self) -> None:
+        with self._publish_lock:
+            self._drain_locked()
+
+    def _drain_locked(self) -> None:
         client = self._client
         if client is None or time.monotonic() < self._refused_until:
             return                     # the worker wakes at least every second and retries then

@@ -1,0 +1,276 @@
+"""Latency and delivery measures against a private Mosquitto and the real daemon in-process.
+
+The daemon runs through ``daemon.run`` (the same wiring as production) on gpiozero's MockFactory
+with the simulated camera; presses drive the mock buzzer pin, so the measured path is the real
+one: GPIO edge -> adapter -> core -> journal commit -> MQTT outbox / panel stream.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from gpiozero.pins.mock import MockFactory
+
+from controller import config as cfg
+from controller import daemon
+from controller.simulate import SIM_GPIO, SimulatedStation
+from tests.support_mqtt import Broker
+
+from .stats import free_port, summary_ms
+
+# Rings are spaced like presses at a real door (seconds apart), not back to back: 100 ms lets the
+# previous ring's snapshot, its events and their acknowledgements finish first, so each sample
+# measures one press, not the tail of the previous ring.
+RING_SPACING = 0.1
+
+BENCH_ACCOUNTS = {"bench": "bench-secret", "ctl": "ctl-secret", "district": "district-secret"}
+BENCH_ACL = "user bench\ntopic readwrite #\n\nuser ctl\ntopic readwrite entry/#\n\nuser district\ntopic read entry/#\n"
+
+
+def _client(broker: Broker, user: str, client_id: str, inflight: int = 20) -> mqtt.Client:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+    c.max_inflight_messages_set(inflight)
+    c.username_pw_set(user, BENCH_ACCOUNTS[user])
+    connected = threading.Event()
+    c.on_connect = lambda *_a: connected.set()
+    c.connect("127.0.0.1", broker.port, keepalive=30)
+    c.loop_start()
+    if not connected.wait(20):
+        raise RuntimeError("bench client could not connect")
+    return c
+
+
+def _close(c: mqtt.Client) -> None:
+    c.disconnect()
+    c.loop_stop()
+
+
+def start_broker(directory: Path) -> Broker:
+    broker = Broker(directory, acl=BENCH_ACL, accounts=BENCH_ACCOUNTS)
+    broker.start()
+    return broker
+
+
+def baseline_paho_roundtrip(broker: Broker, n: int) -> dict[str, Any]:
+    """Baseline A: raw paho QoS 1 publish -> an independent subscriber process, on loopback."""
+    sub = ExternalSubscriber(broker, "bench/a", user="bench")
+    pub = _client(broker, "bench", "bench-a-pub")
+    samples = []
+    try:
+        for _ in range(n):
+            started = time.perf_counter()
+            pub.publish("bench/a", b'{"type":"buzzer_pressed","id":"x","seq":1}', qos=1)
+            samples.append(sub.next_of("buzzer_pressed") - started)
+            time.sleep(0.005)
+    finally:
+        _close(pub)
+        sub.close()
+    return summary_ms(samples)
+
+
+def baseline_paho_burst(broker: Broker, n: int) -> dict[str, Any]:
+    """Raw paho QoS 1 burst: n publishes as fast as paho takes them, until every PUBACK."""
+    pub = _client(broker, "bench", "bench-burst", inflight=100)   # the daemon's window is 100 too
+    acked = threading.Event()
+    count = [0]
+
+    def on_publish(*_a: Any) -> None:
+        count[0] += 1
+        if count[0] >= n:
+            acked.set()
+
+    pub.on_publish = on_publish
+    payload = b'{"id":"00000000-0000-0000-0000-000000000000","seq":1,"type":"door_opened"}'
+    started = time.perf_counter()
+    for _ in range(n):
+        pub.publish("bench/burst", payload, qos=1)
+    if not acked.wait(120):
+        raise RuntimeError("burst not acknowledged")
+    seconds = time.perf_counter() - started
+    _close(pub)
+    return {"n": n, "seconds": seconds, "per_second": n / seconds}
+
+
+class InProcessDaemon:
+    """daemon.run() in a thread with MQTT (and optionally the panel) on the mock pins."""
+
+    def __init__(self, broker: Broker, state_dir: Path, web: bool = False, **door: Any):
+        self.web_port = free_port()
+        settings = cfg.with_overrides(
+            cfg.Settings(), site={"campus": "bench", "door": "main"}, gpio=SIM_GPIO,
+            door={"unlock_seconds": 0.5, "debounce_ms": 0, **door},
+            camera={"kind": "simulated", "width": 320, "height": 240},
+            storage={"state_dir": state_dir},
+            mqtt={"enabled": True, "host": "127.0.0.1", "port": broker.port, "username": "ctl",
+                  "password_file": str(broker.password_file("ctl")), "reconnect_min_seconds": 0.1,
+                  "reconnect_max_seconds": 0.5, "outbox_alarm_depth": 100_000},
+            web={"enabled": web, "host": "127.0.0.1", "port": self.web_port})
+        self.settings = settings
+        self.factory = MockFactory()
+        self.station = SimulatedStation(self.factory, settings.gpio)
+        self.stop_event = threading.Event()
+        ready = threading.Event()
+        self.controller: daemon.Controller | None = None
+
+        def on_ready(c: daemon.Controller) -> None:
+            self.controller = c
+            c.station = self.station
+            ready.set()
+
+        self.thread = threading.Thread(
+            target=daemon.run, name="bench-daemon", daemon=True,
+            kwargs=dict(settings=settings, pin_factory=self.factory, simulated=True, on_ready=on_ready,
+                        on_built=lambda _c: self.station.settle(), stop_event=self.stop_event))
+        self.thread.start()
+        if not ready.wait(60):
+            raise RuntimeError("daemon did not become ready")
+        self.root = f"entry/{settings.site.campus}/{settings.site.door}"
+
+    def mqtt_link(self) -> Any:
+        assert self.controller is not None
+        return next(s for s in self.controller.services if s.name == "mqtt")
+
+    def wait_connected(self, timeout: float = 30) -> None:
+        end = time.monotonic() + timeout
+        while not self.mqtt_link().health()["connected"]:
+            if time.monotonic() > end:
+                raise RuntimeError("daemon never connected to the broker")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(30)
+        self.factory.reset()
+
+
+class ExternalSubscriber:
+    """bench.subscriber in its own process; arrival times come from that process's clock."""
+
+    def __init__(self, broker: Broker, topic: str, user: str = "district"):
+        import queue
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.subscriber", str(broker.port), user, BENCH_ACCOUNTS[user], topic],
+            cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, text=True)
+        self.lines: "queue.Queue[str]" = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        if self.lines.get(timeout=20).strip() != "subscribed":
+            raise RuntimeError("subscriber did not subscribe")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def next_of(self, kind: str, timeout: float = 10) -> float:
+        """Arrival time (perf_counter) of the next message of this type."""
+        end = time.monotonic() + timeout
+        while True:
+            stamp, got, _ident = self.lines.get(timeout=max(0.01, end - time.monotonic())).split()
+            if got == kind:
+                return float(stamp)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+class EventWatcher:
+    """An independent district subscriber to the door's events topic."""
+
+    def __init__(self, broker: Broker, root: str, wanted_type: str):
+        import json
+
+        self.wanted = wanted_type
+        self.hit = threading.Event()
+        self.ids: set[str] = set()
+        self.seqs: list[int] = []
+        self._json = json
+        self.client = _client(broker, "district", f"bench-watch-{time.monotonic_ns()}")
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_a: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.subscribe(f"{root}/events", qos=1)
+        subscribed.wait(10)
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        event = self._json.loads(msg.payload)
+        if event["id"] not in self.ids:
+            self.ids.add(event["id"])
+            self.seqs.append(event["seq"])
+        if event["type"] == self.wanted:
+            self.hit.set()
+
+    def close(self) -> None:
+        _close(self.client)
+
+
+def press_to_mqtt(broker: Broker, n: int) -> dict[str, Any]:
+    """Mock pin drive_low() to the buzzer_pressed event at an independent subscriber process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = InProcessDaemon(broker, Path(tmp) / "state")
+        try:
+            d.wait_connected()
+            sub = ExternalSubscriber(broker, f"{d.root}/events")
+            pin = d.factory.pin(SIM_GPIO["buzzer_pin"])
+            samples = []
+            try:
+                for _ in range(n):
+                    started = time.perf_counter()
+                    pin.drive_low()
+                    samples.append(sub.next_of("buzzer_pressed") - started)
+                    pin.drive_high()
+                    ring = d.controller.status()["ring"]  # type: ignore[union-attr]
+                    if ring:
+                        d.controller.deny(ring["request_id"], "Bench")  # type: ignore[union-attr]
+                    time.sleep(RING_SPACING)   # one ring at a time, as at a real door
+            finally:
+                sub.close()
+        finally:
+            d.stop()
+    return summary_ms(samples)
+
+
+def outage_drain(broker: Broker, n: int) -> dict[str, Any]:
+    """n events journaled while the broker is down; time from its return (and from the
+    controller's reconnect, which includes the backoff wait) until every event is acknowledged."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = InProcessDaemon(broker, Path(tmp) / "state")
+        try:
+            d.wait_connected()
+            c = d.controller
+            assert c is not None
+            link = d.mqtt_link()
+            while c.journal.outbox_depth():
+                time.sleep(0.02)
+            broker.stop()
+            while link.health()["connected"]:
+                time.sleep(0.02)
+            delivered_before = link.health()["delivered_count"]
+            for i in range(n):
+                c.journal.append("door_opened" if i % 2 == 0 else "door_closed", bench=True)
+            depth = c.journal.outbox_depth()
+            broker.start()
+            started = time.perf_counter()
+            while not link.health()["connected"]:
+                time.sleep(0.001)
+            reconnected = time.perf_counter()
+            while c.journal.outbox_depth():
+                time.sleep(0.001)
+            done = time.perf_counter()
+            delivered = link.health()["delivered_count"] - delivered_before
+        finally:
+            d.stop()
+    drain = done - reconnected
+    return {"n": n, "outbox_depth_at_return": depth, "delivered": delivered, "lost": depth - min(depth, delivered),
+            "seconds_from_broker_return": done - started, "reconnect_seconds": reconnected - started,
+            "drain_seconds": drain, "per_second": depth / drain if drain > 0 else float("inf")}
