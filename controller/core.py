@@ -387,17 +387,22 @@ class EntryCore:
                 times.append(self._fault_retry_at)
             return min(times) if times else None
 
+    # Queries take the lock so a reader never sees a transition half-done (e.g. the
+    # lockdown_ended event committed but the lockdown not yet lifted).
     @property
     def strike_energized(self) -> bool:
-        return self._pulse is not None
+        with self._lock:
+            return self._pulse is not None
 
     @property
     def in_lockdown(self) -> bool:
-        return self._lockdown is not None
+        with self._lock:
+            return self._lockdown is not None
 
     @property
     def fault(self) -> str | None:
-        return self._fault
+        with self._lock:
+            return self._fault
 
     def status(self) -> dict[str, Any]:
         """A JSON-able picture of door state for the panel and the MQTT state topic."""
