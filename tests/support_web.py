@@ -18,6 +18,8 @@ from controller.simulate import SimulatedStation
 
 PASSWORDS = {"admin": "admin-password-1", "sam": "staff-password-1"}
 NAMES = {"admin": "Ada Admin", "sam": "Sam Staff"}
+# Cheaper scrypt keeps ~200 sign-ins fast; the production cost is tested in test_web_store.py.
+TEST_CONFIG = {"TESTING": True, "SSE_HEARTBEAT_SECONDS": 0.2, "PASSWORD_SCRYPT_N": 2 ** 10}
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]*)"')
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)"')
 
@@ -47,7 +49,7 @@ def add_users(store: Any) -> None:
 @pytest.fixture
 def app(controller: daemon.Controller) -> Iterator[Any]:
     from web import close_app, create_app
-    application = create_app(controller, test_config={"TESTING": True, "SSE_HEARTBEAT_SECONDS": 0.2})
+    application = create_app(controller, test_config=TEST_CONFIG)
     add_users(application.extensions["panel_store"])
     yield application
     close_app(application)

@@ -16,7 +16,7 @@ from flask import Flask
 from controller import config as cfg
 
 from . import admin, auth, history, panel, security, sim, stream
-from .store import PANEL_DB, PanelStore
+from .store import PANEL_DB, SCRYPT_N, PanelStore
 from .throttle import LoginThrottle
 
 
@@ -36,13 +36,15 @@ def create_app(controller: Any, settings: cfg.Settings | None = None,
         LOGIN_LIMIT_PER_USER=5,
         LOGIN_LIMIT_PER_ADDRESS=20,
         LOGIN_WINDOW_SECONDS=900.0,
+        PASSWORD_SCRYPT_N=SCRYPT_N,
     )
     if test_config:
         app.config.update(test_config)
     app.secret_key = (cfg.read_secret(settings.web.secret_key_file) if settings.web.secret_key_file
                       else secrets.token_hex(32))
 
-    store = PanelStore(app.config["PANEL_DB"], idle_minutes=app.config["SESSION_IDLE_MINUTES"])
+    store = PanelStore(app.config["PANEL_DB"], idle_minutes=app.config["SESSION_IDLE_MINUTES"],
+                       scrypt_n=app.config["PASSWORD_SCRYPT_N"])
     app.extensions["entry_controller"] = controller
     app.extensions["panel_store"] = store
     app.extensions["login_throttle"] = LoginThrottle(

@@ -77,12 +77,13 @@ class Session:
     agent: str
 
 
-def hash_password(password: str) -> str:
+def hash_password(password: str, n: int = SCRYPT_N) -> str:
+    """scrypt with a random salt; the cost is stored in the hash so it can be raised later."""
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=SCRYPT_R, p=SCRYPT_P,
                             maxmem=64 * 1024 * 1024, dklen=32)
     b64 = lambda b: base64.b64encode(b).decode("ascii")  # noqa: E731
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt)}${b64(digest)}"
+    return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${b64(salt)}${b64(digest)}"
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -133,8 +134,9 @@ class PanelStore:
     """Accounts and sessions. Thread-safe (one connection, one lock); ``now`` is injectable."""
 
     def __init__(self, path: str | Path, idle_minutes: float = 30.0,
-                 now: Callable[[], float] = time.time):
+                 now: Callable[[], float] = time.time, scrypt_n: int = SCRYPT_N):
         self.path = Path(path)
+        self.scrypt_n = scrypt_n     # tests lower the cost to stay fast; production keeps 2**14
         self.idle_seconds = idle_minutes * 60.0
         self.now = now
         self._lock = threading.Lock()
@@ -160,7 +162,7 @@ class PanelStore:
         check_password(password)
         role = check_role(role)
         display = check_display_name(display_name if display_name else username)
-        pw_hash = hash_password(password)
+        pw_hash = hash_password(password, self.scrypt_n)
         with self._lock:
             try:
                 self._db.execute("INSERT INTO users VALUES (?,?,?,?,?)",
@@ -191,7 +193,7 @@ class PanelStore:
     def set_password(self, username: str, password: str) -> None:
         """Change a password and end every session of that user."""
         check_password(password)
-        pw_hash = hash_password(password)
+        pw_hash = hash_password(password, self.scrypt_n)
         with self._lock:
             cur = self._db.execute("UPDATE users SET pw_hash = ? WHERE username = ?", (pw_hash, str(username)))
             if cur.rowcount == 0:
