@@ -1,4 +1,4 @@
-"""Command line: ``entry-buzzer run|simulate|check-config|relock``.
+"""Command line: ``entry-buzzer run|simulate|check-config|relock|user|make-cert``.
 
 Exit codes: 0 ok, 2 bad configuration or usage, 1 runtime failure. Errors are
 one clear line each, never a stack trace.
@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.set_defaults(func=cmd_relock)
 
+    from web.cli import add_commands   # panel: user accounts and make-cert
+    add_commands(sub, _load)
     return parser
 
 

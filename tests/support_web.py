@@ -124,3 +124,21 @@ def wait_snapshot(controller: daemon.Controller, request_id: str) -> None:
     wait_for(lambda: controller.snapshots.path_for(request_id))
 
 
+
+
+@pytest.fixture
+def web_server(controller: daemon.Controller) -> Iterator[Any]:
+    """The real production server (cheroot) on a free port, serving the panel for this controller."""
+    from web.server import WebServer
+    server = WebServer(controller, test_config=TEST_CONFIG, host="127.0.0.1", port=0)
+    add_users(server.app.extensions["panel_store"])
+    server.start()
+    yield server
+    server.stop()
+
+
+def session_cookie(server: Any, username: str) -> str:
+    """A real server-side session for username (sign-in itself is tested through the form)."""
+    store = server.app.extensions["panel_store"]
+    token, _ = store.create_session(store.get_user(username), "127.0.0.1", "test")
+    return f"eb_session={token}"
