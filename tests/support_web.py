@@ -31,14 +31,23 @@ def build_controller(settings: Any, pin_factory: Any) -> daemon.Controller:
     station.settle()
     controller.station = station
     daemon.start(controller)
+    loop = daemon.CoreLoop(controller.core)      # timers: ring expiry, pulse end, held-open
+    loop.start()
+    controller.test_loop = loop  # type: ignore[attr-defined]
     return controller
+
+
+def stop_controller(controller: daemon.Controller) -> None:
+    controller.test_loop.stop()  # type: ignore[attr-defined]
+    controller.test_loop.join(timeout=10)  # type: ignore[attr-defined]
+    daemon.stop(controller, "test done")
 
 
 @pytest.fixture
 def controller(settings: Any, pin_factory: Any) -> Iterator[daemon.Controller]:
     c = build_controller(settings, pin_factory)
     yield c
-    daemon.stop(c, "test done")
+    stop_controller(c)
 
 
 def add_users(store: Any) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from controller import config as cfg
 from tests.support_web import (TEST_CONFIG, add_users, build_controller, controller, ring,  # noqa: F401
-                               session_cookie, wait_for, web_server)
+                               session_cookie, stop_controller, wait_for, web_server)
 
 
 class StreamReader:
@@ -146,5 +146,4 @@ def test_https_with_a_generated_certificate(settings, pin_factory, tmp_path):
         assert "Secure" in resp.getheader("Set-Cookie")
     finally:
         server.stop()
-        from controller import daemon
-        daemon.stop(c, "test done")
+        stop_controller(c)

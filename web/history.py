@@ -26,6 +26,18 @@ CSV_LIMIT = 10_000
 OUTCOME_TYPES = {ev.ENTRY_APPROVED: "approved", ev.ENTRY_DENIED: "denied", ev.RING_EXPIRED: "expired"}
 
 
+THUMB_TYPES = {ev.BUZZER_PRESSED, ev.SNAPSHOT_CAPTURED}
+
+
+def _note(e: Any) -> str:
+    """One short, human detail for non-visit rows (why a door locked, which alarm, …)."""
+    d = e.data
+    for key in ("alarm", "reason", "code", "action", "address"):
+        if d.get(key):
+            return str(d[key]).replace("_", " ")[:120]
+    return ""
+
+
 class BadFilter(ValueError):
     pass
 
@@ -85,14 +97,15 @@ def rows(limit: int, f: dict[str, Any]) -> list[dict[str, Any]]:
     outcomes = _outcomes(c.journal, {e.request_id for e in events if e.request_id})
     result = []
     for e in events:
-        outcome, staff = outcomes.get(e.request_id, ("", None)) if e.request_id else ("", None)
-        details = {k: v for k, v in e.data.items()}
+        visit = e.type == ev.BUZZER_PRESSED
+        outcome, staff = outcomes.get(e.request_id, ("", None)) if visit and e.request_id else ("", None)
         result.append({
             "seq": e.seq, "time": ev.utc_iso(e.ts), "type": e.type, "request_id": e.request_id or "",
-            "staff": e.actor or (staff if e.type == ev.BUZZER_PRESSED else "") or "",
+            "staff": e.actor or staff or str(e.data.get("username", "")),
             "outcome": outcome, "outcome_by": staff or "",
-            "snapshot": bool(e.request_id and c.snapshots.path_for(e.request_id)),
-            "details": details,
+            "note": _note(e),
+            "snapshot": bool(e.type in THUMB_TYPES and e.request_id and c.snapshots.path_for(e.request_id)),
+            "details": dict(e.data),
         })
     return result
 
@@ -126,10 +139,10 @@ def history_csv() -> Any:
         return sec.error(400, str(exc))
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["seq", "time", "type", "request_id", "staff", "outcome", "outcome_by", "details"])
+    writer.writerow(["seq", "time", "type", "request_id", "staff", "outcome", "note", "details"])
     for r in rows(CSV_LIMIT, f):
         writer.writerow([r["seq"], r["time"], r["type"], r["request_id"], _cell(r["staff"]),
-                         r["outcome"], _cell(r["outcome_by"]), _cell(r["details"])])
+                         r["outcome"], _cell(r["note"]), _cell(r["details"])])
     resp = Response(buf.getvalue(), mimetype="text/csv")
     resp.headers["Content-Disposition"] = 'attachment; filename="entry-history.csv"'
     return resp

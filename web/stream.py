@@ -39,6 +39,15 @@ def sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
+def _signature(status: dict[str, Any]) -> str:
+    """Status without the fields that change every tick (countdowns run in the browser)."""
+    stable = dict(status)
+    for key in ("ring", "pulse"):
+        if stable.get(key):
+            stable[key] = {k: v for k, v in stable[key].items() if k not in ("seconds_left", "expires")}
+    return json.dumps(stable, sort_keys=True, default=str)
+
+
 class StreamClient:
     def __init__(self, token: str, queue_size: int):
         self.token = token
@@ -73,6 +82,7 @@ class StreamHub:
         self.state_every = max(1, state_every)
         self._clients: set[StreamClient] = set()
         self._lock = threading.Lock()
+        self._last_signature = ""
         self._closed = False
         controller.journal.subscribe(self._on_event)
         controller.core.add_listener(self._on_change)
@@ -94,8 +104,13 @@ class StreamHub:
             client.offer(("journal", payload))
 
     def _on_change(self) -> None:
-        if self._closed:
+        """Core listener: runs after every command, timer ticks included; only real changes go out."""
+        if self._closed or not self._clients:
             return
+        signature = _signature(self.controller.core.status())
+        if signature == self._last_signature:
+            return
+        self._last_signature = signature
         for client in self._each():
             client.offer_status()
 
@@ -110,6 +125,15 @@ class StreamHub:
     def remove(self, client: StreamClient) -> None:
         with self._lock:
             self._clients.discard(client)
+
+    def reset_all(self) -> None:
+        """Make every open dashboard reconnect and redraw from a fresh state."""
+        for client in self._each():
+            client.overflowed = True
+            try:
+                client.queue.put_nowait(("status", None))   # wake the generator so it notices
+            except queue.Full:
+                pass
 
     def close(self) -> None:
         """End every stream (server shutdown) and stop listening to the journal."""

@@ -65,7 +65,7 @@
   ["click", "keydown", "touchstart"].forEach((t) => document.addEventListener(t, () => { audioCtx(); alertsState(); }, { passive: true }));
 
   // ---------------------------------------------------------------- ring
-  function showRing(id, secondsLeft, snapshot) {
+  function showRing(id, secondsLeft, snapshot, presses) {
     const isNew = !ring || ring.id !== id;
     ring = { id, deadline: performance.now() + secondsLeft * 1000 };
     $("ring").hidden = false;
@@ -78,6 +78,7 @@
       $("outcome").hidden = true;
     }
     if (snapshot) showSnapshot(id);
+    $("presses").textContent = presses > 1 ? "Pressed " + presses + " times" : "";
     if (alertedFor !== id) {
       alertedFor = id;
       bump("alerts");
@@ -183,7 +184,7 @@
       }
       box.appendChild(div);
     });
-    if (s.ring) { showRing(s.ring.request_id, s.ring.seconds_left, s.ring.snapshot); } else if (ring) { clearRing(); }
+    if (s.ring) { showRing(s.ring.request_id, s.ring.seconds_left, s.ring.snapshot, s.ring.presses); } else if (ring) { clearRing(); }
     if (typeof s.last_seq === "number") lastSeq = Math.max(lastSeq, s.last_seq);
     if (health) {
       const m = health.mqtt;
@@ -226,7 +227,7 @@
     lastSeq = e.seq;
     addRecent(e, false);
     if (e.type === "buzzer_pressed") {
-      showRing(e.request_id, e.expires_in || 60, false);
+      showRing(e.request_id, e.expires_in || 60, false, 1);
     } else if (e.type === "snapshot_captured") {
       showSnapshot(e.request_id);
     } else if (e.type === "camera_failed" && ring && ring.id === e.request_id) {
