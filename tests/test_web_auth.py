@@ -3,6 +3,7 @@ CSRF on every POST, login throttling, sign-out revocation, security headers."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -180,6 +181,7 @@ def test_pages_have_no_inline_script(staff, admin):
         for tag in html.split("<script")[1:]:
             assert tag.lstrip().startswith("src="), f"inline script on {path}"
         assert " on" + "click=" not in html
+        assert not re.search(r'(src|href)="(https?:)?//', html), f"external asset on {path}"
 
 
 def test_admin_revokes_a_session(app, admin, staff):
