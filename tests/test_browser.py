@@ -52,8 +52,10 @@ def site(settings, pin_factory) -> Iterator[Any]:
     stop_controller(controller)
 
 
-def signed_in(browser: Any, site: Any, username: str, path: str = "/") -> Any:
-    context = browser.new_context(viewport={"width": 1024, "height": 768}, base_url=site.url)
+def signed_in(browser: Any, site: Any, username: str, path: str = "/",
+              viewport: tuple[int, int] = (1024, 768)) -> Any:
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, base_url=site.url,
+                                  has_touch=viewport[0] < 1000)
     context.grant_permissions(["notifications"], origin=site.url)
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
@@ -157,9 +159,10 @@ def test_connection_lost_banner_and_reconnect_with_fresh_state(browser, site):
     dash.context.close()
 
 
-def test_unlock_now_asks_first_and_lockdown_banner(browser, site):
-    dash = signed_in(browser, site, "sam")
+def test_unlock_now_asks_first_and_lockdown_banner_on_a_tablet(browser, site):
+    dash = signed_in(browser, site, "sam", viewport=(768, 1024))
     expect(dash.locator("body")).to_have_attribute("data-connected", "yes")
+    assert dash.evaluate("document.documentElement.scrollWidth <= window.innerWidth")   # no sideways scroll
     dash.click("#unlock")
     expect(dash.locator("#unlock-yes")).to_be_focused()       # keyboard: Enter confirms
     dash.click("#unlock-no")
