@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -82,9 +83,12 @@ def test_press_alert_snapshot_approve_pulse_history(browser, site):
     sim.goto("/sim")
     expect(sim.locator("#strike")).to_have_text("locked")
 
+    started = time.monotonic()
     sim.click("#press")
     ring = dash.locator("#ring")
     expect(ring).to_be_visible()
+    print(f"\npress on /sim -> alert visible on the dashboard: {time.monotonic() - started:.3f} s "
+          "(includes Playwright polling; reported, not asserted)")
     rid = site.controller.core.status()["ring"]["request_id"]
     expect(ring).to_have_attribute("data-request-id", rid)
     expect(dash.locator("#snapshot")).to_have_attribute("src", f"/snapshot/{rid}")

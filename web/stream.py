@@ -120,6 +120,7 @@ class StreamHub:
                 return None
             client = StreamClient(token, self.queue_size)
             self._clients.add(client)
+            self._last_signature = ""    # changes skipped while nobody listened must not mask the next one
             return client
 
     def remove(self, client: StreamClient) -> None:
