@@ -4,6 +4,7 @@ ring, and the connection-lost banner. Screenshots go to test-artifacts/ (and doc
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -100,10 +101,9 @@ def test_press_alert_snapshot_approve_pulse_history(browser, site):
     expect(sim.locator("#led-ringing")).to_have_class(re.compile(r"\bon\b"))
     ARTIFACTS.mkdir(exist_ok=True)
     dash.screenshot(path=str(ARTIFACTS / "dashboard-ringing.png"))
-    docs_shot = ROOT / "docs" / "dashboard.png"
-    docs_shot.parent.mkdir(exist_ok=True)
-    shutil.copyfile(ARTIFACTS / "dashboard-ringing.png", docs_shot)
-    assert docs_shot.stat().st_size < 300_000
+    assert (ARTIFACTS / "dashboard-ringing.png").stat().st_size < 300_000
+    if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":     # refresh the README's copy on purpose only
+        shutil.copyfile(ARTIFACTS / "dashboard-ringing.png", ROOT / "docs" / "dashboard.png")
 
     dash.click("#approve")
     expect(dash.locator("#outcome")).to_have_text(f"Approved by {NAMES['sam']}")

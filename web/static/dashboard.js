@@ -188,7 +188,7 @@
     if (typeof s.last_seq === "number") lastSeq = Math.max(lastSeq, s.last_seq);
     if (health) {
       const m = health.mqtt;
-      setText("h-mqtt", !m.enabled ? "not configured" : m.connected ? "connected" : "DISCONNECTED", m.enabled && !m.connected ? "bad" : "good");
+      setText("h-mqtt", !m.enabled ? "not configured" : m.connected ? "connected" : "DISCONNECTED", !m.enabled ? "muted" : m.connected ? "good" : "bad");
       setText("h-outbox", String(health.outbox_depth), health.outbox_depth > 100 ? "bad" : "");
       const cam = health.camera || {};
       setText("h-camera", cam.ok ? "OK (" + (cam.kind || "camera") + ")" : "FAILED" + (cam.error ? ": " + cam.error : ""), cam.ok ? "good" : "bad");
