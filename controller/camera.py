@@ -166,6 +166,8 @@ class SnapshotService:
         self.ok = True
         self.last_error: str | None = None
         self.last_capture_seconds: float | None = None
+        self._threads: set[threading.Thread] = set()
+        self._closing = False
 
     def start(self) -> None:
         try:
@@ -177,8 +179,13 @@ class SnapshotService:
     def request(self, request_id: str) -> Future[Any]:
         """Ask for a snapshot for this ring; returns at once. The Future ends after journaling."""
         done: Future[Any] = Future()
-        threading.Thread(target=self._run, args=(request_id, done), name=f"snapshot-{request_id[:8]}",
-                         daemon=True).start()
+        if self._closing:
+            done.set_result(None)
+            return done
+        thread = threading.Thread(target=self._run, args=(request_id, done),
+                                  name=f"snapshot-{request_id[:8]}", daemon=True)
+        self._threads.add(thread)
+        thread.start()
         return done
 
     def path_for(self, request_id: str) -> Path | None:
@@ -194,6 +201,8 @@ class SnapshotService:
         except Exception as exc:  # never let the thread die silently
             log.exception("snapshot for %s failed", request_id)
             done.set_exception(exc)
+        finally:
+            self._threads.discard(threading.current_thread())
 
     def _capture_and_record(self, request_id: str) -> Any:
         if not self._busy.acquire(blocking=False):
@@ -217,6 +226,8 @@ class SnapshotService:
             return self._fail(request_id, f"camera timed out after {self.timeout:g}s")
         if "error" in result:
             return self._fail(request_id, result["error"])
+        if self._closing:
+            return None       # stopping: the controller_stopped event must stay the last one
         jpeg: bytes = result["jpeg"]
         path = self.directory / f"{request_id}.jpg"
         tmp = path.with_suffix(".tmp")
@@ -234,6 +245,8 @@ class SnapshotService:
         return event
 
     def _fail(self, request_id: str, reason: str) -> Any:
+        if self._closing:
+            return None
         log.warning("camera failed for ring %s: %s", request_id, reason)
         self._set_health(False, reason)
         return self._recorder.append(ev.CAMERA_FAILED, request_id, reason=reason[:300])
@@ -264,7 +277,12 @@ class SnapshotService:
                 removed += 1
         return removed
 
-    def close(self) -> None:
+    def close(self, wait: float = 2.0) -> None:
+        """Let in-flight snapshots finish (bounded), refuse new ones, release the camera."""
+        deadline = time.monotonic() + wait
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._closing = True
         try:
             self.camera.close()
         except Exception:

@@ -1,4 +1,4 @@
-"""Command line: ``entry-buzzer run|simulate|check-config|relock|user|make-cert``.
+"""Command line: ``entry-buzzer run|simulate|check-config|relock|selftest|user|make-cert``.
 
 Exit codes: 0 ok, 2 bad configuration or usage, 1 runtime failure. Errors are
 one clear line each, never a stack trace.
@@ -25,9 +25,9 @@ def _setup_logging(verbose: bool = False) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _load(path: str) -> cfg.Settings:
+def _load(path: str, sections: tuple[str, ...] | None = None) -> cfg.Settings:
     try:
-        return cfg.load(path)
+        return cfg.load(path) if sections is None else cfg.load_sections(path, sections)
     except cfg.ConfigError as exc:
         for line in exc.errors:
             print(f"error: {line}", file=sys.stderr)
@@ -42,8 +42,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_relock(args: argparse.Namespace) -> int:
-    """Drive the strike locked without starting the daemon (systemd ExecStopPost backstop)."""
-    settings = _load(args.config)
+    """Drive the strike locked without starting the daemon (systemd ExecStopPost backstop).
+
+    Reads only [gpio]: the backstop must work even where the panel's secrets are unreadable.
+    """
+    settings = _load(args.config, ("gpio",))
     from .gpio import relock
     try:
         relock(settings.gpio)
@@ -52,6 +55,16 @@ def cmd_relock(args: argparse.Namespace) -> int:
         return 1
     print(f"strike on GPIO {settings.gpio.strike_pin} driven locked")
     return 0
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    """Check the door installation interactively (see controller/selftest.py)."""
+    settings = _load(args.config, ("site", "gpio", "door", "camera", "storage"))
+    from .selftest import SelfTest
+    test = SelfTest(settings, buzzer_wait=args.buzzer_wait, strike=not args.no_strike)
+    test.run()
+    print(test.summary())
+    return 0 if test.passed else 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -112,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("relock", help="drive the strike locked without starting the daemon")
     p.add_argument("--config", required=True)
     p.set_defaults(func=cmd_relock)
+
+    p = sub.add_parser("selftest", help="check the installation at the door: buzzer, LEDs, strike, camera")
+    p.add_argument("--config", required=True)
+    p.add_argument("--buzzer-wait", type=float, default=20.0, help="seconds to wait for a press (default 20)")
+    p.add_argument("--no-strike", action="store_true", help="never offer to pulse the strike")
+    p.set_defaults(func=cmd_selftest)
 
     from web.cli import add_commands   # panel: user accounts and make-cert
     add_commands(sub, _load)

@@ -51,6 +51,7 @@ class GpioSettings:
     door_open_level: str = "high"           # reed to ground: open door -> pin high
     tamper_pin: int | None = None
     tamper_active_level: str = "high"       # NC tamper loop to ground: opened -> high
+    exit_request_pin: int | None = None     # request-to-exit sensor (PIR/button to ground)
     led_ringing_pin: int | None = None
     led_approved_pin: int | None = None
     led_denied_pin: int | None = None
@@ -65,6 +66,7 @@ class DoorSettings:
     repeat_press_journal_seconds: float = 2.0
     denied_indicator_seconds: float = 5.0
     relock_on_close: bool = True
+    exit_request_seconds: float = 10.0      # a door opening this soon after request-to-exit is egress
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,8 @@ CHECKS: dict[str, dict[str, list[Check]]] = {
     "site": {"campus": [_slug], "door": [_slug], "campus_name": [_nonempty], "door_name": [_nonempty]},
     "gpio": {
         "buzzer_pin": [_gpio_pin], "strike_pin": [_strike_pin], "strike_active_high": [_strike_active_high],
-        "door_contact_pin": [_gpio_pin], "tamper_pin": [_gpio_pin], "led_ringing_pin": [_gpio_pin],
+        "door_contact_pin": [_gpio_pin], "tamper_pin": [_gpio_pin], "exit_request_pin": [_gpio_pin],
+        "led_ringing_pin": [_gpio_pin],
         "led_approved_pin": [_gpio_pin], "led_denied_pin": [_gpio_pin],
         "door_open_level": [_one_of("high", "low")], "tamper_active_level": [_one_of("high", "low")],
     },
@@ -207,6 +210,7 @@ CHECKS: dict[str, dict[str, list[Check]]] = {
         "debounce_ms": [_between(0, 1000, " ms")],
         "repeat_press_journal_seconds": [_between(0, 60, " s")],
         "denied_indicator_seconds": [_between(0, 60, " s")],
+        "exit_request_seconds": [_between(1, 120, " s")],
     },
     "camera": {
         "kind": [_one_of("simulated", "picamera2")],
@@ -298,7 +302,7 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> Settings:
 def _cross_checks(s: Settings, data: dict[str, Any]) -> list[str]:
     errors: list[str] = []
     pins = {k: getattr(s.gpio, k) for k in
-            ("buzzer_pin", "strike_pin", "door_contact_pin", "tamper_pin",
+            ("buzzer_pin", "strike_pin", "door_contact_pin", "tamper_pin", "exit_request_pin",
              "led_ringing_pin", "led_approved_pin", "led_denied_pin")}
     seen: dict[int, str] = {}
     for key, pin in pins.items():
@@ -358,6 +362,22 @@ def load(path: str | os.PathLike[str]) -> Settings:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{p}: not valid TOML ({exc})"]) from None
     return from_dict(data, source=str(p))
+
+
+def load_sections(path: str | os.PathLike[str], sections: tuple[str, ...]) -> Settings:
+    """Load only some sections of a config file (others keep their defaults), still strictly.
+
+    For the hardware-only commands (``relock``, ``selftest``): they must work where the
+    panel's and broker's secrets are not readable (outside systemd, or in ExecStopPost).
+    """
+    full = Path(path)
+    try:
+        data = tomllib.loads(full.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{full}: cannot read config file ({exc.strerror or exc})"]) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{full}: not valid TOML ({exc})"]) from None
+    return from_dict({k: v for k, v in data.items() if k in sections}, source=str(full))
 
 
 def with_overrides(settings: Settings, **sections: dict[str, Any]) -> Settings:

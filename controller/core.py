@@ -84,6 +84,7 @@ class Rules:
     repeat_press_journal_seconds: float = 2.0
     denied_indicator_seconds: float = 5.0
     relock_on_close: bool = True
+    exit_request_seconds: float = 10.0
 
     @classmethod
     def from_settings(cls, door: Any) -> "Rules":
@@ -168,6 +169,7 @@ class EntryCore:
         self._door_opened_at = 0.0
         self._alarms: dict[str, datetime] = {}
         self._denied_until = 0.0
+        self._exit_requested_at: float | None = None
         self._fault: str | None = None
         self._fault_retry_at = 0.0
         self._indicator_state: str | None = None
@@ -301,16 +303,29 @@ class EntryCore:
         self._door_open = is_open
         if is_open:
             self._door_opened_at = now
-            self._try_record(ev.DOOR_OPENED, self._pulse.request_id if self._pulse else None)
+            egress = (self._pulse is None and self._exit_requested_at is not None
+                      and now - self._exit_requested_at <= self.rules.exit_request_seconds)
+            self._try_record(ev.DOOR_OPENED, self._pulse.request_id if self._pulse else None,
+                             egress=egress)
             if self._pulse is not None:
                 self._pulse.door_opened = True
-            else:
+            elif not egress:
                 self._raise_alarm("forced_open")
             return
         self._try_record(ev.DOOR_CLOSED)
         self._clear_alarm("held_open")
         if self._pulse is not None and self._pulse.door_opened and self.rules.relock_on_close:
             self._end_pulse("door_closed")
+
+    def exit_requested(self) -> None:
+        """Request-to-exit sensor: a door opening soon after is free egress, not forced entry.
+
+        Egress is mechanical and never needs the strike; this only keeps the forced-open alarm
+        meaningful. Not journaled on its own (a PIR fires constantly); the door_opened event
+        carries ``egress: true``.
+        """
+        with self._lock:
+            self._exit_requested_at = self._clock.monotonic()
 
     @_transition
     def tamper_changed(self, active: bool) -> None:
@@ -463,9 +478,12 @@ class EntryCore:
                          seconds=wanted, **data)
         except _RecordFailed:
             return False
-        self._pulse = _Pulse(request_id, actor, now, now + wanted)
         try:
             self._strike.unlock()
+            # Time the pulse from the moment the strike energized (after the journal commit),
+            # so the visitor gets the full configured time and the cap counts real on-time.
+            now = self._clock.monotonic()
+            self._pulse = _Pulse(request_id, actor, now, now + wanted)
         except Exception as exc:
             log.exception("strike unlock failed")
             self._end_pulse("fault")

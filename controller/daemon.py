@@ -197,7 +197,8 @@ def start(controller: Controller) -> None:
     if c.hardware.tamper_active:
         c.core.tamper_changed(True)
     c.snapshots.start()
-    c.hardware.connect(on_press=c.core.press, on_door=c.core.door_changed, on_tamper=c.core.tamper_changed)
+    c.hardware.connect(on_press=c.core.press, on_door=c.core.door_changed, on_tamper=c.core.tamper_changed,
+                       on_exit_request=c.core.exit_requested)
 
 
 def stop(controller: Controller, reason: str) -> None:
@@ -209,11 +210,11 @@ def stop(controller: Controller, reason: str) -> None:
             service.stop()
         except Exception:
             log.exception("stopping %s failed", service.name)
+    c.snapshots.close()
     try:
         c.journal.append(ev.CONTROLLER_STOPPED, reason=reason)
     except Exception:
         log.exception("could not journal controller_stopped")
-    c.snapshots.close()
     c.hardware.close()
     c.journal.close()
 

@@ -96,6 +96,10 @@ class VisitorLeds:
             else:
                 led.off()
 
+    def led(self, name: str) -> LED | None:
+        """The LED device for ``name`` (ringing/approved/denied), or None when not fitted."""
+        return self._leds.get(name)
+
     def is_lit(self, name: str) -> bool | None:
         led = self._leds.get(name)
         return None if led is None else bool(led.is_lit)
@@ -129,6 +133,9 @@ class DoorHardware:
                 self.tamper = DigitalInputDevice(
                     settings.tamper_pin, pull_up=settings.tamper_active_level == "high",
                     pin_factory=pin_factory)
+            self.exit_request: Button | None = None
+            if settings.exit_request_pin is not None:
+                self.exit_request = Button(settings.exit_request_pin, pull_up=True, pin_factory=pin_factory)
             self.leds = VisitorLeds(settings.led_ringing_pin, settings.led_approved_pin,
                                     settings.led_denied_pin, pin_factory=pin_factory)
         except Exception:
@@ -137,12 +144,14 @@ class DoorHardware:
         self._closed = False
 
     def connect(self, on_press: Callable[[], Any], on_door: Callable[[bool], Any],
-                on_tamper: Callable[[bool], Any]) -> None:
+                on_tamper: Callable[[bool], Any], on_exit_request: Callable[[], Any] | None = None) -> None:
         """Wire edges to core commands. Exceptions are logged, never raised into gpiozero."""
         self.buzzer.when_pressed = _guard(on_press)
         if self.door_contact is not None:
             self.door_contact.when_deactivated = _guard(lambda: on_door(True))
             self.door_contact.when_activated = _guard(lambda: on_door(False))
+        if self.exit_request is not None and on_exit_request is not None:
+            self.exit_request.when_pressed = _guard(on_exit_request)
         if self.tamper is not None:
             self.tamper.when_deactivated = _guard(lambda: on_tamper(True))
             self.tamper.when_activated = _guard(lambda: on_tamper(False))
@@ -160,7 +169,7 @@ class DoorHardware:
             return
         self._closed = True
         self.strike.close()
-        for device in (self.buzzer, self.door_contact, self.tamper):
+        for device in (self.buzzer, self.door_contact, self.tamper, self.exit_request):
             if device is not None:
                 device.close()
         self.leds.close()

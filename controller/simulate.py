@@ -18,7 +18,7 @@ from gpiozero.pins.mock import MockFactory
 from . import config as cfg
 from .daemon import Controller, run
 
-SIM_GPIO = {"buzzer_pin": 27, "strike_pin": 17, "door_contact_pin": 22, "tamper_pin": 24,
+SIM_GPIO = {"buzzer_pin": 27, "strike_pin": 17, "door_contact_pin": 22, "tamper_pin": 24, "exit_request_pin": 23,
             "led_ringing_pin": 19, "led_approved_pin": 26, "led_denied_pin": 13}
 
 
@@ -57,6 +57,13 @@ class SimulatedStation:
         pin = self.factory.pin(self.gpio.door_contact_pin)
         pin.drive_high() if is_open else pin.drive_low()
 
+    def request_exit(self) -> None:
+        """Someone inside walks up to the door (request-to-exit sensor)."""
+        if self.gpio.exit_request_pin is not None:
+            pin = self.factory.pin(self.gpio.exit_request_pin)
+            pin.drive_low()
+            pin.drive_high()
+
     def set_tamper(self, active: bool) -> None:
         if self.gpio.tamper_pin is not None:
             pin = self.factory.pin(self.gpio.tamper_pin)
@@ -82,6 +89,7 @@ HELP = """commands:
   unlock [NAME]             staff 'unlock now'
   lockdown start|end        start or end a lockdown
   open | close              open or close the door (door contact)
+  exit                      someone inside walks up to leave (request-to-exit sensor)
   status                    door, ring, strike and LED state
   events [N]                the last N journal events (default 10)
   quit                      stop the simulated campus"""
@@ -115,6 +123,9 @@ def console(controller: Controller, station: SimulatedStation, stop: threading.E
         elif verb == "lockdown" and rest and rest[0] in ("start", "end"):
             fn = controller.start_lockdown if rest[0] == "start" else controller.end_lockdown
             result = fn("Console Staff", "console", "panel")
+        elif verb == "exit":
+            station.request_exit()
+            result = "exit requested"
         elif verb in ("open", "close"):
             station.set_door(verb == "open")
             result = f"door {verb}"

@@ -14,7 +14,7 @@ from gpiozero.pins.mock import MockFactory
 
 from controller import config as cfg
 
-SIM_GPIO = {"buzzer_pin": 27, "strike_pin": 17, "door_contact_pin": 22, "tamper_pin": 24,
+SIM_GPIO = {"buzzer_pin": 27, "strike_pin": 17, "door_contact_pin": 22, "tamper_pin": 24, "exit_request_pin": 23,
             "led_ringing_pin": 19, "led_approved_pin": 26, "led_denied_pin": 13}
 
 

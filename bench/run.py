@@ -1,0 +1,148 @@
+"""Benchmarks: ring, approve and delivery latency against raw baselines measured in the same
+run; footprint; start-up; memory growth; outage drain.
+
+    bash scripts/bench.sh            # full run (a few minutes), prints a markdown table + JSON
+    bash scripts/bench.sh --smoke    # tiny n, seconds: the test suite runs this so it cannot rot
+
+Absolute times on shared machines are noisy, so every latency is also given as a ratio to a raw
+baseline measured in the same run. Nothing here asserts: targets are reported as met or missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from controller.journal import PRAGMAS
+
+from . import proc
+from .stats import summary_ms
+
+BENCH_CONFIG = """
+[door]
+unlock_seconds = 0.5
+debounce_ms = 0
+[camera]
+width = 320
+height = 240
+"""
+
+
+def baseline_sqlite_commit(n: int) -> dict[str, Any]:
+    """Baseline B: one durable SQLite commit with the journal's own PRAGMAs (WAL, synchronous=FULL)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = sqlite3.connect(os.path.join(tmp, "b.sqlite3"), isolation_level=None)
+        for pragma in PRAGMAS:
+            db.execute(pragma)
+        db.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, id TEXT, type TEXT, ts TEXT, data TEXT)")
+        samples = []
+        for i in range(n):
+            started = time.perf_counter()
+            db.execute("INSERT INTO t VALUES (?,?,?,?,?)",
+                       (i + 1, str(uuid.uuid4()), "buzzer_pressed", time.time(), '{"presses":1}'))
+            samples.append(time.perf_counter() - started)
+        db.close()
+    return summary_ms(samples)
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "kernel": platform.release(), "date": time.strftime("%Y-%m-%d")}
+
+
+def run(smoke: bool) -> dict[str, Any]:
+    n = 20 if smoke else 500
+    results: dict[str, Any] = {"machine": machine(), "smoke": smoke}
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("baseline_b_sqlite_commit", lambda: baseline_sqlite_commit(n)),
+        ("startup_to_ready", lambda: summary_ms(proc.startup_to_ready(BENCH_CONFIG, 2 if smoke else 5))),
+        ("footprint", lambda: proc.footprint(BENCH_CONFIG, 20 if smoke else 1000, 2 if smoke else 30)),
+        ("memory_growth", lambda: proc.memory_growth(BENCH_CONFIG, 20 if smoke else 10_000,
+                                                     warmup=5 if smoke else 200)),
+    ]
+    for name, step in steps:
+        started = time.monotonic()
+        try:
+            results[name] = step()
+        except Exception as exc:   # report a broken measure, keep the others
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        results[name]["bench_seconds"] = round(time.monotonic() - started, 1) if isinstance(
+            results[name], dict) else None
+    return results
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}{unit}"
+    return f"{value}{unit}"
+
+
+def table(r: dict[str, Any]) -> str:
+    rows = [("measure", "result", "target", "met")]
+
+    def add(name: str, result: str, target: str, met: bool | None) -> None:
+        rows.append((name, result, target, "—" if met is None else ("yes" if met else "**no**")))
+
+    b = r.get("baseline_b_sqlite_commit", {})
+    if "p50_ms" in b:
+        add("baseline B: durable SQLite commit", f"p50 {b['p50_ms']:.3f} ms, p99 {b['p99_ms']:.3f} ms",
+            "reference", None)
+    s = r.get("startup_to_ready", {})
+    if "p50_ms" in s:
+        add("start-up: process start to READY=1", f"p50 {s['p50_ms']:.0f} ms, max {s['p99_ms']:.0f} ms",
+            "<= 2 s", s["p99_ms"] <= 2000)
+    f = r.get("footprint", {})
+    if "rss_mb" in f:
+        add(f"footprint: RSS after {f['rings']} rings", f"{f['rss_mb']:.1f} MB", "<= 60 MB", f["rss_mb"] <= 60)
+        add(f"footprint: idle CPU over {f['idle_seconds']} s", f"{f['idle_cpu_percent']:.2f} % of one core",
+            "<= 0.5 %", f["idle_cpu_percent"] <= 0.5)
+    m = r.get("memory_growth", {})
+    if "growth_mb" in m:
+        add(f"memory growth over {m['cycles']} ring/approve cycles",
+            f"{m['rss_before_mb']:.1f} -> {m['rss_after_mb']:.1f} MB ({m['growth_mb']:+.2f} MB)", "< 5 MB",
+            m["growth_mb"] < 5)
+    for name, value in r.items():
+        if isinstance(value, dict) and "error" in value:
+            add(name, f"error: {value['error']}", "", False)
+    width = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["| " + " | ".join(cell.ljust(width[i]) for i, cell in enumerate(row)) + " |" for row in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in width) + "|")
+    m_ = r["machine"]
+    lines.append("")
+    lines.append(f"Machine: {m_['cpu']}, {m_['cores']} cores, Python {m_['python']}, "
+                 f"Linux {m_['kernel']}, {m_['date']}.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny n, for the test suite")
+    parser.add_argument("--json", help="also write the JSON results to this file")
+    args = parser.parse_args(argv)
+    results = run(args.smoke)
+    print(table(results))
+    print()
+    print(json.dumps(results, indent=2, default=str))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,340 @@
+#!/usr/bin/env bash
+# Install the entry-buzzer door controller on Raspberry Pi OS (Bookworm), in one command:
+#
+#   sudo deploy/install.sh                 # install or upgrade, then start the service
+#   sudo deploy/install.sh --dry-run       # print every step, change nothing
+#   sudo deploy/install.sh --uninstall     # remove the program; keep config and journal
+#   sudo deploy/install.sh --uninstall --purge   # ... and the config, secrets, journal, user
+#
+# Idempotent: every step checks first and only acts when something is missing or
+# different, so running it again changes nothing (it prints "0 changes").
+#
+# --root DIR installs into DIR instead of / (tests, image building): apt, useradd,
+# chown and systemctl are printed as skipped there, never run.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+usage: install.sh [options]
+  --dry-run          print every step without doing it
+  --root DIR         install into DIR instead of / (no apt, users, chown or systemctl)
+  --no-venv          do not create the venv or pip install (the program must be there already)
+  --no-apt           do not install apt packages
+  --with-mosquitto   also install a local Mosquitto broker (apt: mosquitto)
+  --campus SLUG      site.campus for a new config (default: the example's)
+  --door SLUG        site.door for a new config (default: the example's)
+  --admin NAME       create the first admin account NAME (asks for the password)
+  --no-start         enable the service but do not start it now
+  --uninstall        stop and remove the service and program; keeps config and journal
+  --purge            with --uninstall: also remove config, secrets, journal and the user
+  -h, --help         this help
+EOF
+}
+
+SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT=""
+DRY=0 NO_VENV=0 NO_APT=0 MOSQUITTO=0 UNINSTALL=0 PURGE=0 START=1
+CAMPUS="" DOOR="" ADMIN=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) DRY=1 ;;
+    --root) ROOT="${2:?--root needs a directory}"; shift ;;
+    --root=*) ROOT="${1#--root=}" ;;
+    --no-venv) NO_VENV=1 ;;
+    --no-apt) NO_APT=1 ;;
+    --with-mosquitto) MOSQUITTO=1 ;;
+    --campus) CAMPUS="${2:?--campus needs a slug}"; shift ;;
+    --door) DOOR="${2:?--door needs a slug}"; shift ;;
+    --admin) ADMIN="${2:?--admin needs a name}"; shift ;;
+    --no-start) START=0 ;;
+    --uninstall) UNINSTALL=1 ;;
+    --purge) PURGE=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "install.sh: unknown option: $1" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$PURGE" = 1 ] && [ "$UNINSTALL" = 0 ]; then
+  echo "install.sh: --purge only goes with --uninstall" >&2; exit 2
+fi
+for slug in "$CAMPUS" "$DOOR"; do
+  if [ -n "$slug" ] && ! [[ "$slug" =~ ^[a-z0-9][a-z0-9_-]{0,62}$ ]]; then
+    echo "install.sh: '$slug' is not a slug (lowercase letters, digits, - and _)" >&2; exit 2
+  fi
+done
+if [ -n "$ROOT" ]; then
+  [ -d "$ROOT" ] || { echo "install.sh: --root $ROOT is not a directory" >&2; exit 2; }
+  ROOT="$(cd "$ROOT" && pwd)"
+  [ "$ROOT" != "/" ] || ROOT=""
+fi
+if [ -z "$ROOT" ] && [ "$DRY" = 0 ] && [ "$(id -u)" -ne 0 ]; then
+  echo "install.sh: run as root (sudo), or use --dry-run / --root DIR" >&2; exit 2
+fi
+
+# ---------------------------------------------------------------- layout
+USER_NAME=entry-buzzer
+PREFIX=/opt/entry-buzzer
+VENV=$PREFIX/venv
+SHARE=$PREFIX/share
+BIN=$PREFIX/bin
+ETC=/etc/entry-buzzer
+CRED=$ETC/credentials
+CONFIG=$ETC/config.toml
+STATE=/var/lib/entry-buzzer
+UNIT_DIR=/etc/systemd/system
+UNITS=(entry-buzzer-relock.service entry-buzzer.service)
+APT_PACKAGES=(python3-venv python3-picamera2 python3-lgpio openssl)
+[ "$MOSQUITTO" = 1 ] && APT_PACKAGES+=(mosquitto)
+# The program that validates the config: the installed one, or ENTRY_BUZZER_BIN (tests, --no-venv).
+EB_BIN="${ENTRY_BUZZER_BIN:-$ROOT$VENV/bin/entry-buzzer}"
+
+CHANGES=0
+say()  { echo "$*"; }
+step() { echo "==> $*"; }
+# run CMD...: a change. Printed always; executed unless --dry-run.
+run() {
+  CHANGES=$((CHANGES + 1))
+  if [ "$DRY" = 1 ]; then echo "    [dry-run] $*"; else echo "    + $*"; "$@"; fi
+}
+# system CMD...: a change to the host itself (apt, users, chown, systemctl): skipped under --root.
+system() {
+  if [ -n "$ROOT" ]; then echo "    [skipped: --root] $*"; return 0; fi
+  run "$@"
+}
+ok() { echo "    ok: $*"; }
+
+# write_file DEST MODE LABEL: install stdin (described as LABEL) as DEST with MODE,
+# only when DEST is missing or different.
+write_file() {
+  local dest="$1" mode="$2" label="$3" tmp
+  tmp="$(mktemp)"; cat >"$tmp"
+  if [ -f "$dest" ] && cmp -s "$tmp" "$dest" && [ "$(stat -c %a "$dest")" = "${mode#0}" ]; then
+    ok "$dest unchanged"
+  else
+    CHANGES=$((CHANGES + 1))
+    if [ "$DRY" = 1 ]; then echo "    [dry-run] install -m $mode $label $dest"; else
+      echo "    + install -m $mode $label $dest"
+      install -m "$mode" "$tmp" "$dest"
+    fi
+  fi
+  rm -f "$tmp"
+}
+
+ensure_dir() {  # ensure_dir DIR MODE
+  local dir="$1" mode="$2"
+  if [ -d "$dir" ] && [ "$(stat -c %a "$dir")" = "${mode#0}" ]; then ok "$dir"; else run install -d -m "$mode" "$dir"; fi
+}
+
+ensure_owner() {  # ensure_owner OWNER:GROUP PATH
+  local owner="$1" path="$2"
+  if [ -n "$ROOT" ]; then echo "    [skipped: --root] chown $owner $path"; return 0; fi
+  if [ -e "$path" ] && [ "$(stat -c %U:%G "$path")" = "$owner" ]; then ok "$path owned by $owner"; else run chown "$owner" "$path"; fi
+}
+
+source_hash() {  # a fingerprint of the program's sources: reinstall only when it changes
+  local paths=()
+  for p in pyproject.toml controller web; do [ -e "$SRC/$p" ] && paths+=("$p"); done
+  (cd "$SRC" && find "${paths[@]}" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 \
+    | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64)
+}
+
+# ---------------------------------------------------------------- uninstall
+uninstall() {
+  step "stop and disable the service (ExecStopPost relocks the strike)"
+  for unit in entry-buzzer.service entry-buzzer-relock.service; do
+    if [ -n "$ROOT" ]; then
+      system systemctl disable --now "$unit"
+    elif [ -f "$UNIT_DIR/$unit" ]; then
+      run systemctl disable --now "$unit"
+    else
+      ok "$unit not installed"
+    fi
+  done
+  step "remove unit files"
+  local removed=0
+  for unit in "${UNITS[@]}"; do
+    if [ -e "$ROOT$UNIT_DIR/$unit" ]; then run rm -f "$ROOT$UNIT_DIR/$unit"; removed=1; else ok "$unit already removed"; fi
+  done
+  [ "$removed" = 1 ] && system systemctl daemon-reload
+  step "remove the program ($PREFIX)"
+  if [ -e "$ROOT$PREFIX" ]; then run rm -rf "$ROOT$PREFIX"; else ok "$PREFIX already removed"; fi
+  if [ "$PURGE" = 1 ]; then
+    step "purge config, secrets and journal"
+    for path in "$ETC" "$STATE"; do
+      if [ -e "$ROOT$path" ]; then run rm -rf "$ROOT$path"; else ok "$path already removed"; fi
+    done
+    step "remove the system user"
+    if [ -n "$ROOT" ] || id -u "$USER_NAME" >/dev/null 2>&1; then system userdel "$USER_NAME"; else ok "no user $USER_NAME"; fi
+  else
+    say "    kept: $ETC (config, secrets) and $STATE (journal, snapshots); --purge removes them"
+  fi
+  if [ "$DRY" = 1 ]; then say "dry run: done, $CHANGES changes would be made"; else say "uninstall: done, $CHANGES changes"; fi
+}
+
+if [ "$UNINSTALL" = 1 ]; then
+  uninstall
+  exit 0
+fi
+
+# ---------------------------------------------------------------- install
+[ -n "$ROOT" ] && say "installing into $ROOT (temp root: no apt, users, chown or systemctl)"
+[ "$DRY" = 1 ] && say "dry run: printing every step, changing nothing"
+if [ -z "$ROOT" ] && [ -r /etc/os-release ] && ! grep -q '^VERSION_CODENAME=bookworm' /etc/os-release; then
+  say "warning: this installer targets Raspberry Pi OS Bookworm; continuing"
+fi
+
+step "apt packages: ${APT_PACKAGES[*]}"
+if [ "$NO_APT" = 1 ]; then
+  say "    [skipped: --no-apt] apt-get install ${APT_PACKAGES[*]}"
+elif [ -n "$ROOT" ]; then
+  say "    [skipped: --root] apt-get install -y --no-install-recommends ${APT_PACKAGES[*]}"
+else
+  missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then ok "all installed"; else
+    run apt-get update -q
+    run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+step "system user $USER_NAME (groups gpio, video)"
+if [ -n "$ROOT" ]; then
+  system groupadd --system gpio
+  system useradd --system --user-group --home-dir "$STATE" --no-create-home --shell /usr/sbin/nologin "$USER_NAME"
+  system usermod --append --groups gpio,video "$USER_NAME"
+else
+  getent group gpio >/dev/null && ok "group gpio exists" || run groupadd --system gpio
+  getent group video >/dev/null && ok "group video exists" || run groupadd --system video
+  if id -u "$USER_NAME" >/dev/null 2>&1; then ok "user $USER_NAME exists"; else
+    run useradd --system --user-group --home-dir "$STATE" --no-create-home --shell /usr/sbin/nologin "$USER_NAME"
+  fi
+  for group in gpio video; do
+    if id -nG "$USER_NAME" 2>/dev/null | tr ' ' '\n' | grep -qx "$group"; then ok "$USER_NAME in $group"; else
+      run usermod --append --groups "$group" "$USER_NAME"
+    fi
+  done
+fi
+
+step "directories"
+for dir in /opt "$PREFIX" "$SHARE" "$BIN" /etc /var /var/lib /etc/systemd "$UNIT_DIR"; do
+  [ -d "$ROOT$dir" ] && continue
+  run install -d -m 0755 "$ROOT$dir"
+done
+ensure_dir "$ROOT$ETC" 0755
+ensure_dir "$ROOT$CRED" 0700
+ensure_dir "$ROOT$STATE" 0700
+ensure_owner "$USER_NAME:$USER_NAME" "$ROOT$STATE"
+
+step "program: venv with system site packages (picamera2, lgpio from apt) in $VENV"
+if [ "$NO_VENV" = 1 ]; then
+  say "    [skipped: --no-venv] python3 -m venv --system-site-packages $VENV; pip install $SRC"
+else
+  if [ -x "$ROOT$VENV/bin/python" ]; then ok "venv exists"; else
+    run python3 -m venv --system-site-packages "$ROOT$VENV"
+  fi
+  want="$(source_hash)"
+  have="$(cat "$ROOT$PREFIX/.source-hash" 2>/dev/null || true)"
+  if [ "$want" = "$have" ] && [ -x "$ROOT$VENV/bin/entry-buzzer" ]; then ok "entry-buzzer up to date"; else
+    run "$ROOT$VENV/bin/python" -m pip install --quiet --upgrade "$SRC"
+    if [ "$DRY" = 0 ]; then echo "$want" >"$ROOT$PREFIX/.source-hash"; fi
+  fi
+fi
+
+step "documentation and helpers in $SHARE and $BIN"
+write_file "$ROOT$SHARE/hardware.md" 0644 hardware.md <"$SRC/hardware.md"
+write_file "$ROOT$SHARE/config.example.toml" 0644 deploy/config.example.toml <"$SRC/deploy/config.example.toml"
+write_file "$ROOT$BIN/selftest" 0755 deploy/selftest.sh <"$SRC/deploy/selftest.sh"
+
+step "config $CONFIG (from deploy/config.example.toml; an existing config is never overwritten)"
+if [ -e "$ROOT$CONFIG" ]; then ok "kept existing $CONFIG"; else
+  sed_args=()
+  [ -n "$CAMPUS" ] && sed_args+=(-e "s/^campus = \"[^\"]*\"/campus = \"$CAMPUS\"/")
+  [ -n "$DOOR" ] && sed_args+=(-e "s/^door = \"[^\"]*\"/door = \"$DOOR\"/")
+  write_file "$ROOT$CONFIG" 0640 deploy/config.example.toml < <(sed "${sed_args[@]:-s/^//}" "$SRC/deploy/config.example.toml")
+fi
+ensure_owner "root:$USER_NAME" "$ROOT$CONFIG"
+
+step "secrets in $CRED (root only; systemd hands them to the service as credentials)"
+if [ -s "$ROOT$CRED/web-secret-key" ]; then ok "web secret key exists"; else
+  if [ "$DRY" = 1 ]; then run "openssl rand -hex 32 > $ROOT$CRED/web-secret-key (mode 0600)"; else
+    CHANGES=$((CHANGES + 1)); echo "    + openssl rand -hex 32 > $ROOT$CRED/web-secret-key (mode 0600)"
+    (umask 077; openssl rand -hex 32 >"$ROOT$CRED/web-secret-key")
+  fi
+fi
+if [ -e "$ROOT$CRED/mqtt-password" ]; then ok "mqtt-password exists"; else
+  run install -m 0600 /dev/null "$ROOT$CRED/mqtt-password"
+  say "    (empty until MQTT is set up: write the district's password there, see config.toml [mqtt])"
+fi
+
+step "self-signed certificate for the panel (HTTPS)"
+if [ -s "$ROOT$CRED/web-tls.crt" ] && [ -s "$ROOT$CRED/web-tls.key" ]; then ok "certificate exists"; else
+  host="$(hostname 2>/dev/null || echo entry-buzzer)"
+  old_umask="$(umask)"; umask 077     # the key is never readable by anyone else, not even briefly
+  run openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$ROOT$CRED/web-tls.key"
+  run openssl req -x509 -key "$ROOT$CRED/web-tls.key" -days 3650 -sha256 -subj "/CN=$host" \
+    -addext "subjectAltName=DNS:$host,DNS:$host.local,DNS:localhost,IP:127.0.0.1" -out "$ROOT$CRED/web-tls.crt"
+  umask "$old_umask"
+  if [ "$DRY" = 0 ]; then chmod 0600 "$ROOT$CRED/web-tls.key" "$ROOT$CRED/web-tls.crt"; fi
+fi
+
+step "check the config"
+if [ "$DRY" = 1 ]; then
+  say "    [dry-run] CREDENTIALS_DIRECTORY=$CRED $EB_BIN check-config $CONFIG"
+elif [ -x "$EB_BIN" ]; then
+  CREDENTIALS_DIRECTORY="$ROOT$CRED" "$EB_BIN" check-config "$ROOT$CONFIG" | sed 's/^/    /'
+else
+  say "    [skipped: $EB_BIN not installed] entry-buzzer check-config $CONFIG"
+fi
+
+step "systemd units"
+units_changed=0
+for unit in "${UNITS[@]}"; do
+  before="$CHANGES"
+  write_file "$ROOT$UNIT_DIR/$unit" 0644 "systemd/$unit" <"$SRC/systemd/$unit"
+  [ "$CHANGES" != "$before" ] && units_changed=1
+done
+if [ "$units_changed" = 1 ]; then system systemctl daemon-reload; fi
+
+step "first admin account"
+add_admin_cmd="runuser -u $USER_NAME -- env CREDENTIALS_DIRECTORY=$CRED $VENV/bin/entry-buzzer user add --config $CONFIG --role admin NAME"
+if [ -e "$ROOT$STATE/.first-admin" ]; then
+  ok "first admin already created ($(cat "$ROOT$STATE/.first-admin"))"
+elif [ "$DRY" = 1 ] || [ -n "$ROOT" ]; then
+  say "    [not run here] sudo $add_admin_cmd"
+elif [ ! -x "$EB_BIN" ] || ! "$EB_BIN" user add --help >/dev/null 2>&1; then
+  say "    this version of entry-buzzer has no 'user add' command yet; when it has, run:"
+  say "      sudo $add_admin_cmd"
+elif [ -z "$ADMIN" ]; then
+  say "    no --admin NAME given; create the first admin with:"
+  say "      sudo $add_admin_cmd"
+else
+  role_flag=(--role admin)
+  "$EB_BIN" user add --help 2>/dev/null | grep -q -- '--role' || role_flag=(--admin)
+  run runuser -u "$USER_NAME" -- env CREDENTIALS_DIRECTORY="$CRED" "$EB_BIN" user add --config "$CONFIG" \
+    "${role_flag[@]}" "$ADMIN"
+  echo "$ADMIN" >"$STATE/.first-admin"
+fi
+
+step "enable and start the service"
+if [ -n "$ROOT" ]; then
+  system systemctl enable --now "${UNITS[@]}"
+elif [ "$DRY" = 0 ] && systemctl is-enabled --quiet entry-buzzer.service 2>/dev/null \
+     && systemctl is-enabled --quiet entry-buzzer-relock.service 2>/dev/null \
+     && { [ "$START" = 0 ] || systemctl is-active --quiet entry-buzzer.service; } && [ "$CHANGES" = 0 ]; then
+  ok "enabled and running"
+else
+  was_active=0
+  systemctl is-active --quiet entry-buzzer.service 2>/dev/null && was_active=1
+  if [ "$START" = 1 ]; then run systemctl enable --now "${UNITS[@]}"; else run systemctl enable "${UNITS[@]}"; fi
+  # an upgrade (new program, unit or config) needs a restart of a service that was already running
+  if [ "$was_active" = 1 ]; then run systemctl try-restart entry-buzzer.service; fi
+fi
+
+say ""
+if [ "$DRY" = 1 ]; then say "dry run: done, $CHANGES changes would be made"; else say "install: done, $CHANGES changes"; fi
+if [ "$CHANGES" -gt 0 ] && [ "$DRY" = 0 ] && [ -z "$ROOT" ]; then
+  say "next: edit $CONFIG (site names, pins), then: sudo systemctl restart entry-buzzer"
+  say "      check the door with: sudo $BIN/selftest"
+fi

@@ -1,0 +1,154 @@
+"""GPIO adapter and daemon wiring on gpiozero's MockFactory (passed explicitly)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from controller import config as cfg
+from controller import daemon
+from controller import events as ev
+from controller.gpio import DoorHardware, StrikeRelay, relock
+from controller.simulate import SimulatedStation
+
+
+def wait_for(predicate, timeout=10.0, step=0.01):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+@pytest.fixture
+def running(settings, pin_factory):
+    """A built, started controller with its core loop, on the mock pins."""
+    s = cfg.with_overrides(settings, door={"unlock_seconds": 0.5})
+    controller = daemon.build(s, pin_factory=pin_factory, simulated=True)
+    station = SimulatedStation(pin_factory, s.gpio)
+    station.settle()
+    daemon.start(controller)
+    loop = daemon.CoreLoop(controller.core)
+    loop.start()
+    yield controller, station
+    loop.stop()
+    loop.join(5)
+    daemon.stop(controller, "test teardown")
+
+
+def test_strike_pin_never_high_at_start(pin_factory):
+    hw = DoorHardware(cfg.GpioSettings(), pin_factory=pin_factory)
+    try:
+        assert [s.state for s in pin_factory.pin(17).states] == [False]
+        assert not hw.strike.is_unlocked
+    finally:
+        hw.close()
+
+
+def test_hardware_close_is_safe_twice_and_leaves_strike_low(pin_factory):
+    hw = DoorHardware(cfg.GpioSettings(), pin_factory=pin_factory)
+    hw.strike.unlock()
+    hw.close()
+    hw.close()
+    assert not pin_factory.pin(17).state
+
+
+def test_relock_command_drives_strike_low(pin_factory):
+    relock(cfg.GpioSettings(), pin_factory=pin_factory)
+    pin = pin_factory.pin(17)
+    assert [st.state for st in pin.states] == [False]
+
+
+def test_software_backstop_forces_lock_if_core_hangs(pin_factory):
+    relay = StrikeRelay(17, pin_factory=pin_factory, backstop_seconds=0.2)
+    relay.unlock()
+    assert relay.is_unlocked
+    assert wait_for(lambda: not relay.is_unlocked, timeout=5)
+    relay.close()
+
+
+def test_press_on_mock_pin_produces_journaled_ring(running):
+    controller, station = running
+    station.press()
+    assert wait_for(lambda: controller.journal.query(types=[ev.BUZZER_PRESSED]))
+    pressed = controller.journal.query(types=[ev.BUZZER_PRESSED])[0]
+    assert controller.status()["ring"]["request_id"] == pressed.request_id
+
+
+def test_five_quick_presses_make_one_request(running):
+    controller, station = running
+    for _ in range(5):
+        station.press()
+        time.sleep(0.06)   # > debounce (50 ms): real distinct presses, not bounce
+    assert wait_for(lambda: controller.status()["ring"] and controller.status()["ring"]["presses"] == 5)
+    assert len(controller.journal.query(types=[ev.BUZZER_PRESSED])) == 1
+
+
+def test_contact_bounce_is_debounced(running):
+    controller, station = running
+    pin = station.factory.pin(station.gpio.buzzer_pin)
+    for _ in range(6):            # a bouncing contact: many edges within microseconds
+        pin.drive_low()
+        pin.drive_high()
+    assert wait_for(lambda: controller.status()["ring"] is not None)
+    assert controller.status()["ring"]["presses"] == 1
+
+
+def test_approval_gives_one_pulse_of_configured_length(running):
+    controller, station = running
+    strike_pin = station.factory.pin(station.gpio.strike_pin)
+    station.press()
+    assert wait_for(lambda: controller.status()["ring"] is not None)
+    rid = controller.status()["ring"]["request_id"]
+    assert controller.approve(rid, "Ms. Rivera").ok
+    assert station.strike_on
+    assert wait_for(lambda: not station.strike_on, timeout=10)
+    states = list(strike_pin.states)
+    on_states = [i for i, s in enumerate(states) if s.state]
+    assert len(on_states) == 1, states
+    # MockPin records the time since the previous change: the 'off' entry holds the pulse length
+    pulse = states[on_states[0] + 1].timestamp
+    assert 0.49 <= pulse < 5.0   # never short (timer granularity aside), bounded
+    assert controller.journal.last_event().type == ev.DOOR_LOCKED
+
+
+def test_leds_follow_the_ring(running):
+    controller, station = running
+    station.press()
+    assert wait_for(lambda: controller.hardware.leds.state == "ringing")
+    rid = controller.status()["ring"]["request_id"]
+    controller.deny(rid, "Mr. Chen")
+    assert controller.hardware.leds.state == "denied" and station.leds()["denied"]
+
+
+def test_door_contact_and_tamper_edges_reach_the_core(running):
+    controller, station = running
+    station.set_door(True)
+    assert wait_for(lambda: "forced_open" in controller.status()["alarms"])
+    station.set_door(False)
+    station.set_tamper(True)
+    assert wait_for(lambda: "tamper" in controller.status()["alarms"])
+    kinds = [e.type for e in controller.journal.query(limit=50)]
+    assert ev.DOOR_OPENED in kinds and ev.DOOR_CLOSED in kinds
+
+
+def test_start_journals_previous_stop(settings):
+    for expected in ("none", "clean"):
+        factory = MockFactory()
+        c = daemon.build(settings, pin_factory=factory)
+        daemon.start(c)
+        assert c.journal.query(types=[ev.CONTROLLER_STARTED])[0].data["previous_stop"] == expected
+        daemon.stop(c, "test")
+        factory.reset()
+
+
+def test_request_to_exit_sensor_makes_opening_egress(running):
+    controller, station = running
+    station.request_exit()
+    station.set_door(True)
+    assert wait_for(lambda: controller.journal.query(types=[ev.DOOR_OPENED]))
+    assert controller.journal.query(types=[ev.DOOR_OPENED])[0].data["egress"] is True
+    assert "forced_open" not in controller.status()["alarms"]
