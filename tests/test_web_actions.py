@@ -127,6 +127,8 @@ def test_sim_station(staff, controller):
     assert staff.post("/sim/door", {"open": "maybe"}).status_code == 400
     assert staff.post("/sim/door", {"open": "1"}).json["door"] == "open"
     assert staff.post("/sim/door", {"open": "0"}).json["door"] == "locked"
+    assert staff.post("/sim/exit").status_code == 200
+    assert controller.station.strike_on is False            # egress never energizes the strike
 
 
 def test_sim_is_absent_outside_the_simulated_campus(controller):

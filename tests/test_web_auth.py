@@ -21,7 +21,7 @@ ROUTES = [
     ("POST", "/logout", "staff"), ("POST", "/api/approve", "staff"), ("POST", "/api/deny", "staff"),
     ("POST", "/api/unlock", "staff"), ("POST", "/api/lockdown/start", "staff"),
     ("POST", "/api/lockdown/end", "staff"), ("POST", "/api/alarm/ack", "staff"),
-    ("POST", "/sim/press", "staff"), ("POST", "/sim/door", "staff"),
+    ("POST", "/sim/press", "staff"), ("POST", "/sim/door", "staff"), ("POST", "/sim/exit", "staff"),
     ("POST", "/admin/users", "admin"), ("POST", "/admin/users/sam/remove", "admin"),
     ("POST", "/admin/users/sam/password", "admin"), ("POST", "/admin/sessions/abc/revoke", "admin"),
 ]

@@ -62,3 +62,13 @@ def door() -> Any:
         return sec.error(400, "open must be 0 or 1")
     _station().set_door(value == "1")
     return _state()
+
+
+@bp.post("/sim/exit")
+@sec.require()
+def request_exit() -> Any:
+    """Someone inside walks up to the door: the request-to-exit sensor (egress, never an unlock)."""
+    if _station() is None:
+        return sec.error(503, "the simulated station is not ready yet")
+    _station().request_exit()
+    return _state()

@@ -27,6 +27,10 @@
     const r = await Panel.post("/sim/press");
     if (r.ok) { show(r.data); } else { $("sim-message").textContent = r.data.error || "press failed"; }
   });
+  $("exit").addEventListener("click", async () => {
+    const r = await Panel.post("/sim/exit");
+    if (r.ok) { show(r.data); } else { $("sim-message").textContent = r.data.error || "failed"; }
+  });
   $("door-open").addEventListener("change", async (e) => {
     const r = await Panel.post("/sim/door", { open: e.target.checked ? "1" : "0" });
     if (r.ok) { show(r.data); } else { $("sim-message").textContent = r.data.error || "failed"; }
