@@ -97,6 +97,11 @@ def test_journal_failure_gives_503(staff, controller, strike_pin):
     resp = staff.post("/api/approve", {"request_id": rid})
     assert resp.status_code == 503 and resp.json["code"] == "fault"
     assert strike_on_count(strike_pin) == 0
+    # the panel keeps answering, clearly, without a 500
+    status = staff.get("/api/status")
+    assert status.status_code == 200 and "journal_failure" in status.json["status"]["alarms"]
+    assert staff.get("/history").status_code == 503
+    assert staff.get("/history.csv").status_code == 503
 
 
 def test_alarm_acknowledge(staff, controller):

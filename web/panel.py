@@ -7,14 +7,17 @@ core's Decision codes to HTTP statuses.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
 from controller.core import Decision
+from controller.journal import JournalError
 
 from . import security as sec
 
+log = logging.getLogger(__name__)
 bp = Blueprint("panel", __name__)
 
 DECISION_STATUS = {"ok": 200, "already": 200, "unknown": 404, "handled": 409, "expired": 409,
@@ -47,9 +50,19 @@ def panel_state(c: Any, recent: bool = True) -> dict[str, Any]:
     ring = status.get("ring")
     if ring:
         ring["snapshot"] = c.snapshots.path_for(ring["request_id"]) is not None
-    state: dict[str, Any] = {"status": status, "health": summarize_health(c)}
+    try:
+        health = summarize_health(c)
+    except Exception as exc:       # a failing health probe must not take the dashboard down
+        log.exception("health check failed")
+        health = {"mqtt": {"enabled": bool(c.settings.mqtt.enabled), "connected": False},
+                  "outbox_depth": None, "camera": {"ok": c.snapshots.ok, "error": c.snapshots.last_error},
+                  "disk": {"free_bytes": None, "total_bytes": None}, "fault": str(exc)[:200]}
+    state: dict[str, Any] = {"status": status, "health": health}
     if recent:
-        state["recent"] = [e.to_dict() for e in c.journal.query(limit=15)]
+        try:
+            state["recent"] = [e.to_dict() for e in c.journal.query(limit=15)]
+        except JournalError:        # fault: the core already fails closed and raises an alarm
+            state["recent"] = []
     return state
 
 

@@ -15,6 +15,8 @@ from typing import Any, Callable
 from flask import Flask, Response, current_app, g, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
+from controller.journal import JournalError
+
 from .store import PanelStore, Session
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,11 @@ def _http_error(exc: HTTPException) -> Response:
     return error(exc.code or 400, exc.description or exc.name)
 
 
+def _journal_down(exc: Exception) -> Response:
+    log.error("journal unavailable for %s %s: %s", request.method, request.path, exc)
+    return error(503, "the journal cannot be read right now; the door stays locked (see the controller log)")
+
+
 def _unexpected(exc: Exception) -> Response:
     log.exception("panel request failed: %s %s", request.method, request.path)
     return error(500, "internal error; the door state is unchanged")
@@ -135,6 +142,7 @@ def init_app(app: Flask) -> None:
     app.before_request(_load_session)
     app.after_request(_headers)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(JournalError, _journal_down)
     app.register_error_handler(Exception, _unexpected)
 
     @app.context_processor
