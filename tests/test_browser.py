@@ -131,6 +131,7 @@ def test_two_staff_approve_the_same_ring_and_the_strike_pulses_once(browser, sit
         expect(page.locator("body")).to_have_attribute("data-connected", "yes")
     site.controller.station.press()
     for page in (sam, ada):
+        expect(page.locator("#ring")).to_be_visible()
         expect(page.locator("#approve")).to_be_enabled()
     # both clicks are dispatched before either answer can arrive
     sam.evaluate("document.getElementById('approve').click()")
