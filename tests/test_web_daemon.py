@@ -43,3 +43,22 @@ def test_daemon_serves_the_panel_and_stops_it(settings, pin_factory):
     assert seen["status"] == 401
     assert seen["health"]["running"] is True and seen["health"]["url"] == f"http://127.0.0.1:{port}"
     assert seen["service"].health()["running"] is False           # stopped with the daemon
+
+
+def test_simulated_campus_prints_a_working_admin_password(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    from web.store import PanelStore
+    port = free_port()
+    out = subprocess.run([sys.executable, "-m", "controller", "simulate", "--no-mqtt", "--port", str(port),
+                          "--state-dir", str(tmp_path), "--duration", "1"],
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    password = re.search(r"panel sign-in: admin / (\S+)", out.stdout).group(1)
+    store = PanelStore(tmp_path / "panel.sqlite3")
+    try:
+        assert store.authenticate("admin", password).role == "admin"
+    finally:
+        store.close()
