@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from playwright import sync_api
 
 from controller import config as cfg
 from controller import events as ev
 from tests.support_web import NAMES, PASSWORDS, TEST_CONFIG, add_users, build_controller, stop_controller, wait_for
 
 pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api")   # a declared test dependency: installed by bootstrap
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
