@@ -101,6 +101,9 @@ class MqttSettings:
     publish_snapshots: bool = True
     outbox_alarm_depth: int = 1000
     allow_remote_lockdown_end: bool = False
+    tls_min_version: str = "1.2"            # TLS is on when tls_ca_file is set; never below 1.2
+    reconnect_min_seconds: float = 1.0      # backoff doubles from here, with random jitter
+    reconnect_max_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,9 @@ CHECKS: dict[str, dict[str, list[Check]]] = {
     "mqtt": {
         "port": [_port], "prefix": [_slug], "keepalive_seconds": [_between(5, 3600, " s")],
         "outbox_alarm_depth": [_between(1, 10_000_000)],
+        "tls_min_version": [_one_of("1.2", "1.3")],
+        "reconnect_min_seconds": [_between(0.1, 60, " s")],
+        "reconnect_max_seconds": [_between(1, 3600, " s")],
     },
     "web": {
         "port": [_port], "session_idle_minutes": [_between(1, 24 * 60, " min")],
@@ -320,6 +326,10 @@ def _cross_checks(s: Settings, data: dict[str, Any]) -> list[str]:
             errors.append(f"mqtt.{key}: {value!r} does not exist or is not a file")
     if bool(s.mqtt.tls_cert_file) != bool(s.mqtt.tls_key_file):
         errors.append("mqtt.tls_cert_file: a client certificate needs mqtt.tls_key_file too (and vice versa)")
+    if s.mqtt.reconnect_min_seconds > s.mqtt.reconnect_max_seconds:
+        errors.append("mqtt.reconnect_min_seconds: must not exceed mqtt.reconnect_max_seconds")
+    if s.site.campus == "all":
+        errors.append("site.campus: 'all' is reserved for district-wide MQTT commands ({prefix}/all/cmd/...)")
     if s.mqtt.username and not s.mqtt.password_file:
         errors.append("mqtt.password_file: mqtt.username is set but no password file; "
                       "passwords are never written inline")
