@@ -1,4 +1,4 @@
-"""Command line: ``entry-buzzer run|simulate|check-config|relock|selftest``.
+"""Command line: ``entry-buzzer run|simulate|check-config|relock|selftest|user|make-cert``.
 
 Exit codes: 0 ok, 2 bad configuration or usage, 1 runtime failure. Errors are
 one clear line each, never a stack trace.
@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-strike", action="store_true", help="never offer to pulse the strike")
     p.set_defaults(func=cmd_selftest)
 
+    from web.cli import add_commands   # panel: user accounts and make-cert
+    add_commands(sub, _load)
     return parser
 
 

@@ -125,7 +125,12 @@ class CoreLoop(threading.Thread):
         self.max_sleep = min(max_sleep, watchdog_seconds or max_sleep)
         self.wake = threading.Event()
         self.stopping = threading.Event()
-        self.core.add_listener(self.wake.set)
+        self.core.add_listener(self._wake)
+
+    def _wake(self) -> None:
+        """Wake for commands from other threads; our own tick() must not re-wake us (busy loop)."""
+        if threading.current_thread() is not self:
+            self.wake.set()
 
     def run(self) -> None:
         last_ping = 0.0

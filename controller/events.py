@@ -36,12 +36,18 @@ COMMAND_REJECTED = "command_rejected"      # source, reason
 CONTROLLER_STARTED = "controller_started"  # version, previous_stop: none | clean | unclean
 CONTROLLER_STOPPED = "controller_stopped"  # reason
 JOURNAL_RECOVERED = "journal_recovered"    # the journal accepted writes again after a fault
+# Panel (staff sign-in and accounts)
+LOGIN_SUCCEEDED = "login_succeeded"        # username, address, session
+LOGIN_FAILED = "login_failed"              # username, address
+LOGIN_THROTTLED = "login_throttled"        # username, address, limits: address | user
+ACCOUNT_CHANGED = "account_changed"        # actor; action: add | remove | password | revoke_session
 
 ALL_TYPES = (
     BUZZER_PRESSED, BUZZER_REPEATED, SNAPSHOT_CAPTURED, CAMERA_FAILED, ENTRY_APPROVED,
     ENTRY_DENIED, RING_EXPIRED, ACTION_REFUSED, DOOR_UNLOCKED, DOOR_LOCKED, DOOR_OPENED,
     DOOR_CLOSED, ALARM_RAISED, ALARM_CLEARED, LOCKDOWN_STARTED, LOCKDOWN_ENDED,
     COMMAND_REJECTED, CONTROLLER_STARTED, CONTROLLER_STOPPED, JOURNAL_RECOVERED,
+    LOGIN_SUCCEEDED, LOGIN_FAILED, LOGIN_THROTTLED, ACCOUNT_CHANGED,
 )
 
 ALARMS = ("held_open", "forced_open", "tamper", "outbox_backlog", "journal_failure")

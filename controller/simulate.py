@@ -153,6 +153,8 @@ def run_simulation(settings: cfg.Settings, console_enabled: bool = False, durati
         print(f"simulated campus ready: {settings.site.campus}/{settings.site.door}", flush=True)
         print(f"state dir: {settings.storage.state_dir}", flush=True)
         if settings.web.enabled:
+            from web.cli import ensure_sim_admin
+            print(f"panel sign-in: admin / {ensure_sim_admin(settings)}  (generated for this run)", flush=True)
             print(f"panel: http://{settings.web.host}:{settings.web.port}/  "
                   f"visitor station: http://{settings.web.host}:{settings.web.port}/sim", flush=True)
         if settings.mqtt.enabled:

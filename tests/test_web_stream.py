@@ -1,0 +1,164 @@
+"""Server-Sent Events on the real server (cheroot): many open dashboards do not starve normal
+requests, every stream hears journal events, and gone clients are noticed and freed."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import statistics
+import time
+
+import pytest
+
+from controller import config as cfg
+from tests.support_web import (TEST_CONFIG, add_users, build_controller, controller, ring,  # noqa: F401
+                               session_cookie, stop_controller, wait_for, web_server)
+
+
+class StreamReader:
+    """A raw-socket SSE client, so the test controls exactly when the connection goes away."""
+
+    def __init__(self, port: int, cookie: str):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.sock.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+                          f"Cookie: {cookie}\r\n\r\n".encode())
+        self.buffer = b""
+
+    def read_until(self, marker: bytes) -> bytes:
+        while marker not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise AssertionError(f"stream closed before {marker!r}; got {self.buffer[-300:]!r}")
+            self.buffer += chunk
+        return self.buffer
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def get(port: int, path: str, cookie: str) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        conn.request("GET", path, headers={"Cookie": cookie, "Accept": "application/json"})
+        resp = conn.getresponse()
+        resp.body = resp.read()
+        return resp
+    finally:
+        conn.close()
+
+
+def request_seconds(port: int, cookie: str, n: int = 15) -> float:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        assert get(port, "/api/status", cookie).status == 200
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def test_ten_dashboards_do_not_starve_requests_and_gone_clients_are_freed(web_server, controller):
+    cookie = session_cookie(web_server, "sam")
+    hub = web_server.app.extensions["stream_hub"]
+    quiet = request_seconds(web_server.port, cookie)
+    streams = [StreamReader(web_server.port, cookie) for _ in range(10)]
+    try:
+        for s in streams:
+            head = s.read_until(b"event: state")
+            assert b"200 OK" in head and b"text/event-stream" in head
+        assert hub.count == 10
+        # an ordinary request still gets a thread and an answer while the streams stay open
+        resp = get(web_server.port, "/api/status", cookie)
+        assert resp.status == 200 and b'"door":"locked"' in resp.body
+        busy = request_seconds(web_server.port, cookie)
+        print(f"\n/api/status median: {quiet * 1000:.1f} ms with no stream open, "
+              f"{busy * 1000:.1f} ms with 10 streams open (reported, not asserted)")
+        # every stream hears the ring (a committed journal event)
+        rid = ring(controller)
+        for s in streams:
+            s.read_until(f'"request_id":"{rid}"'.encode())
+        # a client goes away: the heartbeat write fails and its slot is freed
+        streams.pop().close()
+        wait_for(lambda: hub.count == 9)
+        assert get(web_server.port, "/api/status", cookie).status == 200
+    finally:
+        for s in streams:
+            s.close()
+    wait_for(lambda: hub.count == 0)
+
+
+def test_stream_cap_refuses_extra_streams_with_503(controller):
+    from web.server import WebServer
+    server = WebServer(controller, test_config={**TEST_CONFIG, "SSE_MAX_STREAMS": 2}, host="127.0.0.1", port=0)
+    add_users(server.app.extensions["panel_store"])
+    server.start()
+    streams = []
+    try:
+        cookie = session_cookie(server, "sam")
+        streams = [StreamReader(server.port, cookie) for _ in range(2)]
+        for s in streams:
+            s.read_until(b"event: state")
+        resp = get(server.port, "/events", cookie)
+        assert resp.status == 503 and resp.getheader("Retry-After") == "5"
+        assert get(server.port, "/api/status", cookie).status == 200
+    finally:
+        for s in streams:
+            s.close()
+        server.stop()
+
+
+def test_revoked_session_ends_its_stream(web_server):
+    store = web_server.app.extensions["panel_store"]
+    cookie = session_cookie(web_server, "sam")
+    stream = StreamReader(web_server.port, cookie)
+    try:
+        stream.read_until(b"event: state")
+        for s in store.sessions():
+            store.revoke(s.id)
+        stream.read_until(b"event: signed_out")
+    finally:
+        stream.close()
+    wait_for(lambda: web_server.app.extensions["stream_hub"].count == 0)
+
+
+def test_stop_ends_open_streams(controller):
+    from web.server import WebServer
+    server = WebServer(controller, test_config=TEST_CONFIG, host="127.0.0.1", port=0)
+    add_users(server.app.extensions["panel_store"])
+    server.start()
+    stream = StreamReader(server.port, session_cookie(server, "sam"))
+    try:
+        stream.read_until(b"event: state")
+        server.stop()
+        assert server.health()["running"] is False
+    finally:
+        stream.close()
+
+
+def test_https_with_a_generated_certificate(settings, pin_factory, tmp_path):
+    from web.certs import make_self_signed
+    from web.server import WebServer
+    cert, key = make_self_signed(tmp_path / "tls", ["localhost", "127.0.0.1"])
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(FileExistsError):
+        make_self_signed(tmp_path / "tls")
+    tls_settings = cfg.with_overrides(settings, web={"tls_cert_file": str(cert), "tls_key_file": str(key)})
+    c = build_controller(tls_settings, pin_factory)
+    server = WebServer(c, test_config=TEST_CONFIG, host="127.0.0.1", port=0)
+    try:
+        server.start()
+        assert server.url.startswith("https://")
+        ctx = ssl.create_default_context(cafile=str(cert))
+        conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=ctx, timeout=20)
+        try:
+            conn.request("GET", "/login")
+            resp = conn.getresponse()
+            body = resp.read()
+        finally:
+            conn.close()
+        assert resp.status == 200 and b"Staff sign-in" in body
+        assert resp.getheader("Strict-Transport-Security") == "max-age=31536000"
+        assert "Secure" in resp.getheader("Set-Cookie")
+    finally:
+        server.stop()
+        stop_controller(c)

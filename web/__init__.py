@@ -1,0 +1,69 @@
+"""The front-office panel: a Flask app factory that receives the running controller.
+
+``create_app(controller)`` wires one blueprint per concern (auth, panel,
+stream, history, admin, and sim in the simulated campus only). The panel never
+touches door hardware: it calls the controller, which asks the entry core.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from controller import config as cfg
+
+from . import admin, auth, history, panel, security, sim, stream
+from .store import PANEL_DB, SCRYPT_N, PanelStore
+from .throttle import LoginThrottle
+
+
+def create_app(controller: Any, settings: cfg.Settings | None = None,
+               test_config: dict[str, Any] | None = None) -> Flask:
+    settings = settings or controller.settings
+    app = Flask(__name__)
+    threads = settings.web.threads
+    app.config.from_mapping(
+        MAX_CONTENT_LENGTH=64 * 1024,
+        PANEL_DB=str(Path(settings.storage.state_dir) / PANEL_DB),
+        SESSION_IDLE_MINUTES=settings.web.session_idle_minutes,
+        SSE_HEARTBEAT_SECONDS=3.0,
+        SSE_STATE_EVERY=5,                      # a full state refresh every 5th heartbeat
+        SSE_QUEUE_SIZE=200,
+        SSE_MAX_STREAMS=max(1, threads * 3 // 4),  # a quarter of the threads stay for requests
+        LOGIN_LIMIT_PER_USER=5,
+        LOGIN_LIMIT_PER_ADDRESS=20,
+        LOGIN_WINDOW_SECONDS=900.0,
+        PASSWORD_SCRYPT_N=SCRYPT_N,
+    )
+    if test_config:
+        app.config.update(test_config)
+    app.secret_key = (cfg.read_secret(settings.web.secret_key_file) if settings.web.secret_key_file
+                      else secrets.token_hex(32))
+
+    store = PanelStore(app.config["PANEL_DB"], idle_minutes=app.config["SESSION_IDLE_MINUTES"],
+                       scrypt_n=app.config["PASSWORD_SCRYPT_N"])
+    app.extensions["entry_controller"] = controller
+    app.extensions["panel_store"] = store
+    app.extensions["login_throttle"] = LoginThrottle(
+        per_user=app.config["LOGIN_LIMIT_PER_USER"], per_address=app.config["LOGIN_LIMIT_PER_ADDRESS"],
+        window_seconds=app.config["LOGIN_WINDOW_SECONDS"])
+    app.extensions["stream_hub"] = stream.StreamHub(
+        controller, lambda token: store.session(token, touch=False) is not None,
+        max_streams=app.config["SSE_MAX_STREAMS"], queue_size=app.config["SSE_QUEUE_SIZE"],
+        heartbeat_seconds=app.config["SSE_HEARTBEAT_SECONDS"], state_every=app.config["SSE_STATE_EVERY"])
+
+    security.init_app(app)
+    for bp in (auth.bp, panel.bp, stream.bp, history.bp, admin.bp):
+        app.register_blueprint(bp)
+    if controller.simulated:
+        app.register_blueprint(sim.bp)
+    return app
+
+
+def close_app(app: Flask) -> None:
+    """End open streams and close the account store (server stop, test teardown)."""
+    app.extensions["stream_hub"].close()
+    app.extensions["panel_store"].close()

@@ -1,0 +1,82 @@
+"""Admin pages: staff accounts and live sessions (revoke). Admins only; every change is journaled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, render_template, request
+
+from controller import events as ev
+
+from . import security as sec
+from .store import StoreError
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+def _page(status: int = 200, message: str = "", error: str = "") -> Any:
+    store = sec.store()
+    return render_template("admin.html", users=store.users(), sessions=store.sessions(),
+                           message=message, error=error), status
+
+
+def _audit(action: str, **data: Any) -> None:
+    sess = sec.current_session()
+    try:
+        current_app.extensions["entry_controller"].journal.append(
+            ev.ACCOUNT_CHANGED, actor=sess.user.display_name if sess else None, action=action, **data)
+    except Exception:
+        current_app.logger.exception("could not journal account change")
+
+
+@bp.get("")
+@sec.require("admin")
+def index() -> Any:
+    return _page()
+
+
+@bp.post("/users")
+@sec.require("admin")
+def add_user() -> Any:
+    f = request.form
+    try:
+        user = sec.store().add_user(f.get("username", "").strip().lower(), f.get("password", ""),
+                                    f.get("role", "staff"), f.get("display_name", "").strip() or None)
+    except StoreError as exc:
+        return _page(400, error=str(exc))
+    _audit("add", username=user.username, role=user.role)
+    return _page(message=f"Added {user.username} ({user.role}).")
+
+
+@bp.post("/users/<username>/remove")
+@sec.require("admin")
+def remove_user(username: str) -> Any:
+    sess = sec.current_session()
+    if sess and sess.user.username == username:
+        return _page(400, error="you cannot remove your own account while signed in")
+    try:
+        sec.store().remove_user(username)
+    except StoreError as exc:
+        return _page(404 if str(exc).startswith("no user") else 400, error=str(exc))
+    _audit("remove", username=username)
+    return _page(message=f"Removed {username}; their sessions ended.")
+
+
+@bp.post("/users/<username>/password")
+@sec.require("admin")
+def set_password(username: str) -> Any:
+    try:
+        sec.store().set_password(username, request.form.get("password", ""))
+    except StoreError as exc:
+        return _page(404 if str(exc).startswith("no user") else 400, error=str(exc))
+    _audit("password", username=username)
+    return _page(message=f"Password changed for {username}; their sessions ended.")
+
+
+@bp.post("/sessions/<session_id>/revoke")
+@sec.require("admin")
+def revoke(session_id: str) -> Any:
+    if not sec.store().revoke(session_id[:32]):
+        return _page(404, error="no such session (it may have ended already)")
+    _audit("revoke_session", session=session_id[:32])
+    return _page(message="Session revoked.")

@@ -1,0 +1,81 @@
+"""Sign in and sign out. Failed and throttled sign-ins are journaled (the audit log)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, current_app, make_response, redirect, render_template, request
+
+from controller import events as ev
+
+from . import security as sec
+from .throttle import LoginThrottle
+
+bp = Blueprint("auth", __name__)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site relative paths: no open redirect to another host."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else "/"
+
+
+def _form(status: int = 200, message: str = "", username: str = "") -> Response:
+    token = sec.new_login_csrf()
+    resp = make_response(render_template("login.html", message=message, login_csrf=token,
+                                         username=username, next=_safe_next(request.args.get("next"))),
+                         status)
+    sec.set_cookie(resp, sec.LOGIN_CSRF_COOKIE, token, max_age=3600)
+    return resp
+
+
+def _journal(type: str, **data: object) -> None:
+    try:
+        current_app.extensions["entry_controller"].journal.append(type, **data)
+    except Exception:  # a full disk must not turn a sign-in page into a 500
+        current_app.logger.exception("could not journal %s", type)
+
+
+@bp.get("/login")
+def login() -> Response:
+    if sec.current_session() is not None:
+        return redirect(_safe_next(request.args.get("next")))
+    return _form()
+
+
+@bp.post("/login")
+def login_post() -> Response:
+    throttle: LoginThrottle = current_app.extensions["login_throttle"]
+    username = request.form.get("username", "")[:64].strip().lower()
+    password = request.form.get("password", "")
+    address = request.remote_addr or "unknown"
+    blocked = throttle.blocked(address, username)
+    if blocked:
+        if throttle.should_announce(blocked, address, username):
+            _journal(ev.LOGIN_THROTTLED, username=username, address=address, limits=blocked)
+        resp = _form(429, "Too many failed sign-ins. Wait a few minutes and try again.", username)
+        resp.headers["Retry-After"] = str(int(throttle.window))
+        return resp
+    user = sec.store().authenticate(username, password)
+    if user is None:
+        throttle.failed(address, username)
+        _journal(ev.LOGIN_FAILED, username=username, address=address)
+        return _form(401, "Wrong username or password.", username)
+    throttle.succeeded(username)
+    token, session = sec.store().create_session(user, address, request.headers.get("User-Agent", ""))
+    _journal(ev.LOGIN_SUCCEEDED, username=user.username, address=address, session=session.id)
+    resp = redirect(_safe_next(request.form.get("next")), 303)
+    sec.set_cookie(resp, sec.SESSION_COOKIE, token)
+    sec.clear_cookie(resp, sec.LOGIN_CSRF_COOKIE)
+    return resp
+
+
+@bp.post("/logout")
+@sec.require()
+def logout() -> Response:
+    sec.store().end_session(request.cookies.get(sec.SESSION_COOKIE))
+    resp = redirect("/login", 303)
+    sec.clear_cookie(resp, sec.SESSION_COOKIE)
+    return resp

@@ -1,0 +1,107 @@
+"""``entry-buzzer user add|list|remove|passwd`` and ``entry-buzzer make-cert``.
+
+Passwords come from an interactive prompt or a file (``--password-file``), never
+from the command line, where they would land in shell history and ``ps`` output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from controller import config as cfg
+
+from .store import PANEL_DB, ROLES, PanelStore, StoreError, generate_password
+
+
+def _store(settings: cfg.Settings) -> PanelStore:
+    return PanelStore(Path(settings.storage.state_dir) / PANEL_DB,
+                      idle_minutes=settings.web.session_idle_minutes)
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_file:
+        try:
+            return Path(args.password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(f"--password-file: cannot read {args.password_file} ({exc})") from None
+    if not sys.stdin.isatty():
+        raise StoreError("no terminal to prompt on; use --password-file FILE")
+    first = getpass.getpass("New password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise StoreError("the two passwords differ")
+    return first
+
+
+def cmd_user(args: argparse.Namespace, load: Callable[[str], cfg.Settings]) -> int:
+    settings = load(args.config)
+    store = _store(settings)
+    try:
+        if args.action == "list":
+            for u in store.users():
+                print(f"{u.username}\t{u.role}\t{u.display_name}")
+            return 0
+        if not args.username:
+            raise StoreError("give the USERNAME")
+        if args.action == "add":
+            user = store.add_user(args.username, _password(args), args.role, args.name)
+            print(f"added {user.username} ({user.role}, shown as {user.display_name!r})")
+        elif args.action == "remove":
+            store.remove_user(args.username)
+            print(f"removed {args.username}; their sessions ended")
+        elif args.action == "passwd":
+            store.set_password(args.username, _password(args))
+            print(f"password changed for {args.username}; their sessions ended")
+        return 0
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+
+
+def cmd_make_cert(args: argparse.Namespace) -> int:
+    from .certs import make_self_signed
+    try:
+        cert, key = make_self_signed(args.out, args.host or None, days=args.days)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"certificate: {cert}\nprivate key: {key} (mode 0600)\n\nadd to the config:\n[web]\n"
+          f"tls_cert_file = \"{cert.resolve()}\"\ntls_key_file = \"{key.resolve()}\"")
+    return 0
+
+
+def add_commands(sub: Any, load: Callable[[str], cfg.Settings]) -> None:
+    """Register the panel's subcommands on the main ``entry-buzzer`` parser."""
+    p = sub.add_parser("user", help="manage panel staff accounts: add | list | remove | passwd")
+    p.add_argument("action", choices=["add", "list", "remove", "passwd"])
+    p.add_argument("username", nargs="?")
+    p.add_argument("--config", required=True)
+    p.add_argument("--role", choices=ROLES, default="staff")
+    p.add_argument("--name", help="display name shown in the audit log (default: the username)")
+    p.add_argument("--password-file", help="read the password from this file instead of prompting")
+    p.set_defaults(func=lambda a: cmd_user(a, load))
+
+    p = sub.add_parser("make-cert", help="create a self-signed certificate and key for the panel's HTTPS")
+    p.add_argument("--out", required=True, help="directory for panel-cert.pem and panel-key.pem")
+    p.add_argument("--host", action="append", help="host name or IP the panel is reached by (repeatable)")
+    p.add_argument("--days", type=int, default=825)
+    p.set_defaults(func=cmd_make_cert)
+
+
+def ensure_sim_admin(settings: cfg.Settings) -> str:
+    """Simulated campus: make sure ``admin`` exists with a fresh generated password; return it."""
+    store = _store(settings)
+    try:
+        password = generate_password()
+        if store.get_user("admin") is None:
+            store.add_user("admin", password, "admin", "Admin (simulated campus)")
+        else:
+            store.set_password("admin", password)
+        return password
+    finally:
+        store.close()

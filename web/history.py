@@ -1,0 +1,161 @@
+"""Visit and event history from the journal: filters, paging, CSV export, snapshot files.
+
+Snapshots are served only to signed-in staff and only by request id, through
+SnapshotService.path_for (which validates the id), so no path from a request
+ever reaches the file system.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from flask import Blueprint, Response, current_app, render_template, request
+
+from controller import events as ev
+
+from . import security as sec
+
+bp = Blueprint("history", __name__)
+
+PAGE_SIZE = 50
+CSV_LIMIT = 10_000
+OUTCOME_TYPES = {ev.ENTRY_APPROVED: "approved", ev.ENTRY_DENIED: "denied", ev.RING_EXPIRED: "expired"}
+
+
+THUMB_TYPES = {ev.BUZZER_PRESSED, ev.SNAPSHOT_CAPTURED}
+
+
+def _note(e: Any) -> str:
+    """One short, human detail for non-visit rows (why a door locked, which alarm, …)."""
+    d = e.data
+    for key in ("alarm", "reason", "code", "action", "address"):
+        if d.get(key):
+            return str(d[key]).replace("_", " ")[:120]
+    return ""
+
+
+class BadFilter(ValueError):
+    pass
+
+
+def _date(name: str) -> date | None:
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise BadFilter(f"{name}: {raw[:40]!r} is not a date; use YYYY-MM-DD") from None
+
+
+def parse_filters() -> dict[str, Any]:
+    """Validated filters from the query string; BadFilter names the field at fault."""
+    types = [t for t in request.args.getlist("type") if t]
+    unknown = [t for t in types if t not in ev.ALL_TYPES]
+    if unknown:
+        raise BadFilter(f"type: {unknown[0][:40]!r} is not an event type")
+    since, until = _date("since"), _date("until")
+    if since and until and until < since:
+        raise BadFilter("until: must not be before since")
+    before_raw = request.args.get("before", "").strip()
+    before = None
+    if before_raw:
+        if not before_raw.isdigit() or len(before_raw) > 12:
+            raise BadFilter("before: must be an event number")
+        before = int(before_raw)
+    return {
+        "types": types,
+        "since": datetime.combine(since, time.min, timezone.utc) if since else None,
+        "until": datetime.combine(until + timedelta(days=1), time.min, timezone.utc) if until else None,
+        "before_seq": before,
+        "since_text": since.isoformat() if since else "",
+        "until_text": until.isoformat() if until else "",
+    }
+
+
+def _outcomes(journal: Any, request_ids: set[str]) -> dict[str, tuple[str, str | None]]:
+    """(outcome, staff) for each ring on the page: approved / denied / expired / pending."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for rid in request_ids:
+        outcome: tuple[str, str | None] = ("pending", None)
+        for e in journal.for_request(rid):
+            if e.type in OUTCOME_TYPES:
+                outcome = (OUTCOME_TYPES[e.type], e.actor)
+                break
+        out[rid] = outcome
+    return out
+
+
+def rows(limit: int, f: dict[str, Any]) -> list[dict[str, Any]]:
+    c = current_app.extensions["entry_controller"]
+    events = c.journal.query(types=f["types"] or None, since=f["since"], until=f["until"],
+                             before_seq=f["before_seq"], limit=limit)
+    outcomes = _outcomes(c.journal, {e.request_id for e in events if e.request_id})
+    result = []
+    for e in events:
+        visit = e.type == ev.BUZZER_PRESSED
+        outcome, staff = outcomes.get(e.request_id, ("", None)) if visit and e.request_id else ("", None)
+        result.append({
+            "seq": e.seq, "time": ev.utc_iso(e.ts), "type": e.type, "request_id": e.request_id or "",
+            "staff": e.actor or staff or str(e.data.get("username", "")),
+            "outcome": outcome, "outcome_by": staff or "",
+            "note": _note(e),
+            "snapshot": bool(e.type in THUMB_TYPES and e.request_id and c.snapshots.path_for(e.request_id)),
+            "details": dict(e.data),
+        })
+    return result
+
+
+@bp.get("/history")
+@sec.require()
+def history() -> Any:
+    try:
+        f = parse_filters()
+    except BadFilter as exc:
+        return sec.error(400, str(exc))
+    page = rows(PAGE_SIZE + 1, f)
+    more = len(page) > PAGE_SIZE
+    page = page[:PAGE_SIZE]
+    return render_template("history.html", rows=page, more=more, filters=f, types=ev.ALL_TYPES,
+                           next_before=page[-1]["seq"] if page and more else None)
+
+
+def _cell(value: Any) -> str:
+    """Spreadsheet-safe text: a cell starting with = + - @ is not run as a formula."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@bp.get("/history.csv")
+@sec.require()
+def history_csv() -> Any:
+    try:
+        f = parse_filters()
+    except BadFilter as exc:
+        return sec.error(400, str(exc))
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["seq", "time", "type", "request_id", "staff", "outcome", "note", "details"])
+    for r in rows(CSV_LIMIT, f):
+        writer.writerow([r["seq"], r["time"], r["type"], r["request_id"], _cell(r["staff"]),
+                         r["outcome"], _cell(r["note"]), _cell(r["details"])])
+    resp = Response(buf.getvalue(), mimetype="text/csv")
+    resp.headers["Content-Disposition"] = 'attachment; filename="entry-history.csv"'
+    return resp
+
+
+@bp.get("/snapshot/<request_id>")
+@sec.require()
+def snapshot(request_id: str) -> Any:
+    path = current_app.extensions["entry_controller"].snapshots.path_for(request_id)
+    if path is None:
+        return sec.error(404, "no snapshot for that request id")
+    try:
+        data = path.read_bytes()        # small JPEGs: no open file handle outlives the request
+    except OSError:
+        return sec.error(404, "no snapshot for that request id")
+    return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "private, no-store"})

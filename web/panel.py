@@ -1,0 +1,144 @@
+"""The dashboard and the staff actions (approve, deny, unlock now, lockdown, alarm acknowledge).
+
+Every action goes to the controller with the signed-in staff member's display
+name as the actor; the core decides and audits. This module only maps the
+core's Decision codes to HTTP statuses.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
+
+from controller.core import Decision
+from controller.journal import JournalError
+
+from . import security as sec
+
+log = logging.getLogger(__name__)
+bp = Blueprint("panel", __name__)
+
+DECISION_STATUS = {"ok": 200, "already": 200, "unknown": 404, "handled": 409, "expired": 409,
+                   "lockdown": 409, "busy": 409, "invalid": 400, "fault": 503}
+ALARM_NAMES = ("held_open", "forced_open", "tamper", "outbox_backlog", "journal_failure", "strike_failure")
+
+
+def controller() -> Any:
+    return current_app.extensions["entry_controller"]
+
+
+def summarize_health(c: Any) -> dict[str, Any]:
+    """The few health facts staff need at a glance (full detail stays in controller.health())."""
+    h = c.health()
+    mqtt = h.get("mqtt") if isinstance(h.get("mqtt"), dict) else None
+    disk = h.get("disk") or {}
+    return {
+        "mqtt": {"enabled": bool(c.settings.mqtt.enabled),
+                 "connected": bool(mqtt.get("connected")) if mqtt else False},
+        "outbox_depth": h.get("outbox_depth", 0),
+        "camera": h.get("camera") or {},
+        "disk": {"free_bytes": disk.get("free_bytes"), "total_bytes": disk.get("total_bytes")},
+        "fault": h.get("fault"),
+    }
+
+
+def panel_state(c: Any, recent: bool = True) -> dict[str, Any]:
+    """Everything a freshly (re)connected dashboard needs to draw itself."""
+    status = c.status()
+    ring = status.get("ring")
+    if ring:
+        ring["snapshot"] = c.snapshots.path_for(ring["request_id"]) is not None
+    try:
+        health = summarize_health(c)
+    except Exception as exc:       # a failing health probe must not take the dashboard down
+        log.exception("health check failed")
+        health = {"mqtt": {"enabled": bool(c.settings.mqtt.enabled), "connected": False},
+                  "outbox_depth": None, "camera": {"ok": c.snapshots.ok, "error": c.snapshots.last_error},
+                  "disk": {"free_bytes": None, "total_bytes": None}, "fault": str(exc)[:200]}
+    state: dict[str, Any] = {"status": status, "health": health}
+    if recent:
+        try:
+            state["recent"] = [e.to_dict() for e in c.journal.query(limit=15)]
+        except JournalError:        # fault: the core already fails closed and raises an alarm
+            state["recent"] = []
+    return state
+
+
+def decision_response(d: Decision) -> Response:
+    resp = jsonify(ok=d.ok, code=d.code, reason=d.reason, request_id=d.request_id)
+    resp.status_code = DECISION_STATUS.get(d.code, 409)
+    return resp
+
+
+def _field(name: str, max_len: int = 200) -> str:
+    value = request.form.get(name, "")
+    return value[:max_len]
+
+
+def _actor() -> str:
+    sess = sec.current_session()
+    assert sess is not None  # guaranteed by @require
+    return sess.user.display_name
+
+
+@bp.get("/")
+@sec.require()
+def dashboard() -> str:
+    return render_template("dashboard.html")
+
+
+@bp.get("/api/status")
+@sec.require()
+def status() -> Response:
+    return jsonify(panel_state(controller()))
+
+
+@bp.post("/api/approve")
+@sec.require()
+def approve() -> Response:
+    rid = _field("request_id", 100)
+    if not rid:
+        return sec.error(400, "request_id is required")
+    return decision_response(controller().approve(rid, _actor()))
+
+
+@bp.post("/api/deny")
+@sec.require()
+def deny() -> Response:
+    rid = _field("request_id", 100)
+    if not rid:
+        return sec.error(400, "request_id is required")
+    return decision_response(controller().deny(rid, _actor()))
+
+
+@bp.post("/api/unlock")
+@sec.require()
+def unlock() -> Response:
+    if request.form.get("confirm") != "yes":
+        return sec.error(400, "unlock needs confirm=yes (the panel asks first)")
+    return decision_response(controller().unlock_now(_actor(), _field("note") or "panel"))
+
+
+@bp.post("/api/lockdown/start")
+@sec.require()
+def lockdown_start() -> Response:
+    return decision_response(controller().start_lockdown(_actor(), _field("reason"), "panel"))
+
+
+@bp.post("/api/lockdown/end")
+@sec.require()
+def lockdown_end() -> Response:
+    if request.form.get("confirm") != "yes":
+        return sec.error(400, "ending a lockdown needs confirm=yes (the panel asks first)")
+    return decision_response(controller().end_lockdown(_actor(), _field("reason"), "panel"))
+
+
+@bp.post("/api/alarm/ack")
+@sec.require()
+def alarm_ack() -> Response:
+    alarm = _field("alarm", 40)
+    if alarm not in ALARM_NAMES:
+        return sec.error(400, f"unknown alarm; use one of {', '.join(ALARM_NAMES)}")
+    return decision_response(controller().core.acknowledge_alarm(alarm, _actor()))

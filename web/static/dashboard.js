@@ -1,0 +1,281 @@
+// The dashboard: live state over Server-Sent Events, ring alert (visual, chime, notification),
+// Approve / Deny bound to the request id, unlock with confirmation, lockdown, alarms, health.
+// No inline script anywhere (CSP); all assets are local.
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const counters = document.body.dataset;          // test hooks: alerts, chimes, notifications
+  counters.alerts = "0"; counters.chimes = "0"; counters.notifications = "0"; counters.connected = "no";
+  const bump = (k) => { counters[k] = String(Number(counters[k] || 0) + 1); };
+
+  let es = null, lastSeq = 0, retryMs = 1000, watchdog = null, reconnectTimer = null;
+  let ring = null;            // {id, deadline}
+  let alertedFor = null, outcomeTimer = null, audio = null;
+  const baseTitle = document.title;
+  const STALL_MS = 15000;     // the server sends a ping every few seconds
+
+  // ---------------------------------------------------------------- sound and notifications
+  function audioCtx() {
+    if (!audio) {
+      const Ctx = window.AudioContext || window.webkitAudioContext;
+      if (!Ctx) return null;
+      try { audio = new Ctx(); } catch (err) { return null; }
+    }
+    if (audio.state === "suspended") { audio.resume().catch(() => {}); }
+    return audio;
+  }
+  function chime() {
+    const ctx = audioCtx();
+    if (!ctx) return;
+    const t0 = ctx.currentTime + 0.02;
+    [[880, 0], [660, 0.35], [880, 0.7], [660, 1.05]].forEach(([freq, at]) => {
+      const osc = ctx.createOscillator(), gain = ctx.createGain();
+      osc.type = "sine"; osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.0001, t0 + at);
+      gain.gain.exponentialRampToValueAtTime(0.4, t0 + at + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, t0 + at + 0.32);
+      osc.connect(gain).connect(ctx.destination);
+      osc.start(t0 + at); osc.stop(t0 + at + 0.34);
+    });
+    bump("chimes");
+  }
+  function notify(id) {
+    if (!("Notification" in window) || Notification.permission !== "granted") return;
+    try {
+      const n = new Notification("Someone is at the door", {
+        body: "Open the entry panel to approve or deny.", tag: "ring-" + id, requireInteraction: true,
+        icon: "/static/icons/bell.svg" });
+      n.onclick = () => { window.focus(); n.close(); };
+      bump("notifications");
+    } catch (err) { /* some browsers only allow notifications from a service worker */ }
+  }
+  function alertsState() {
+    const perm = ("Notification" in window) ? Notification.permission : "unsupported";
+    const sound = audio && audio.state === "running" ? "on" : "off until you click";
+    $("alerts-state").textContent = "Sound: " + sound + ". Notifications: " + perm + ".";
+  }
+  $("enable-alerts").addEventListener("click", async () => {
+    audioCtx();
+    if ("Notification" in window && Notification.permission === "default") {
+      try { await Notification.requestPermission(); } catch (err) { /* ignored */ }
+    }
+    alertsState();
+  });
+  // Browsers start audio only after a user gesture: any click or key on the page unlocks it.
+  ["click", "keydown", "touchstart"].forEach((t) => document.addEventListener(t, () => { audioCtx(); alertsState(); }, { passive: true }));
+
+  // ---------------------------------------------------------------- ring
+  function showRing(id, secondsLeft, snapshot, presses) {
+    const isNew = !ring || ring.id !== id;
+    ring = { id, deadline: performance.now() + secondsLeft * 1000 };
+    $("ring").hidden = false;
+    $("ring").dataset.requestId = id;
+    $("approve").disabled = false; $("deny").disabled = false;
+    if (isNew) {
+      $("ring-message").textContent = "";
+      $("snapshot").hidden = true; $("snapshot").removeAttribute("src");
+      $("snapshot-wait").textContent = "Waiting for the camera…"; $("snapshot-wait").hidden = false;
+      $("outcome").hidden = true;
+    }
+    if (snapshot) showSnapshot(id);
+    $("presses").textContent = presses > 1 ? "Pressed " + presses + " times" : "";
+    if (alertedFor !== id) {
+      alertedFor = id;
+      bump("alerts");
+      document.title = "🔔 Door! · " + baseTitle;
+      chime();
+      notify(id);
+    }
+    tick();
+  }
+  function showSnapshot(id) {
+    if (!ring || ring.id !== id) return;
+    const img = $("snapshot");
+    const src = "/snapshot/" + encodeURIComponent(id);
+    if (img.getAttribute("src") !== src) { img.src = src; }
+    img.hidden = false; $("snapshot-wait").hidden = true;
+  }
+  function clearRing() {
+    ring = null;
+    $("ring").hidden = true;
+    delete $("ring").dataset.requestId;
+    document.title = baseTitle;
+  }
+  function showOutcome(text, kind) {
+    const el = $("outcome");
+    el.textContent = text; el.className = "outcome " + kind; el.hidden = false;
+    clearTimeout(outcomeTimer);
+    outcomeTimer = setTimeout(() => { el.hidden = true; }, 15000);
+  }
+  function tick() {
+    if (!ring) return;
+    const left = Math.max(0, Math.ceil((ring.deadline - performance.now()) / 1000));
+    $("countdown").textContent = String(left);
+  }
+  setInterval(tick, 250);
+
+  async function act(kind) {
+    if (!ring) return;
+    const id = ring.id;
+    $("approve").disabled = true; $("deny").disabled = true;
+    const r = await Panel.post("/api/" + kind, { request_id: id });
+    if (!r.ok) {
+      $("ring-message").textContent = (r.data.reason || r.data.error || "refused") + " (" + r.status + ")";
+      if (ring && ring.id === id) { $("approve").disabled = false; $("deny").disabled = false; }
+    }
+  }
+  $("approve").addEventListener("click", () => act("approve"));
+  $("deny").addEventListener("click", () => act("deny"));
+
+  // ---------------------------------------------------------------- confirmations
+  function confirmPair(openId, boxId, yesId, noId, run) {
+    $(openId).addEventListener("click", () => { $(boxId).hidden = false; $(openId).hidden = true; $(yesId).focus(); });
+    $(noId).addEventListener("click", () => { $(boxId).hidden = true; $(openId).hidden = false; $(openId).focus(); });
+    $(yesId).addEventListener("click", async () => {
+      $(boxId).hidden = true; $(openId).hidden = false;
+      const r = await run();
+      $("action-message").textContent = r.ok ? "" : (r.data.reason || r.data.error || "refused") + " (" + r.status + ")";
+    });
+  }
+  confirmPair("unlock", "unlock-confirm", "unlock-yes", "unlock-no",
+    () => Panel.post("/api/unlock", { confirm: "yes", note: "panel unlock now" }));
+  confirmPair("lockdown-start", "lockdown-start-confirm", "lockdown-start-yes", "lockdown-start-no",
+    () => Panel.post("/api/lockdown/start", { reason: "started from the panel" }));
+  confirmPair("lockdown-end", "lockdown-end-confirm", "lockdown-end-yes", "lockdown-end-no",
+    () => Panel.post("/api/lockdown/end", { confirm: "yes", reason: "ended from the panel" }));
+
+  // ---------------------------------------------------------------- state
+  const ALARM_TEXT = { held_open: "Door held open", forced_open: "Door forced open", tamper: "Station tamper",
+    outbox_backlog: "District link backlog", journal_failure: "Journal cannot be written — door kept locked",
+    strike_failure: "Strike failure" };
+  function fmtBytes(n) {
+    if (n === null || n === undefined) return "unknown";
+    const gb = n / 1e9;
+    return gb >= 1 ? gb.toFixed(1) + " GB" : (n / 1e6).toFixed(0) + " MB";
+  }
+  function setText(id, text, cls) { const el = $(id); el.textContent = text; el.className = cls || ""; }
+  function applyStatus(s, health) {
+    const door = s.door;
+    setText("door-state", door === "locked" ? "Locked" : door === "unlocked" ? "Unlocked" : "Open", "state big-text " + door);
+    document.body.dataset.door = door;
+    $("pulse-text").textContent = s.pulse ? "Unlocked by " + s.pulse.actor + " (" + Math.ceil(s.pulse.seconds_left) + " s)" : "";
+    if (s.lockdown) {
+      $("lockdown-banner").hidden = false;
+      $("lockdown-text").textContent = "since " + new Date(s.lockdown.since).toLocaleTimeString() + " by " + s.lockdown.actor +
+        (s.lockdown.reason ? " — " + s.lockdown.reason : "") + ". Entry is refused.";
+      setText("lockdown-state", "ACTIVE", "state bad"); $("lockdown-start").hidden = true;
+    } else {
+      $("lockdown-banner").hidden = true; setText("lockdown-state", "Not active", "state good");
+      if ($("lockdown-start-confirm").hidden) $("lockdown-start").hidden = false;
+    }
+    $("fault-banner").hidden = !s.fault;
+    $("fault-banner").textContent = s.fault ? "Controller fault (failing closed): " + s.fault : "";
+    const box = $("alarms"); box.replaceChildren();
+    Object.entries(s.alarms || {}).forEach(([name, since]) => {
+      const div = document.createElement("div"); div.className = "banner"; div.dataset.alarm = name;
+      div.textContent = "Alarm: " + (ALARM_TEXT[name] || name) + " since " + new Date(since).toLocaleTimeString() + " ";
+      if (name !== "journal_failure") {
+        const b = document.createElement("button"); b.type = "button"; b.textContent = "Acknowledge";
+        b.addEventListener("click", async () => {
+          const r = await Panel.post("/api/alarm/ack", { alarm: name });
+          if (!r.ok) $("action-message").textContent = (r.data.reason || r.data.error) + " (" + r.status + ")";
+        });
+        div.appendChild(b);
+      }
+      box.appendChild(div);
+    });
+    if (s.ring) { showRing(s.ring.request_id, s.ring.seconds_left, s.ring.snapshot, s.ring.presses); } else if (ring) { clearRing(); }
+    if (typeof s.last_seq === "number") lastSeq = Math.max(lastSeq, s.last_seq);
+    if (health) {
+      const m = health.mqtt;
+      setText("h-mqtt", !m.enabled ? "not configured" : m.connected ? "connected" : "DISCONNECTED", !m.enabled ? "muted" : m.connected ? "good" : "bad");
+      setText("h-outbox", String(health.outbox_depth), health.outbox_depth > 100 ? "bad" : "");
+      const cam = health.camera || {};
+      setText("h-camera", cam.ok ? "OK (" + (cam.kind || "camera") + ")" : "FAILED" + (cam.error ? ": " + cam.error : ""), cam.ok ? "good" : "bad");
+      const d = health.disk || {};
+      const low = d.free_bytes !== null && d.total_bytes && d.free_bytes / d.total_bytes < 0.05;
+      setText("h-disk", fmtBytes(d.free_bytes) + (d.total_bytes ? " of " + fmtBytes(d.total_bytes) : ""), low ? "bad" : "");
+    }
+  }
+  function describe(e) {
+    const who = e.actor ? " by " + e.actor : "";
+    switch (e.type) {
+      case "buzzer_pressed": return "Buzzer pressed";
+      case "entry_approved": return "Approved" + who;
+      case "entry_denied": return "Denied" + who;
+      case "ring_expired": return "Ring expired (no answer)";
+      case "door_unlocked": return "Door unlocked" + who + " (" + (e.reason || "") + ")";
+      case "door_locked": return "Door locked (" + (e.reason || "") + ")";
+      case "alarm_raised": return "Alarm: " + (ALARM_TEXT[e.alarm] || e.alarm);
+      case "alarm_cleared": return "Alarm cleared: " + (ALARM_TEXT[e.alarm] || e.alarm) + who;
+      case "lockdown_started": return "LOCKDOWN started" + who;
+      case "lockdown_ended": return "Lockdown ended" + who;
+      case "action_refused": return "Refused " + e.action + who + ": " + e.reason;
+      default: return e.type.replace(/_/g, " ") + who;
+    }
+  }
+  function addRecent(e, atEnd) {
+    const li = document.createElement("li");
+    li.textContent = new Date(e.ts).toLocaleTimeString() + " — " + describe(e);
+    li.dataset.type = e.type;
+    const list = $("recent");
+    if (atEnd) list.appendChild(li); else list.prepend(li);
+    while (list.children.length > 15) list.removeChild(list.lastChild);
+  }
+  function onJournal(e) {
+    if (e.seq <= lastSeq) return;            // already part of the state we drew
+    lastSeq = e.seq;
+    addRecent(e, false);
+    if (e.type === "buzzer_pressed") {
+      showRing(e.request_id, e.expires_in || 60, false, 1);
+    } else if (e.type === "snapshot_captured") {
+      showSnapshot(e.request_id);
+    } else if (e.type === "camera_failed" && ring && ring.id === e.request_id) {
+      $("snapshot-wait").textContent = "No snapshot: " + (e.reason || "camera failed");
+    } else if (e.type === "entry_approved" || e.type === "entry_denied" || e.type === "ring_expired") {
+      if (ring && ring.id === e.request_id) clearRing();
+      if (e.type === "entry_approved") showOutcome("Approved by " + e.actor, "approved");
+      else if (e.type === "entry_denied") showOutcome("Denied by " + e.actor, "denied");
+      else showOutcome("No answer — the ring expired", "expired");
+    }
+  }
+
+  // ---------------------------------------------------------------- stream
+  function lost() {
+    $("conn-lost").hidden = false;
+    counters.connected = "no";
+    if (es) { es.close(); es = null; }
+    clearTimeout(watchdog);
+    clearTimeout(reconnectTimer);
+    reconnectTimer = setTimeout(connect, retryMs);
+    retryMs = Math.min(retryMs * 2, 10000);
+  }
+  function alive() {
+    clearTimeout(watchdog);
+    watchdog = setTimeout(lost, STALL_MS);
+  }
+  async function connect() {
+    try {
+      const probe = await fetch("/api/status", { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (probe.status === 401) { location.assign("/login?next=/"); return; }
+    } catch (err) { lost(); return; }
+    es = new EventSource("/events");
+    es.addEventListener("state", (m) => {
+      const st = JSON.parse(m.data);
+      $("conn-lost").hidden = true; counters.connected = "yes"; retryMs = 1000; alive();
+      if (st.recent) {
+        $("recent").replaceChildren();
+        st.recent.forEach((e) => addRecent(e, true));
+        lastSeq = st.status.last_seq || 0;
+      }
+      applyStatus(st.status, st.health);
+    });
+    es.addEventListener("journal", (m) => { alive(); onJournal(JSON.parse(m.data)); });
+    es.addEventListener("ping", alive);
+    es.addEventListener("signed_out", () => { location.assign("/login?next=/"); });
+    es.addEventListener("reset", lost);
+    es.onerror = lost;
+  }
+  alertsState();
+  connect();
+})();

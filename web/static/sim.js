@@ -1,0 +1,39 @@
+// Simulated visitor station: drives the mock GPIO pins and shows the strike and LEDs live.
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  let timer = null;
+  function show(s) {
+    $("strike").textContent = s.strike_on ? "UNLOCKED (energized)" : "locked";
+    $("strike").className = "state " + (s.strike_on ? "unlocked" : "locked");
+    document.body.dataset.strike = s.strike_on ? "on" : "off";
+    for (const name of ["ringing", "approved", "denied"]) {
+      $("led-" + name).classList.toggle("on", !!(s.leds && s.leds[name]));
+    }
+    $("door").textContent = s.door;
+    if (document.activeElement !== $("door-open")) { $("door-open").checked = !!s.door_open; }
+  }
+  async function poll() {
+    try {
+      const resp = await fetch("/sim/state", { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (resp.status === 401) { location.assign("/login?next=/sim"); return; }
+      if (resp.ok) { show(await resp.json()); $("sim-message").textContent = ""; }
+    } catch (err) {
+      $("sim-message").textContent = "Connection lost; retrying…";
+    }
+    timer = setTimeout(poll, 250);
+  }
+  $("press").addEventListener("click", async () => {
+    const r = await Panel.post("/sim/press");
+    if (r.ok) { show(r.data); } else { $("sim-message").textContent = r.data.error || "press failed"; }
+  });
+  $("exit").addEventListener("click", async () => {
+    const r = await Panel.post("/sim/exit");
+    if (r.ok) { show(r.data); } else { $("sim-message").textContent = r.data.error || "failed"; }
+  });
+  $("door-open").addEventListener("change", async (e) => {
+    const r = await Panel.post("/sim/door", { open: e.target.checked ? "1" : "0" });
+    if (r.ok) { show(r.data); } else { $("sim-message").textContent = r.data.error || "failed"; }
+  });
+  poll();
+})();

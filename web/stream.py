@@ -1,0 +1,194 @@
+"""Server-Sent Events: every open dashboard hears journal events and status changes at once.
+
+Why this shape:
+- journal events are fanned out from ``journal.subscribe`` (already committed when we hear
+  them) and status changes from ``core.add_listener``; both listeners only put into
+  bounded per-client queues and never block the core;
+- each stream holds one server thread, so the number of streams is capped below the
+  thread count: normal requests always have threads left;
+- a heartbeat (a tiny ``ping`` event, not a comment, so the page can notice a silent stall)
+  every few seconds makes a write to every stream, so a client that went away raises on
+  write, the generator ends and its slot is freed within seconds;
+- a client that falls behind (queue full) is cut off and reconnects with a fresh state
+  instead of growing memory;
+- each heartbeat re-checks the session, so sign-out, revocation and idle timeout also end
+  open streams.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from typing import Any, Callable, Iterator
+
+from flask import Blueprint, Response, current_app, request
+
+from . import security as sec
+from .panel import panel_state
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("stream", __name__)
+
+_STOP = ("stop", None)
+
+
+def sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _signature(status: dict[str, Any]) -> str:
+    """Status without the fields that change every tick (countdowns run in the browser)."""
+    stable = dict(status)
+    for key in ("ring", "pulse"):
+        if stable.get(key):
+            stable[key] = {k: v for k, v in stable[key].items() if k not in ("seconds_left", "expires")}
+    return json.dumps(stable, sort_keys=True, default=str)
+
+
+class StreamClient:
+    def __init__(self, token: str, queue_size: int):
+        self.token = token
+        self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=queue_size)
+        self.overflowed = False
+        self._status_pending = threading.Event()
+
+    def offer(self, item: tuple[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except queue.Full:
+            self.overflowed = True
+
+    def offer_status(self) -> None:
+        """Coalesce: at most one pending status refresh per client."""
+        if not self._status_pending.is_set():
+            self._status_pending.set()
+            self.offer(("status", None))
+
+    def status_taken(self) -> None:
+        self._status_pending.clear()
+
+
+class StreamHub:
+    def __init__(self, controller: Any, session_valid: Callable[[str], bool], max_streams: int = 24,
+                 queue_size: int = 200, heartbeat_seconds: float = 3.0, state_every: int = 5):
+        self.controller = controller
+        self.session_valid = session_valid
+        self.max_streams = max_streams
+        self.queue_size = queue_size
+        self.heartbeat = heartbeat_seconds
+        self.state_every = max(1, state_every)
+        self._clients: set[StreamClient] = set()
+        self._lock = threading.Lock()
+        self._last_signature = ""
+        self._closed = False
+        controller.journal.subscribe(self._on_event)
+        controller.core.add_listener(self._on_change)
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self._clients)
+
+    def _each(self) -> list[StreamClient]:
+        with self._lock:
+            return list(self._clients)
+
+    def _on_event(self, event: Any) -> None:
+        if self._closed:
+            return
+        payload = event.to_dict()
+        for client in self._each():
+            client.offer(("journal", payload))
+
+    def _on_change(self) -> None:
+        """Core listener: runs after every command, timer ticks included; only real changes go out."""
+        if self._closed or not self._clients:
+            return
+        signature = _signature(self.controller.core.status())
+        if signature == self._last_signature:
+            return
+        self._last_signature = signature
+        for client in self._each():
+            client.offer_status()
+
+    def open(self, token: str) -> StreamClient | None:
+        with self._lock:
+            if self._closed or len(self._clients) >= self.max_streams:
+                return None
+            client = StreamClient(token, self.queue_size)
+            self._clients.add(client)
+            self._last_signature = ""    # changes skipped while nobody listened must not mask the next one
+            return client
+
+    def remove(self, client: StreamClient) -> None:
+        with self._lock:
+            self._clients.discard(client)
+
+    def reset_all(self) -> None:
+        """Make every open dashboard reconnect and redraw from a fresh state."""
+        for client in self._each():
+            client.overflowed = True
+            try:
+                client.queue.put_nowait(("status", None))   # wake the generator so it notices
+            except queue.Full:
+                pass
+
+    def close(self) -> None:
+        """End every stream (server shutdown) and stop listening to the journal."""
+        self._closed = True
+        self.controller.journal.unsubscribe(self._on_event)
+        for client in self._each():
+            try:
+                client.queue.put_nowait(_STOP)
+            except queue.Full:
+                client.overflowed = True
+
+    def generate(self, client: StreamClient) -> Iterator[bytes]:
+        """The body of one stream. Ends on stop, overflow, sign-out, or a failed write."""
+        try:
+            yield b"retry: 2000\n\n"
+            yield sse("state", panel_state(self.controller))
+            beats = 0
+            while True:
+                if client.overflowed:
+                    yield sse("reset", {"reason": "client fell behind"})
+                    return
+                try:
+                    kind, payload = client.queue.get(timeout=self.heartbeat)
+                except queue.Empty:
+                    beats += 1
+                    if not self.session_valid(client.token):
+                        yield sse("signed_out", {})
+                        return
+                    if beats % self.state_every == 0:
+                        yield sse("state", panel_state(self.controller, recent=False))
+                    else:
+                        yield b"event: ping\ndata: {}\n\n"
+                    continue
+                if kind == "stop":
+                    return
+                if kind == "status":
+                    client.status_taken()
+                    yield sse("state", panel_state(self.controller, recent=False))
+                else:
+                    yield sse(kind, payload)
+        finally:
+            self.remove(client)
+
+
+@bp.get("/events")
+@sec.require()
+def events() -> Response:
+    hub: StreamHub = current_app.extensions["stream_hub"]
+    client = hub.open(request.cookies.get(sec.SESSION_COOKIE, ""))
+    if client is None:
+        resp = sec.error(503, "too many live dashboards are open; close one and retry")
+        resp.headers["Retry-After"] = "5"
+        return resp
+    resp = Response(hub.generate(client), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    resp.call_on_close(lambda: hub.remove(client))   # also when the body was never iterated
+    return resp
