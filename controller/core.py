@@ -353,9 +353,16 @@ class EntryCore:
         else:
             self._clear_alarm(alarm)
 
-    @_transition
     def tick(self) -> None:
-        """Process due timers (the daemon's loop calls this; tests call it after moving the clock)."""
+        """Process due timers (the daemon's loop calls this; tests call it after moving the clock).
+
+        Listeners hear about a tick only when a timer fired: an idle door costs nobody anything.
+        """
+        with self._lock:
+            fired = self._run_timers()
+            self._refresh_indicators()
+        if fired:
+            self._after_change()
 
     def shutdown(self, reason: str = "shutdown") -> None:
         """Drive the strike locked and journal it. Never raises: it runs on every exit path."""
@@ -515,19 +522,25 @@ class EntryCore:
         if self._alarms.pop(alarm, None) is not None:
             self._try_record(ev.ALARM_CLEARED, None, actor, alarm=alarm)
 
-    def _run_timers(self) -> None:
+    def _run_timers(self) -> bool:
+        """Fire every due timer; True when any did."""
         now = self._clock.monotonic()
+        fired = False
         if self._pulse is not None and now >= self._pulse.ends_at:
             self._end_pulse("pulse_end")
+            fired = True
         if self._ring is not None and now >= self._ring.expires_at:
             ring = self._ring
             self._close_ring("expired")
             self._try_record(ev.RING_EXPIRED, ring.request_id, presses=ring.presses)
+            fired = True
         if (self._door_open and "held_open" not in self._alarms
                 and now >= self._door_opened_at + self.rules.held_open_seconds):
             self._raise_alarm("held_open", seconds=self.rules.held_open_seconds)
+            fired = True
         if self._denied_until and now >= self._denied_until:
             self._denied_until = 0.0
+            fired = True
         if self._fault is not None and now >= self._fault_retry_at:
             try:
                 self._recorder.append(ev.JOURNAL_RECOVERED, fault=self._fault)
@@ -537,6 +550,8 @@ class EntryCore:
                 log.warning("journal recovered after fault: %s", self._fault)
                 self._fault = None
                 self._alarms.pop("journal_failure", None)
+                fired = True
+        return fired
 
     def _record(self, type: str, request_id: str | None = None, actor: str | None = None,
                 **data: Any) -> None:

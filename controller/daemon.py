@@ -139,9 +139,6 @@ class CoreLoop(threading.Thread):
                 self.core.tick()
             except Exception:
                 log.exception("core tick failed")
-            # tick() notifies listeners, our own wake.set among them: clear it, or the loop spins
-            # at 100% CPU. A command after this line sets it again; next_deadline() sees the rest.
-            self.wake.clear()
             now = time.monotonic()
             if self.notifier is not None and self.watchdog_seconds and now - last_ping >= self.watchdog_seconds:
                 self.notifier.watchdog()
