@@ -148,21 +148,22 @@ class InProcessDaemon:
         self.factory.reset()
 
 
-class ExternalSubscriber:
-    """bench.subscriber in its own process; arrival times come from that process's clock."""
+class ExternalListener:
+    """A listener in its own process (MQTT subscriber or panel stream client); it prints
+    '<perf_counter> <type> <id>' lines, so arrival times come from outside this interpreter."""
 
-    def __init__(self, broker: Broker, topic: str, user: str = "district"):
+    def __init__(self, module: str, args: list[str], ready: str):
         import queue
         import subprocess
         import sys
 
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.subscriber", str(broker.port), user, BENCH_ACCOUNTS[user], topic],
-            cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen([sys.executable, "-m", module, *args],
+                                     cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, text=True)
         self.lines: "queue.Queue[str]" = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
-        if self.lines.get(timeout=20).strip() != "subscribed":
-            raise RuntimeError("subscriber did not subscribe")
+        first = self.lines.get(timeout=20).strip()
+        if first != ready:
+            raise RuntimeError(f"{module} did not start: {first}")
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -184,34 +185,9 @@ class ExternalSubscriber:
             self.proc.stdout.close()
 
 
-class EventWatcher:
-    """An independent district subscriber to the door's events topic."""
-
-    def __init__(self, broker: Broker, root: str, wanted_type: str):
-        import json
-
-        self.wanted = wanted_type
-        self.hit = threading.Event()
-        self.ids: set[str] = set()
-        self.seqs: list[int] = []
-        self._json = json
-        self.client = _client(broker, "district", f"bench-watch-{time.monotonic_ns()}")
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *_a: subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.subscribe(f"{root}/events", qos=1)
-        subscribed.wait(10)
-
-    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        event = self._json.loads(msg.payload)
-        if event["id"] not in self.ids:
-            self.ids.add(event["id"])
-            self.seqs.append(event["seq"])
-        if event["type"] == self.wanted:
-            self.hit.set()
-
-    def close(self) -> None:
-        _close(self.client)
+def ExternalSubscriber(broker: Broker, topic: str, user: str = "district") -> ExternalListener:
+    return ExternalListener("bench.subscriber", [str(broker.port), user, BENCH_ACCOUNTS[user], topic],
+                            "subscribed")
 
 
 def press_to_mqtt(broker: Broker, n: int) -> dict[str, Any]:
@@ -274,3 +250,102 @@ def outage_drain(broker: Broker, n: int) -> dict[str, Any]:
     return {"n": n, "outbox_depth_at_return": depth, "delivered": delivered, "lost": depth - min(depth, delivered),
             "seconds_from_broker_return": done - started, "reconnect_seconds": reconnected - started,
             "drain_seconds": drain, "per_second": depth / drain if drain > 0 else float("inf")}
+
+
+def _panel_session(d: InProcessDaemon) -> tuple[str, str]:
+    """A signed-in staff session on the daemon's panel: (cookie header, csrf token)."""
+    assert d.controller is not None
+    web = next(s for s in d.controller.services if s.name == "web")
+    store = web.app.extensions["panel_store"]
+    if store.get_user("bench") is None:
+        store.add_user("bench", "bench-password-not-used", "staff", "Bench Staff")
+    token, session = store.create_session(store.get_user("bench"), "127.0.0.1", "bench")
+    return f"eb_session={token}", session.csrf
+
+
+def press_to_panel(broker: Broker, n: int) -> dict[str, Any]:
+    """Mock pin drive_low() to the buzzer_pressed event at a panel live-stream client process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = InProcessDaemon(broker, Path(tmp) / "state", web=True)
+        try:
+            cookie, _csrf = _panel_session(d)
+            client = ExternalListener("bench.sse_client", [str(d.web_port), cookie], "connected")
+            pin = d.factory.pin(SIM_GPIO["buzzer_pin"])
+            samples = []
+            try:
+                for _ in range(n):
+                    started = time.perf_counter()
+                    pin.drive_low()
+                    samples.append(client.next_of("buzzer_pressed") - started)
+                    pin.drive_high()
+                    ring = d.controller.status()["ring"]  # type: ignore[union-attr]
+                    if ring:
+                        d.controller.deny(ring["request_id"], "Bench")  # type: ignore[union-attr]
+                    time.sleep(RING_SPACING)
+            finally:
+                client.close()
+        finally:
+            d.stop()
+    return summary_ms(samples)
+
+
+def approve_to_strike(broker: Broker, n: int) -> dict[str, Any]:
+    """HTTP request start of POST /api/approve to the strike output turning on, against a bare
+    POST on the same server and route (a wrong CSRF token: same parsing, session lookup and
+    checks, refused before any action)."""
+    import http.client
+    import json
+    import urllib.parse
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = InProcessDaemon(broker, Path(tmp) / "state", web=True)
+        try:
+            c = d.controller
+            assert c is not None
+            cookie, csrf = _panel_session(d)
+            relay = c.hardware.strike
+            energized: list[float] = []
+            original_unlock = relay.unlock
+
+            def timed_unlock() -> None:   # instrumentation: when the output pin went on
+                original_unlock()
+                energized.append(time.perf_counter())
+
+            relay.unlock = timed_unlock   # type: ignore[method-assign]
+            conn = http.client.HTTPConnection("127.0.0.1", d.web_port, timeout=30)
+            pin = d.factory.pin(SIM_GPIO["buzzer_pin"])
+
+            def post(rid: str, token: str) -> tuple[int, float]:
+                body = urllib.parse.urlencode({"request_id": rid})
+                started = time.perf_counter()
+                conn.request("POST", "/api/approve", body=body, headers={
+                    "Cookie": cookie, "X-CSRF-Token": token,
+                    "Content-Type": "application/x-www-form-urlencoded"})
+                resp = conn.getresponse()
+                resp.read()
+                return resp.status, started
+
+            approve, bare = [], []
+            for _ in range(n):
+                pin.drive_low()
+                pin.drive_high()
+                while not c.status()["ring"]:
+                    time.sleep(0.001)
+                rid = c.status()["ring"]["request_id"]
+                status, started = post(rid, "wrong-" + csrf)
+                bare.append(time.perf_counter() - started)
+                if status != 400:
+                    raise RuntimeError(f"bare POST answered {status}")
+                before = len(energized)
+                status, started = post(rid, csrf)
+                if status != 200 or len(energized) != before + 1:
+                    raise RuntimeError(f"approve answered {status} without one strike pulse")
+                approve.append(energized[-1] - started)
+                d.station.set_door(True)      # the visitor walks in; closing relocks at once
+                d.station.set_door(False)
+                time.sleep(RING_SPACING / 2)
+            conn.close()
+            json.dumps(approve)
+        finally:
+            d.stop()
+    return {"approve": summary_ms(approve), "bare_post": summary_ms(bare)}

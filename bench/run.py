@@ -80,6 +80,8 @@ def run(smoke: bool) -> dict[str, Any]:
         ("baseline_paho_burst", lambda: latency.baseline_paho_burst(broker, burst)),
         ("press_to_mqtt", lambda: latency.press_to_mqtt(broker, n)),
         ("outage_drain", lambda: latency.outage_drain(broker, burst)),
+        ("press_to_panel", lambda: latency.press_to_panel(broker, n)),
+        ("approve_to_strike", lambda: latency.approve_to_strike(broker, n)),
         ("startup_to_ready", lambda: summary_ms(proc.startup_to_ready(BENCH_CONFIG, 2 if smoke else 5))),
         ("footprint", lambda: proc.footprint(BENCH_CONFIG, 20 if smoke else 1000, 2 if smoke else 30)),
         ("memory_growth", lambda: proc.memory_growth(BENCH_CONFIG, 20 if smoke else 10_000,
@@ -125,6 +127,16 @@ def table(r: dict[str, Any]) -> str:
         add(f"press -> event at MQTT subscriber (n={p['n']})",
             f"p50 {p['p50_ms']:.2f} ms ({ratio:.2f} x (A+B)), p99 {p['p99_ms']:.2f} ms",
             "p50 <= 2 x (A+B); p99 <= 20 ms", ratio <= 2 and p["p99_ms"] <= 20)
+    sp = r.get("press_to_panel", {})
+    if "p50_ms" in sp:
+        add(f"press -> dashboard live event (SSE, n={sp['n']})",
+            f"p50 {sp['p50_ms']:.2f} ms, p99 {sp['p99_ms']:.2f} ms", "p99 <= 20 ms", sp["p99_ms"] <= 20)
+    ap = r.get("approve_to_strike", {})
+    if "approve" in ap:
+        x, y = ap["approve"], ap["bare_post"]
+        add(f"approve POST -> strike pin on (n={x['n']})",
+            f"p50 {x['p50_ms']:.2f} ms, p99 {x['p99_ms']:.2f} ms; bare POST p50 {y['p50_ms']:.2f} ms "
+            f"(ratio {x['p50_ms'] / y['p50_ms']:.2f})", "p99 <= 10 ms", x["p99_ms"] <= 10)
     o, bu = r.get("outage_drain", {}), r.get("baseline_paho_burst", {})
     if "per_second" in o and "per_second" in bu:
         ratio = o["per_second"] / bu["per_second"]

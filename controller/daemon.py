@@ -23,6 +23,7 @@ from .config import Settings
 from .core import Clock, Decision, EntryCore, Rules, SystemClock
 from .gpio import DoorHardware, factory_name
 from .journal import Journal
+from .memory import tune_malloc
 from .notify import Notifier, watchdog_interval
 
 log = logging.getLogger(__name__)
@@ -228,6 +229,7 @@ def run(settings: Settings, pin_factory: Any = None, camera: Camera | None = Non
         on_built: Callable[[Controller], None] | None = None,
         stop_event: threading.Event | None = None) -> int:
     """Run the daemon until SIGTERM/SIGINT (or stop_event). Returns the exit code."""
+    tune_malloc()
     stop_event = stop_event or threading.Event()
     received: list[str] = []
 
