@@ -332,6 +332,9 @@ def approve_to_strike(broker: Broker, n: int) -> dict[str, Any]:
                 while not c.status()["ring"]:
                     time.sleep(0.001)
                 rid = c.status()["ring"]["request_id"]
+                # staff click after seeing the snapshot: let its capture finish first
+                while not any(e.type in ("snapshot_captured", "camera_failed") for e in c.journal.for_request(rid)):
+                    time.sleep(0.001)
                 status, started = post(rid, "wrong-" + csrf)
                 bare.append(time.perf_counter() - started)
                 if status != 400:

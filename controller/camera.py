@@ -28,6 +28,7 @@ REQUEST_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 
 
 ANNOUNCE_FIRST_SECONDS = 0.002
+PRUNE_INTERVAL_SECONDS = 600.0
 
 
 class CameraError(RuntimeError):
@@ -171,6 +172,7 @@ class SnapshotService:
         self.last_capture_seconds: float | None = None
         self._threads: set[threading.Thread] = set()
         self._closing = False
+        self._last_prune = float("-inf")       # first capture prunes what earlier runs left
 
     def start(self) -> None:
         try:
@@ -247,7 +249,7 @@ class SnapshotService:
         event = self._recorder.append(
             ev.SNAPSHOT_CAPTURED, request_id, size=len(jpeg), sha256=hashlib.sha256(jpeg).hexdigest(),
             content_type="image/jpeg", capture_ms=round(result["seconds"] * 1000, 1))
-        self.prune()
+        self._maybe_prune()
         return event
 
     def _fail(self, request_id: str, reason: str) -> Any:
@@ -262,6 +264,14 @@ class SnapshotService:
         self.ok, self.last_error = ok, error
         if changed and self._on_health is not None:
             self._on_health(ok)
+
+    def _maybe_prune(self) -> None:
+        """Prune at most every PRUNE_INTERVAL: a full directory scan per ring would cost every
+        ring a stat of thousands of files on a busy campus."""
+        now = time.monotonic()
+        if now - self._last_prune >= PRUNE_INTERVAL_SECONDS:
+            self._last_prune = now
+            self.prune()
 
     def prune(self, now: float | None = None) -> int:
         """Delete snapshots older than the retention, then the oldest until under the size cap."""

@@ -171,3 +171,11 @@ def test_prune_by_age_then_size(journal, tmp_path):
     left = sorted(snaps.glob("*.jpg"), key=lambda p: p.stat().st_mtime)
     assert removed == 3 and len(left) == 2
     assert all(now - p.stat().st_mtime < 0.35 * 86400 for p in left)   # the newest two kept
+
+
+def test_captures_prune_at_most_once_per_interval(journal, tmp_path, mocker):
+    svc = SnapshotService(SimulatedCamera(64, 48), tmp_path / "snaps", journal)
+    prune = mocker.spy(svc, "prune")
+    for _ in range(3):
+        assert svc.request(str(uuid.uuid4())).result(10).type == ev.SNAPSHOT_CAPTURED
+    assert prune.call_count == 1
