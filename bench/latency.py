@@ -190,6 +190,25 @@ def ExternalSubscriber(broker: Broker, topic: str, user: str = "district") -> Ex
                             "subscribed")
 
 
+def _time_presses(d: InProcessDaemon, listener: ExternalListener, n: int) -> list[float]:
+    """n rings: mock pin drive_low() to the buzzer_pressed arrival at the listener; each ring is
+    then denied and the next one waits RING_SPACING."""
+    pin = d.factory.pin(SIM_GPIO["buzzer_pin"])
+    c = d.controller
+    assert c is not None
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        pin.drive_low()
+        samples.append(listener.next_of("buzzer_pressed") - started)
+        pin.drive_high()
+        ring = c.status()["ring"]
+        if ring:
+            c.deny(ring["request_id"], "Bench")
+        time.sleep(RING_SPACING)   # one ring at a time, as at a real door
+    return samples
+
+
 def press_to_mqtt(broker: Broker, n: int) -> dict[str, Any]:
     """Mock pin drive_low() to the buzzer_pressed event at an independent subscriber process."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -197,23 +216,12 @@ def press_to_mqtt(broker: Broker, n: int) -> dict[str, Any]:
         try:
             d.wait_connected()
             sub = ExternalSubscriber(broker, f"{d.root}/events")
-            pin = d.factory.pin(SIM_GPIO["buzzer_pin"])
-            samples = []
             try:
-                for _ in range(n):
-                    started = time.perf_counter()
-                    pin.drive_low()
-                    samples.append(sub.next_of("buzzer_pressed") - started)
-                    pin.drive_high()
-                    ring = d.controller.status()["ring"]  # type: ignore[union-attr]
-                    if ring:
-                        d.controller.deny(ring["request_id"], "Bench")  # type: ignore[union-attr]
-                    time.sleep(RING_SPACING)   # one ring at a time, as at a real door
+                return summary_ms(_time_presses(d, sub, n))
             finally:
                 sub.close()
         finally:
             d.stop()
-    return summary_ms(samples)
 
 
 def outage_drain(broker: Broker, n: int) -> dict[str, Any]:
@@ -270,23 +278,12 @@ def press_to_panel(broker: Broker, n: int) -> dict[str, Any]:
         try:
             cookie, _csrf = _panel_session(d)
             client = ExternalListener("bench.sse_client", [str(d.web_port), cookie], "connected")
-            pin = d.factory.pin(SIM_GPIO["buzzer_pin"])
-            samples = []
             try:
-                for _ in range(n):
-                    started = time.perf_counter()
-                    pin.drive_low()
-                    samples.append(client.next_of("buzzer_pressed") - started)
-                    pin.drive_high()
-                    ring = d.controller.status()["ring"]  # type: ignore[union-attr]
-                    if ring:
-                        d.controller.deny(ring["request_id"], "Bench")  # type: ignore[union-attr]
-                    time.sleep(RING_SPACING)
+                return summary_ms(_time_presses(d, client, n))
             finally:
                 client.close()
         finally:
             d.stop()
-    return summary_ms(samples)
 
 
 def approve_to_strike(broker: Broker, n: int) -> dict[str, Any]:
@@ -294,7 +291,6 @@ def approve_to_strike(broker: Broker, n: int) -> dict[str, Any]:
     POST on the same server and route (a wrong CSRF token: same parsing, session lookup and
     checks, refused before any action)."""
     import http.client
-    import json
     import urllib.parse
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -348,7 +344,6 @@ def approve_to_strike(broker: Broker, n: int) -> dict[str, Any]:
                 d.station.set_door(False)
                 time.sleep(RING_SPACING / 2)
             conn.close()
-            json.dumps(approve)
         finally:
             d.stop()
     return {"approve": summary_ms(approve), "bare_post": summary_ms(bare)}
