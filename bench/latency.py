@@ -56,8 +56,9 @@ def start_broker(directory: Path) -> Broker:
     return broker
 
 
-def baseline_paho_roundtrip(broker: Broker, n: int) -> dict[str, Any]:
-    """Baseline A: raw paho QoS 1 publish -> an independent subscriber process, on loopback."""
+def baseline_paho_roundtrip(broker: Broker, n: int, spacing: float = 0.005) -> dict[str, Any]:
+    """Baseline A: raw paho QoS 1 publish -> an independent subscriber process, on loopback,
+    paced like the measured rings."""
     sub = ExternalSubscriber(broker, "bench/a", user="bench")
     pub = _client(broker, "bench", "bench-a-pub")
     samples = []
@@ -66,7 +67,7 @@ def baseline_paho_roundtrip(broker: Broker, n: int) -> dict[str, Any]:
             started = time.perf_counter()
             pub.publish("bench/a", b'{"type":"buzzer_pressed","id":"x","seq":1}', qos=1)
             samples.append(sub.next_of("buzzer_pressed") - started)
-            time.sleep(0.005)
+            time.sleep(spacing)
     finally:
         _close(pub)
         sub.close()

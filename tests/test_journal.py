@@ -119,3 +119,28 @@ def test_close_is_idempotent_and_append_after_close_fails(journal):
     journal.close()
     with pytest.raises(JournalError):
         journal.append(ev.DOOR_OPENED)
+
+
+def test_outbox_depth_counter_matches_the_table(journal, tmp_path, clock):
+    for _ in range(7):
+        journal.append(ev.DOOR_OPENED)
+    journal.mark_delivered([2, 3, 3, 99])        # duplicates and unknown seqs change nothing extra
+    journal.mark_delivered([2])                  # an ack seen twice after a reconnect
+    assert journal.outbox_depth() == 5
+    count = journal._db.execute("SELECT COUNT(*) FROM events WHERE delivered = 0").fetchone()[0]
+    assert count == 5
+    journal.close()
+    reopened = Journal(tmp_path / "j.sqlite3", "c", "d", now=clock.now)
+    assert reopened.outbox_depth() == 5
+    reopened.close()
+
+
+def test_mark_delivered_is_one_transaction(journal):
+    for _ in range(50):
+        journal.append(ev.DOOR_OPENED)
+    statements = []
+    journal._db.set_trace_callback(statements.append)
+    journal.mark_delivered(range(1, 51))
+    journal._db.set_trace_callback(None)
+    assert [s for s in statements if s.startswith(("BEGIN", "COMMIT"))] == ["BEGIN IMMEDIATE", "COMMIT"]
+    assert journal.outbox_depth() == 0
