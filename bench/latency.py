@@ -18,7 +18,7 @@ from gpiozero.pins.mock import MockFactory
 
 from controller import config as cfg
 from controller import daemon
-from controller.simulate import SIM_GPIO, SimulatedStation
+from controller.simulate import SIM_GPIO, SimulatedPin, SimulatedStation
 from tests.support_mqtt import Broker
 
 from .stats import free_port, summary_ms
@@ -112,7 +112,7 @@ class InProcessDaemon:
                   "reconnect_max_seconds": 0.5, "outbox_alarm_depth": 100_000},
             web={"enabled": web, "host": "127.0.0.1", "port": self.web_port})
         self.settings = settings
-        self.factory = MockFactory()
+        self.factory = MockFactory(pin_class=SimulatedPin)
         self.station = SimulatedStation(self.factory, settings.gpio)
         self.stop_event = threading.Event()
         ready = threading.Event()

@@ -13,13 +13,27 @@ import threading
 from pathlib import Path
 from typing import Any, TextIO
 
-from gpiozero.pins.mock import MockFactory
+from collections import deque
+
+from gpiozero.pins.mock import MockFactory, MockPin
 
 from . import config as cfg
 from .daemon import Controller, run
 
 SIM_GPIO = {"buzzer_pin": 27, "strike_pin": 17, "door_contact_pin": 22, "tamper_pin": 24, "exit_request_pin": 23,
             "led_ringing_pin": 19, "led_approved_pin": 26, "led_denied_pin": 13}
+
+
+class SimulatedPin(MockPin):
+    """gpiozero's MockPin keeps every state change in ``states`` forever (right for tests); a
+    simulated campus runs for days, so it keeps only the recent ones (the /sim page and the
+    benchmarks' memory figures must not measure the simulator's own history)."""
+
+    HISTORY = 256
+
+    def clear_states(self) -> None:
+        super().clear_states()
+        self.states = deque(self.states, maxlen=self.HISTORY)   # type: ignore[assignment]
 
 
 def simulated_settings(base: cfg.Settings, state_dir: Path, web_port: int = 8080, mqtt: bool = False,
@@ -144,7 +158,7 @@ def console(controller: Controller, station: SimulatedStation, stop: threading.E
 
 def run_simulation(settings: cfg.Settings, console_enabled: bool = False, duration: float | None = None,
                    **kwargs: Any) -> int:
-    factory = MockFactory()
+    factory = MockFactory(pin_class=SimulatedPin)
     station = SimulatedStation(factory, settings.gpio)
     stop = threading.Event()
 

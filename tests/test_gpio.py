@@ -152,3 +152,17 @@ def test_request_to_exit_sensor_makes_opening_egress(running):
     assert wait_for(lambda: controller.journal.query(types=[ev.DOOR_OPENED]))
     assert controller.journal.query(types=[ev.DOOR_OPENED])[0].data["egress"] is True
     assert "forced_open" not in controller.status()["alarms"]
+
+
+def test_simulated_campus_pins_keep_bounded_history():
+    from controller.simulate import SimulatedPin
+
+    factory = MockFactory(pin_class=SimulatedPin)
+    relay = StrikeRelay(17, pin_factory=factory)
+    for _ in range(SimulatedPin.HISTORY * 3):
+        relay.unlock()
+        relay.lock()
+    assert len(factory.pin(17).states) == SimulatedPin.HISTORY
+    assert factory.pin(17).states[-1].state is False
+    relay.close()
+    factory.reset()
