@@ -6,8 +6,10 @@ modules and are imported by the tests that need them.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -16,6 +18,20 @@ from controller import config as cfg
 
 SIM_GPIO = {"buzzer_pin": 27, "strike_pin": 17, "door_contact_pin": 22, "tamper_pin": 24, "exit_request_pin": 23,
             "led_ringing_pin": 19, "led_approved_pin": 26, "led_denied_pin": 13}
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition",
+             interval: float = 0.02) -> Any:
+    """Poll until predicate() is truthy and return its value; fail after a generous timeout
+    (shared, noisy machines). Never a timing assertion: the timeout only bounds a hang."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
 
 
 class FakeClock:

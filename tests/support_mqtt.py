@@ -23,6 +23,8 @@ from typing import Any, Callable
 import paho.mqtt.client as mqtt
 import pytest
 
+from tests.conftest import wait_for  # noqa: F401  (re-exported for the tests)
+
 MOSQUITTO = "/usr/sbin/mosquitto"
 SCHEMAS = Path(__file__).resolve().parent.parent / "controller" / "schemas"
 
@@ -57,18 +59,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll until predicate() is truthy (generous timeout: shared, noisy machines)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.02)
 
 
 @dataclass

@@ -13,6 +13,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from tests.conftest import wait_for  # noqa: F401  (re-exported for the tests)
+
 from controller import daemon
 from controller.simulate import SimulatedStation
 
@@ -103,18 +105,6 @@ def staff(app: Any) -> Signed:
 @pytest.fixture
 def admin(app: Any) -> Signed:
     return Signed(app.test_client(), "admin")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
-    """Poll until predicate() is truthy (generous timeout; never a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
-        time.sleep(interval)
 
 
 def ring(controller: daemon.Controller) -> str:

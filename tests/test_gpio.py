@@ -12,15 +12,7 @@ from controller import daemon
 from controller import events as ev
 from controller.gpio import DoorHardware, StrikeRelay, relock
 from controller.simulate import SimulatedStation
-
-
-def wait_for(predicate, timeout=10.0, step=0.01):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
+from tests.conftest import wait_for
 
 
 @pytest.fixture
