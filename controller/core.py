@@ -280,6 +280,16 @@ class EntryCore:
             self._end_pulse("lockdown")
         return Decision(True, "ok", "lockdown started")
 
+    def restore_lockdown(self, since: datetime, actor: str, reason: str, source: str) -> None:
+        """At start-up: a lockdown still open in the journal stays in force across a restart
+        (crash, watchdog, power loss). Not journaled again: its lockdown_started is there."""
+        with self._lock:
+            self._lockdown = _Lockdown(since, actor, reason, source)
+            if self._pulse is not None:
+                self._end_pulse("lockdown")
+            self._refresh_indicators()
+        self._after_change()
+
     @_transition
     def end_lockdown(self, actor: str, reason: str = "", source: str = "panel",
                      command_id: str | None = None) -> Decision:

@@ -161,6 +161,18 @@ def previous_stop(journal: Journal) -> str:
     return "clean" if last.type == ev.CONTROLLER_STOPPED else "unclean"
 
 
+def restore_lockdown(controller: Controller) -> bool:
+    """A lockdown survives restarts: if the journal's last lockdown event is a start, keep it."""
+    last = controller.journal.query(types=[ev.LOCKDOWN_STARTED, ev.LOCKDOWN_ENDED], limit=1)
+    if not last or last[0].type != ev.LOCKDOWN_STARTED:
+        return False
+    e = last[0]
+    controller.core.restore_lockdown(e.ts, e.actor or "unknown", str(e.data.get("reason", "")),
+                                     str(e.data.get("source", "")))
+    log.warning("lockdown from %s by %s is still in force after restart", ev.utc_iso(e.ts), e.actor)
+    return True
+
+
 def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = None,
           clock: Clock | None = None, simulated: bool = False) -> Controller:
     """Build a controller: strike locked first, then journal, core, camera, hardware callbacks."""
@@ -190,9 +202,10 @@ def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = N
 def start(controller: Controller) -> None:
     """Journal the start, sync the door contact, start the camera and connect the inputs."""
     c = controller
+    restored = restore_lockdown(c)
     c.journal.append(ev.CONTROLLER_STARTED, version=__version__, previous_stop=previous_stop(c.journal),
                      gpio_factory=factory_name(c.hardware.pin_factory), camera=c.snapshots.camera.name,
-                     simulated=c.simulated)
+                     simulated=c.simulated, lockdown_restored=restored)
     if c.hardware.door_is_open:
         c.core.door_changed(True)
     if c.hardware.tamper_active:

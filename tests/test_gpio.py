@@ -158,3 +158,34 @@ def test_simulated_campus_pins_keep_bounded_history():
     assert factory.pin(17).states[-1].state is False
     relay.close()
     factory.reset()
+
+
+def test_lockdown_survives_a_restart(settings):
+    factory = MockFactory()
+    c = daemon.build(settings, pin_factory=factory)
+    daemon.start(c)
+    c.start_lockdown("District", "threat", "mqtt")
+    daemon.stop(c, "crash")          # any stop, clean or not: the journal holds the open lockdown
+    factory.reset()
+
+    factory = MockFactory()
+    c = daemon.build(settings, pin_factory=factory)
+    daemon.start(c)
+    try:
+        assert c.core.in_lockdown
+        assert c.journal.query(types=[ev.CONTROLLER_STARTED])[0].data["lockdown_restored"] is True
+        assert c.unlock_now("Ms. Rivera").code == "lockdown"
+        assert c.end_lockdown("Principal", "all clear").ok
+    finally:
+        daemon.stop(c, "test")
+        factory.reset()
+
+    factory = MockFactory()
+    c = daemon.build(settings, pin_factory=factory)
+    daemon.start(c)
+    try:
+        assert not c.core.in_lockdown
+        assert c.journal.query(types=[ev.CONTROLLER_STARTED])[0].data["lockdown_restored"] is False
+    finally:
+        daemon.stop(c, "test")
+        factory.reset()
