@@ -89,6 +89,17 @@ def test_broker_outage_during_50_presses_loses_nothing(outage_broker, tmp_path, 
     assert validate_all(district) > 0
 
 
+def _count_of(state_dir: Path, event_type: str) -> int:
+    """How many events of one type the daemon's journal holds (second, read-only connection)."""
+    con = sqlite3.connect(f"file:{state_dir / 'journal.sqlite3'}?mode=ro", uri=True)
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM events WHERE type = ?", (event_type,)).fetchone()[0])
+    except sqlite3.Error:
+        return 0
+    finally:
+        con.close()
+
+
 def _journal_counts(state_dir: Path) -> tuple[int, int]:
     """(events, undelivered) read from the daemon's journal by a second SQLite connection."""
     db = state_dir / "journal.sqlite3"
@@ -196,6 +207,9 @@ def test_sigkill_with_undelivered_events_then_restart_delivers_them(outage_broke
             daemon.send("lockdown start")
             daemon.send("lockdown end")
         wait_for(lambda: _journal_counts(daemon.state_dir)[0] >= before + 11, what="events journaled")
+        # every command handled: killing between a lockdown start and its end would (rightly)
+        # leave the lockdown in force after the restart
+        wait_for(lambda: _count_of(daemon.state_dir, ev.LOCKDOWN_ENDED) >= 5, what="the fifth lockdown end")
         _, undelivered_before = _journal_counts(daemon.state_dir)
         daemon.kill()
         total, undelivered = _journal_counts(daemon.state_dir)   # stable now: the writer is dead
