@@ -7,7 +7,8 @@ journal). The strike state shown is read from the mock strike pin itself.
 
 from __future__ import annotations
 
-from typing import Any
+from functools import wraps
+from typing import Any, Callable
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 
@@ -18,6 +19,16 @@ bp = Blueprint("sim", __name__)
 
 def _station() -> Any:
     return current_app.extensions["entry_controller"].station
+
+
+def _needs_station(view: Callable[[], Any]) -> Callable[[], Any]:
+    """503 until the daemon has attached the station (it does so once it is ready)."""
+    @wraps(view)
+    def wrapper() -> Any:
+        if _station() is None:
+            return sec.error(503, "the simulated station is not ready yet")
+        return view()
+    return wrapper
 
 
 def _state() -> Any:
@@ -37,26 +48,23 @@ def page() -> Any:
 
 @bp.get("/sim/state")
 @sec.require()
+@_needs_station
 def state() -> Any:
-    if _station() is None:
-        return sec.error(503, "the simulated station is not ready yet")
     return _state()
 
 
 @bp.post("/sim/press")
 @sec.require()
+@_needs_station
 def press() -> Any:
-    if _station() is None:
-        return sec.error(503, "the simulated station is not ready yet")
     _station().press()
     return _state()
 
 
 @bp.post("/sim/door")
 @sec.require()
+@_needs_station
 def door() -> Any:
-    if _station() is None:
-        return sec.error(503, "the simulated station is not ready yet")
     value = request.form.get("open", "")
     if value not in ("0", "1"):
         return sec.error(400, "open must be 0 or 1")
@@ -66,9 +74,8 @@ def door() -> Any:
 
 @bp.post("/sim/exit")
 @sec.require()
+@_needs_station
 def request_exit() -> Any:
     """Someone inside walks up to the door: the request-to-exit sensor (egress, never an unlock)."""
-    if _station() is None:
-        return sec.error(503, "the simulated station is not ready yet")
     _station().request_exit()
     return _state()
