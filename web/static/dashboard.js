@@ -185,7 +185,8 @@
       box.appendChild(div);
     });
     if (s.ring) { showRing(s.ring.request_id, s.ring.seconds_left, s.ring.snapshot, s.ring.presses); } else if (ring) { clearRing(); }
-    if (typeof s.last_seq === "number") lastSeq = Math.max(lastSeq, s.last_seq);
+    // Not lastSeq: a status refresh is computed when it is sent and may already count journal
+    // events still queued behind it on the stream; only the full state (with recent) sets it.
     if (health) {
       const m = health.mqtt;
       setText("h-mqtt", !m.enabled ? "not configured" : m.connected ? "connected" : "DISCONNECTED", !m.enabled ? "muted" : m.connected ? "good" : "bad");
