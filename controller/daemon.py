@@ -268,6 +268,7 @@ def run(settings: Settings, pin_factory: Any = None, camera: Camera | None = Non
             service = make(controller)
             controller.services.append(service)
             service.start()
+        remember_strike(settings)
         notifier.ready(f"door {settings.site.campus}/{settings.site.door} locked, journal open")
         log.info("controller ready: %s/%s", settings.site.campus, settings.site.door)
         if on_ready is not None:
@@ -287,6 +288,15 @@ def run(settings: Settings, pin_factory: Any = None, camera: Camera | None = Non
         stop(controller, reason)
         log.info("controller stopped (%s)", reason)
     return return_code
+
+
+def remember_strike(settings: Settings) -> None:
+    """A successful start: keep the strike settings for relock when the config breaks later."""
+    from .relock import save_last_good
+    try:
+        save_last_good(settings.gpio, Path(settings.storage.state_dir), settings.source)
+    except OSError as exc:
+        log.warning("could not save the last-known-good strike settings: %s", exc)
 
 
 def default_services(settings: Settings) -> list[ServiceFactory]:
