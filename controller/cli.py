@@ -65,12 +65,13 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     _setup_logging(args.verbose)
-    from .daemon import run
+    from .daemon import exit_now_if_stuck, run
     try:
-        return run(settings)
+        code = run(settings)
     except Exception as exc:
         log.error("controller could not start: %s", exc)
-        return 1
+        code = 1
+    return exit_now_if_stuck(code)   # a stop abandoned past its budget must not hold the exit
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -81,8 +82,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     mqtt_on = not args.no_mqtt and (args.mqtt_port is not None or _broker_reachable("127.0.0.1", 1883))
     settings = sim.simulated_settings(base, state_dir, web_port=args.port, mqtt=mqtt_on,
                                       mqtt_port=args.mqtt_port or 1883, web=not args.no_web)
-    return sim.run_simulation(settings, console_enabled=args.console or sys.stdin.isatty(),
-                              duration=args.duration)
+    from .daemon import exit_now_if_stuck
+    return exit_now_if_stuck(sim.run_simulation(settings, console_enabled=args.console or sys.stdin.isatty(),
+                                                duration=args.duration))
 
 
 def _broker_reachable(host: str, port: int) -> bool:
