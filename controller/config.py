@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from . import secret_files
+
 UNLOCK_CAP_SECONDS = 30.0
 """Hard cap on strike on-time. Not configurable: a config cannot raise it."""
 
@@ -339,8 +341,8 @@ def _cross_checks(s: Settings, data: dict[str, Any]) -> list[str]:
         errors.append("door.unlock_seconds: must be shorter than door.ring_timeout_seconds")
     for key in ("password_file", "tls_ca_file", "tls_cert_file", "tls_key_file"):
         value = getattr(s.mqtt, key)
-        if s.mqtt.enabled and value and not _secret_path(value).is_file():
-            errors.append(f"mqtt.{key}: {_show(value)} does not exist or is not a file")
+        if s.mqtt.enabled and value and (problem := secret_files.check(f"mqtt.{key}", value, key in PRIVATE)):
+            errors.append(problem)
     if bool(s.mqtt.tls_cert_file) != bool(s.mqtt.tls_key_file):
         errors.append("mqtt.tls_cert_file: a client certificate needs mqtt.tls_key_file too (and vice versa)")
     if s.mqtt.reconnect_min_seconds > s.mqtt.reconnect_max_seconds:
@@ -352,8 +354,8 @@ def _cross_checks(s: Settings, data: dict[str, Any]) -> list[str]:
                       "passwords are never written inline")
     for key in ("secret_key_file", "tls_cert_file", "tls_key_file"):
         value = getattr(s.web, key)
-        if s.web.enabled and value and not _secret_path(value).is_file():
-            errors.append(f"web.{key}: {_show(value)} does not exist or is not a file")
+        if s.web.enabled and value and (problem := secret_files.check(f"web.{key}", value, key in PRIVATE)):
+            errors.append(problem)
     if bool(s.web.tls_cert_file) != bool(s.web.tls_key_file):
         errors.append("web.tls_cert_file: HTTPS needs both web.tls_cert_file and web.tls_key_file")
     for section, keys in (("mqtt", ("password",)), ("web", ("secret_key", "password"))):
@@ -365,11 +367,13 @@ def _cross_checks(s: Settings, data: dict[str, Any]) -> list[str]:
     return errors
 
 
+PRIVATE = {"password_file", "secret_key_file", "tls_key_file"}
+"""Settings naming private files: no links, mode 0600 (see controller/secret_files.py)."""
+
+
 def _secret_path(value: str) -> Path:
-    """Resolve 'credential:NAME' to systemd's $CREDENTIALS_DIRECTORY/NAME, else a plain path."""
-    if value.startswith("credential:"):
-        return Path(os.environ.get("CREDENTIALS_DIRECTORY", "/nonexistent")) / value.split(":", 1)[1]
-    return Path(value)
+    """Resolve 'credential:NAME' ($CREDENTIALS_DIRECTORY, else the installed credentials), else a path."""
+    return secret_files.secret_path(value)
 
 
 def read_secret(value: str) -> str:

@@ -42,7 +42,6 @@ class Sim:
         text = "[door]\nunlock_seconds = 5\n"
         if broker is not None:
             pw = broker.password_file("ctl")
-            pw.chmod(0o600)
             text += (f'[mqtt]\nenabled = true\nusername = "ctl"\npassword_file = "{pw}"\n'
                      "reconnect_min_seconds = 0.1\nreconnect_max_seconds = 1.0\n")
         config.write_text(text)
