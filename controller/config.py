@@ -381,12 +381,11 @@ def read_secret(value: str) -> str:
     return _secret_path(value).read_text(encoding="utf-8").strip()
 
 
-def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and parse a config file, turning anything hostile into one ConfigError line.
+def read_text(path: str | os.PathLike[str]) -> str:
+    """Read a config file's text, turning anything hostile into one ConfigError line.
 
-    Refused before parsing: not a regular file (a FIFO would block relock forever), larger
-    than MAX_CONFIG_BYTES, not UTF-8, NUL bytes. Parsing errors, including nesting so deep
-    that the parser runs out of stack (RecursionError), name the file and the problem.
+    Refused: not a regular file (a FIFO would block relock forever), larger than
+    MAX_CONFIG_BYTES, NUL bytes, not UTF-8.
     """
     p = Path(path)
     try:
@@ -411,9 +410,16 @@ def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     if b"\x00" in raw:
         raise ConfigError([f"{p}: contains NUL bytes (offset {raw.find(0)}): not a text config file"])
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{p}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"]) from None
+
+
+def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and parse a config file: errors, including nesting so deep that the parser runs
+    out of stack (RecursionError), are one ConfigError line naming the file and the problem."""
+    p = Path(path)
+    text = read_text(p)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

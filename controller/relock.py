@@ -6,11 +6,13 @@ cases where something else is broken: a half-upgraded install, a missing library
 typo in the config. So it imports only the standard library, gpiozero and the
 (stdlib-only) config module: no Flask, no paho, no web panel, no daemon.
 
-Which pin: the ``[gpio]`` section of the config, validated as strictly as ever. When the
-file cannot be used at all (unreadable, not TOML, hostile, [gpio] invalid), it falls back
-to the last-known-good strike settings that the daemon writes at every successful start
-(``strike.last-good.json`` in the state directory), says so on stderr, still drives the
-pin, and exits 2 so the broken config stays visible (2 also when there is no copy: then
+Which pin: the ``[gpio]`` section of the config, validated as strictly as ever; other
+sections are not looked at. When the file does not parse (a typo anywhere), the ``[gpio]``
+table alone is parsed and used if it is valid on its own. When even that fails (unreadable,
+hostile, [gpio] invalid), it falls back to the last-known-good strike settings that the
+daemon writes at every successful start (``strike.last-good.json`` in the state directory).
+Either way it says so on stderr, still drives the pin, and exits 2 so the broken config
+stays visible (2 also when there is no copy: then
 nothing is driven, and stderr says so).
 """
 
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +87,32 @@ def _config_state_dir(path: str) -> Path | None:
         return None
 
 
+def gpio_section_alone(path: str) -> cfg.GpioSettings | None:
+    """The file's own [gpio] table, parsed and validated on its own, when the whole file does
+    not parse (a typo in [web] must not hide the strike pin). None when it cannot be trusted:
+    no [gpio] header, gpio keys set elsewhere (dotted keys, sub-tables), or invalid itself."""
+    try:
+        text = cfg.read_text(path)
+    except cfg.ConfigError:
+        return None
+    block: list[str] = []
+    inside = found = False
+    for line in text.splitlines():
+        head = line.split("#", 1)[0].strip()
+        if head.startswith("["):
+            inside = head == "[gpio]"
+            found = found or inside
+            continue
+        if inside:
+            block.append(line)
+    if not found or re.search(r"^\s*(\[\s*gpio\s*\.|gpio\s*\.)", text, re.M):
+        return None
+    try:
+        return cfg.from_dict({"gpio": tomllib.loads("\n".join(block))}).gpio
+    except (tomllib.TOMLDecodeError, cfg.ConfigError, RecursionError):
+        return None
+
+
 def drive_locked(pin: int, pin_factory: Any = None) -> bool:
     """Drive the strike output low (de-energized, locked); return the level read back (False = low)."""
     from gpiozero import DigitalOutputDevice   # the one hardware import, only when driving
@@ -106,16 +136,23 @@ def main(config_path: str, pin_factory: Any = None) -> int:
         for line in exc.errors:
             print(f"error: {line}", file=sys.stderr)
         code = 2
-        fallback = load_last_good(_state_dirs(_config_state_dir(config_path)))
-        if fallback is None:
+        section = gpio_section_alone(config_path)
+        fallback = None if section else load_last_good(_state_dirs(_config_state_dir(config_path)))
+        if section is not None:
+            gpio = section
+            origin = f"[gpio] of {config_path} (the rest of the file is broken)"
+            print(f"warning: the config does not load, but its [gpio] section does: using it "
+                  f"(GPIO {gpio.strike_pin})", file=sys.stderr)
+        elif fallback is not None:
+            gpio, saved = fallback
+            origin = f"last-known-good {saved}"
+            print(f"warning: config unusable; using the last-known-good strike settings from {saved} "
+                  f"(GPIO {gpio.strike_pin})", file=sys.stderr)
+        else:
             print("error: no last-known-good strike settings either "
                   f"({LAST_GOOD_FILE} in {', '.join(map(str, _state_dirs(None)))}); strike NOT driven",
                   file=sys.stderr)
             return 2
-        gpio, saved = fallback
-        origin = f"last-known-good {saved}"
-        print(f"warning: config unusable; using the last-known-good strike settings from {saved} "
-              f"(GPIO {gpio.strike_pin})", file=sys.stderr)
     try:
         level_high = drive_locked(gpio.strike_pin, pin_factory)
     except Exception as exc:  # a failing backstop must be loud, never a traceback

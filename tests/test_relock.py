@@ -104,12 +104,35 @@ def test_relock_with_toml_syntax_error_falls_back_to_last_good(harness: Path, tm
     state.mkdir()
     save_last_good(cfg.GpioSettings(strike_pin=22), state, "test")
     config = tmp_path / "config.toml"
-    config.write_text("[gpio]\nstrike_pin = 22\n[web\nport = 1\n")
+    config.write_text("[gpio]\nstrike_pin = = 22\n[web]\nport = 1\n")
     proc = relock(harness, config, state, 22)
     assert proc.returncode == 2                        # the broken config stays visible...
     assert "not valid TOML" in proc.stderr
     assert f"last-known-good strike settings from {state / LAST_GOOD_FILE}" in proc.stderr
     assert "GPIO 22 driven locked" in proc.stdout      # ...but the pin is driven locked
+    assert_driven_locked(proc)
+
+
+def test_relock_with_toml_error_elsewhere_uses_the_gpio_section(harness: Path, tmp_path: Path) -> None:
+    """A typo in [web] makes the file unparseable; its [gpio] table still names the pin
+    (no last-known-good copy here: the first boot after an install with a typo)."""
+    config = tmp_path / "config.toml"
+    config.write_text("[site]\ncampus = \"x\"\n\n[gpio]  # the door\nstrike_pin = 22\n\n"
+                      "[web]\nport = 80 80\nhost = \"unterminated\n")
+    proc = relock(harness, config, tmp_path / "empty-state", 22)
+    assert proc.returncode == 2 and "not valid TOML" in proc.stderr
+    assert "its [gpio] section does" in proc.stderr and "GPIO 22 driven locked" in proc.stdout
+    assert_driven_locked(proc)
+
+
+def test_relock_does_not_trust_a_gpio_section_with_keys_elsewhere(harness: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    save_last_good(cfg.GpioSettings(strike_pin=22), state, "test")
+    config = tmp_path / "config.toml"
+    config.write_text("gpio.strike_pin = 22\n[gpio]\nbuzzer_pin = 27\n[web\n")
+    proc = relock(harness, config, state, 22)
+    assert proc.returncode == 2 and "last-known-good" in proc.stderr
     assert_driven_locked(proc)
 
 
