@@ -113,11 +113,16 @@ class SimulatedCamera:
         self.label = label
         self.fail_next: str | None = None      # tests and the /sim page can break the camera
         self.delay_seconds = 0.0
+        self._lock = threading.Lock()          # like picamera2: close() waits for a capture
 
     def start(self) -> None:
         pass
 
     def capture_jpeg(self) -> bytes:
+        with self._lock:
+            return self._capture()
+
+    def _capture(self) -> bytes:
         if self.delay_seconds:
             time.sleep(self.delay_seconds)
         if self.fail_next:
@@ -139,7 +144,8 @@ class SimulatedCamera:
         return out.getvalue()
 
     def close(self) -> None:
-        pass
+        with self._lock:      # a hung capture hangs close too, exactly as a hung picamera2 does
+            pass
 
 
 def build_camera(kind: str, width: int, height: int, quality: int, label: str = "") -> Camera:

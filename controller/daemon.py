@@ -215,22 +215,63 @@ def start(controller: Controller) -> None:
                        on_exit_request=c.core.exit_requested)
 
 
-def stop(controller: Controller, reason: str) -> None:
-    """Every exit path: relock, stop services, journal controller_stopped, close. Never raises."""
+STOP_BUDGET_SECONDS = 2.5
+"""How long services (MQTT link, panel, camera) get to stop, together, once the strike is locked.
+Past it they are abandoned (their threads are daemon threads) and ``controller_stopped`` is
+journaled anyway: a hung camera or broker must never hold the stop to systemd's kill."""
+
+
+def _stop_all_within(jobs: list[tuple[str, Callable[[], Any]]], budget: float) -> list[str]:
+    """Run every stop in its own daemon thread, at once; return the names still running at the deadline."""
+    threads = []
+    for name, fn in jobs:
+        def call(name: str = name, fn: Callable[[], Any] = fn) -> None:
+            try:
+                fn()
+            except Exception:
+                log.exception("stopping %s failed", name)
+        thread = threading.Thread(target=call, name=f"stop-{name}", daemon=True)
+        thread.start()
+        threads.append((name, thread))
+    deadline = time.monotonic() + budget
+    for _name, thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [name for name, thread in threads if thread.is_alive()]
+    for name in stuck:
+        log.error("stopping %s did not finish within %.1fs: abandoned", name, budget)
+    return stuck
+
+
+def stop(controller: Controller, reason: str, budget: float = STOP_BUDGET_SECONDS) -> None:
+    """Every exit path: relock, stop services (bounded), journal controller_stopped, close. Never raises."""
     c = controller
-    c.core.shutdown(reason)
-    for service in reversed(c.services):
-        try:
-            service.stop()
-        except Exception:
-            log.exception("stopping %s failed", service.name)
-    c.snapshots.close()
+    c.core.shutdown(reason)                       # the strike is locked (and journaled) first
+    jobs: list[tuple[str, Callable[[], Any]]] = [(s.name, s.stop) for s in reversed(c.services)]
+    jobs.append(("camera", c.snapshots.close))
+    stuck = _stop_all_within(jobs, budget)
     try:
-        c.journal.append(ev.CONTROLLER_STOPPED, reason=reason)
+        extra = {"unfinished": stuck} if stuck else {}
+        c.journal.append(ev.CONTROLLER_STOPPED, reason=reason, **extra)
     except Exception:
         log.exception("could not journal controller_stopped")
     c.hardware.close()
     c.journal.close()
+
+
+def exit_now_if_stuck(code: int) -> int:
+    """After ``run`` returns: if an abandoned non-daemon thread would keep the interpreter alive
+    at exit (Python joins those), end the process now. The journal is closed by then."""
+    others = [t.name for t in threading.enumerate()
+              if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if others:
+        log.error("exiting with threads still stuck: %s", ", ".join(others))
+        logging.shutdown()
+        import os
+        import sys
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 ServiceFactory = Callable[[Controller], Service]
@@ -268,6 +309,7 @@ def run(settings: Settings, pin_factory: Any = None, camera: Camera | None = Non
             service = make(controller)
             controller.services.append(service)
             service.start()
+        remember_strike(settings)
         notifier.ready(f"door {settings.site.campus}/{settings.site.door} locked, journal open")
         log.info("controller ready: %s/%s", settings.site.campus, settings.site.door)
         if on_ready is not None:
@@ -287,6 +329,15 @@ def run(settings: Settings, pin_factory: Any = None, camera: Camera | None = Non
         stop(controller, reason)
         log.info("controller stopped (%s)", reason)
     return return_code
+
+
+def remember_strike(settings: Settings) -> None:
+    """A successful start: keep the strike settings for relock when the config breaks later."""
+    from .relock import save_last_good
+    try:
+        save_last_good(settings.gpio, Path(settings.storage.state_dir), settings.source)
+    except OSError as exc:
+        log.warning("could not save the last-known-good strike settings: %s", exc)
 
 
 def default_services(settings: Settings) -> list[ServiceFactory]:
