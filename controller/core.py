@@ -109,6 +109,7 @@ class _Ring:
     expires_at: float
     presses: int = 1
     last_journaled: float = 0.0
+    recorded: bool = True          # False: its buzzer_pressed never reached the journal
 
 
 @dataclass
@@ -213,6 +214,7 @@ class EntryCore:
         recorded = self._try_record(ev.BUZZER_PRESSED, request_id, presses=1,
                                     expires_in=self.rules.ring_timeout_seconds,
                                     lockdown=self._lockdown is not None)
+        ring.recorded = recorded
         self._ring = ring
         if recorded and self._on_ring is not None:
             try:
@@ -231,6 +233,9 @@ class EntryCore:
             return self._refuse("approve", request_id, actor, "lockdown", "lockdown is active")
         ring = self._ring
         assert ring is not None
+        if not ring.recorded:
+            return self._refuse("approve", request_id, actor, "ring_not_recorded",
+                                "this ring was never journaled: ask the visitor to press again")
         try:
             self._record(ev.ENTRY_APPROVED, ring.request_id, actor, presses=ring.presses)
         except _RecordFailed:
@@ -460,6 +465,9 @@ class EntryCore:
             outcome = self._handled.get(request_id)
             if outcome == "expired":
                 return self._refuse(action, request_id, actor, "expired", "the ring has expired")
+            if outcome == "not_recorded":
+                return self._refuse(action, request_id, actor, "ring_not_recorded",
+                                    "this ring was never journaled: ask the visitor to press again")
             if outcome is not None:
                 return self._refuse(action, request_id, actor, "handled", f"already {outcome}")
             return self._refuse(action, request_id, actor, "unknown", "no such pending ring")
@@ -560,6 +568,10 @@ class EntryCore:
                 log.warning("journal recovered after fault: %s", self._fault)
                 self._fault = None
                 self._alarms.pop("journal_failure", None)
+                if self._ring is not None and not self._ring.recorded:
+                    # Never journaled, so never approvable: close it so the next press is a
+                    # fresh, journaled ring with its own photo.
+                    self._close_ring("not_recorded")
                 fired = True
         return fired
 

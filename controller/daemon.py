@@ -173,6 +173,17 @@ def restore_lockdown(controller: Controller) -> bool:
     return True
 
 
+def close_open_pulse(controller: Controller) -> bool:
+    """Every pulse is closed in the audit: after a crash mid-pulse the last door event is a
+    ``door_unlocked``; the strike was driven locked at start-up, so say so (reason startup)."""
+    last = controller.journal.query(types=[ev.DOOR_UNLOCKED, ev.DOOR_LOCKED], limit=1)
+    if not last or last[0].type != ev.DOOR_UNLOCKED:
+        return False
+    controller.journal.append(ev.DOOR_LOCKED, last[0].request_id, reason="startup",
+                              unlocked_seq=last[0].seq)
+    return True
+
+
 def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = None,
           clock: Clock | None = None, simulated: bool = False) -> Controller:
     """Build a controller: strike locked first, then journal, core, camera, hardware callbacks."""
@@ -206,6 +217,7 @@ def start(controller: Controller) -> None:
     c.journal.append(ev.CONTROLLER_STARTED, version=__version__, previous_stop=previous_stop(c.journal),
                      gpio_factory=factory_name(c.hardware.pin_factory), camera=c.snapshots.camera.name,
                      simulated=c.simulated, lockdown_restored=restored)
+    close_open_pulse(c)
     if c.hardware.door_is_open:
         c.core.door_changed(True)
     if c.hardware.tamper_active:
