@@ -69,6 +69,17 @@ class Recorder(Protocol):
                **data: Any) -> Any: ...
 
 
+class LockdownStore(Protocol):
+    """Durable lockdown state outside the journal (controller/durable.py is the file adapter)."""
+    def save(self, record: dict[str, Any] | None) -> None: ...
+
+
+class SpaceReserve(Protocol):
+    """Disk space kept back for safety events: released on a failed write, restored later."""
+    def release(self) -> bool: ...
+    def restore(self) -> bool: ...
+
+
 class _NoIndicators:
     def show(self, state: str) -> None:
         pass
@@ -127,6 +138,40 @@ class _Lockdown:
     actor: str
     reason: str
     source: str
+    id: str = ""
+    journaled: bool = True         # False: started while the journal failed; journaled on recovery
+
+    def record(self) -> dict[str, Any]:
+        return {"id": self.id, "since": ev.utc_iso(self.since), "actor": self.actor,
+                "reason": self.reason, "source": self.source}
+
+
+@dataclass
+class _FaultLog:
+    """What could not be journaled during a fault, for the journal_recovered summary."""
+    since: datetime
+    presses: int = 0
+    missed: dict[str, int] | None = None
+    first: datetime | None = None
+    last: datetime | None = None
+
+    def note(self, type: str, when: datetime) -> None:
+        self.missed = self.missed or {}
+        self.missed[type] = self.missed.get(type, 0) + 1
+        self.first = self.first or when
+        self.last = when
+
+    def summary(self, now: datetime) -> dict[str, Any]:
+        missed = dict(self.missed or {})
+        return {
+            "fault_since": ev.utc_iso(self.since), "fault_until": ev.utc_iso(now),
+            "missed_events": sum(missed.values()), "missed_by_type": missed,
+            "presses": self.presses, "rings": missed.get(ev.BUZZER_PRESSED, 0),
+            "denials": missed.get(ev.ENTRY_DENIED, 0),
+            "refused_actions": missed.get(ev.ACTION_REFUSED, 0),
+            "first_missed": ev.utc_iso(self.first) if self.first else None,
+            "last_missed": ev.utc_iso(self.last) if self.last else None,
+        }
 
 
 class _RecordFailed(Exception):
@@ -151,8 +196,13 @@ def _transition(method: Callable[..., Any]) -> Callable[..., Any]:
 class EntryCore:
     def __init__(self, recorder: Recorder, strike: Strike, rules: Rules | None = None, *,
                  clock: Clock | None = None, indicators: Indicators | None = None,
-                 on_ring: Callable[[str], None] | None = None, has_door_contact: bool = False):
+                 on_ring: Callable[[str], None] | None = None, has_door_contact: bool = False,
+                 lockdown_store: LockdownStore | None = None, reserve: SpaceReserve | None = None):
         self.rules = rules or Rules()
+        self._lockdown_store = lockdown_store
+        self._reserve = reserve
+        self._reserve_retry_at = 0.0
+        self._fault_log: _FaultLog | None = None
         self._recorder = recorder
         self._strike = strike
         self._clock = clock or SystemClock()
@@ -199,6 +249,13 @@ class EntryCore:
             return Decision(False, "debounced", "press within the debounce window",
                             self._ring.request_id if self._ring else None)
         self._last_press = now
+        try:
+            return self._press(now)
+        finally:
+            if self._fault_log is not None:      # counted for the journal_recovered summary
+                self._fault_log.presses += 1
+
+    def _press(self, now: float) -> Decision:
         ring = self._ring
         if ring is not None:
             ring.presses += 1
@@ -267,7 +324,7 @@ class EntryCore:
         if self._lockdown is not None:
             return self._refuse("unlock", None, actor, "lockdown", "lockdown is active")
         if self._fault is not None:
-            return Decision(False, "fault", f"failing closed: {self._fault}")
+            return self._refuse("unlock", None, actor, "fault", f"failing closed: {self._fault}")
         if not self._start_pulse(None, actor, "staff_unlock", note=str(note)[:200]):
             return Decision(False, "fault", "journal or strike unavailable; door stays locked")
         return Decision(True, "ok", "unlocked")
@@ -275,23 +332,35 @@ class EntryCore:
     @_transition
     def start_lockdown(self, actor: str, reason: str = "", source: str = "panel",
                        command_id: str | None = None) -> Decision:
-        """Lockdown takes effect before it is journaled: it is the safe direction."""
+        """Lockdown takes effect at once (the safe direction) and is made durable in the lockdown
+        store before it is reported as started; then it is journaled. If the journal cannot take
+        it now, it is journaled (``during_fault: true``) when the journal recovers."""
         if self._lockdown is not None:
             return Decision(True, "already", "lockdown already active")
-        self._lockdown = _Lockdown(self._clock.now(), str(actor), str(reason)[:200], source)
-        self._try_record(ev.LOCKDOWN_STARTED, None, str(actor), reason=str(reason)[:200],
-                         source=source, command_id=command_id)
+        lk = _Lockdown(self._clock.now(), str(actor), str(reason)[:200], str(source), str(uuid.uuid4()))
+        self._lockdown = lk
         if self._pulse is not None:
             self._end_pulse("lockdown")
+        durable = self._save_lockdown(lk.record())
+        lk.journaled = self._try_record(ev.LOCKDOWN_STARTED, None, lk.actor, reason=lk.reason,
+                                        source=lk.source, command_id=command_id, lockdown_id=lk.id)
+        if not durable:
+            self._raise_alarm("lockdown_not_durable")
         return Decision(True, "ok", "lockdown started")
 
-    def restore_lockdown(self, since: datetime, actor: str, reason: str, source: str) -> None:
-        """At start-up: a lockdown still open in the journal stays in force across a restart
-        (crash, watchdog, power loss). Not journaled again: its lockdown_started is there."""
+    def restore_lockdown(self, since: datetime, actor: str, reason: str, source: str,
+                         lockdown_id: str | None = None, journaled: bool = True) -> None:
+        """At start-up: an open lockdown (from the lockdown store or the journal) stays in force
+        across a restart (crash, watchdog, power loss, a lost journal). It is written back to the
+        store; if the journal never recorded it, it is journaled now (``during_fault: true``)."""
         with self._lock:
-            self._lockdown = _Lockdown(since, actor, reason, source)
+            lk = _Lockdown(since, actor, reason, source, lockdown_id or str(uuid.uuid4()), journaled)
+            self._lockdown = lk
             if self._pulse is not None:
                 self._end_pulse("lockdown")
+            self._save_lockdown(lk.record())
+            if not journaled:
+                self._journal_missed_lockdown()
             self._refresh_indicators()
         self._after_change()
 
@@ -301,12 +370,19 @@ class EntryCore:
         """Ending a lockdown is journaled first: if it cannot be recorded, lockdown stays."""
         if self._lockdown is None:
             return Decision(True, "already", "no lockdown active")
+        lk = self._lockdown
+        if not lk.journaled and not self._journal_missed_lockdown():
+            return Decision(False, "fault", "journal unavailable: lockdown stays")
         try:
             self._record(ev.LOCKDOWN_ENDED, None, str(actor), reason=str(reason)[:200],
-                         source=source, command_id=command_id)
+                         source=source, command_id=command_id, lockdown_id=lk.id)
         except _RecordFailed:
             return Decision(False, "fault", "journal unavailable: lockdown stays")
         self._lockdown = None
+        # The end is journaled; if the file cannot go now, start-up sees the matching
+        # lockdown_ended and clears it then.
+        self._save_lockdown(None)
+        self._clear_alarm("lockdown_not_durable")
         return Decision(True, "ok", "lockdown ended")
 
     @_transition
@@ -353,7 +429,7 @@ class EntryCore:
     def acknowledge_alarm(self, alarm: str, actor: Any) -> Decision:
         if not _valid_actor(actor):
             return Decision(False, "invalid", "a named staff member is required")
-        if alarm not in self._alarms or alarm == "journal_failure":
+        if alarm not in self._alarms or alarm in ("journal_failure", "disk_full", "lockdown_not_durable"):
             return Decision(False, "unknown", f"no active alarm {alarm!r} to acknowledge")
         if alarm == "held_open" and self._door_open:
             return Decision(False, "busy", "the door is still held open")
@@ -407,6 +483,8 @@ class EntryCore:
                 times.append(self._denied_until)
             if self._fault is not None:
                 times.append(self._fault_retry_at)
+            if "disk_full" in self._alarms:
+                times.append(self._reserve_retry_at)
             return min(times) if times else None
 
     # Queries take the lock so a reader never sees a transition half-done (e.g. the
@@ -552,6 +630,12 @@ class EntryCore:
             self._close_ring("expired")
             self._try_record(ev.RING_EXPIRED, ring.request_id, presses=ring.presses)
             fired = True
+        if "disk_full" in self._alarms and now >= self._reserve_retry_at:
+            if self._reserve is not None and self._reserve.restore():
+                self._clear_alarm("disk_full")
+            else:
+                self._reserve_retry_at = now + FAULT_RETRY_SECONDS
+            fired = True
         if (self._door_open and "held_open" not in self._alarms
                 and now >= self._door_opened_at + self.rules.held_open_seconds):
             self._raise_alarm("held_open", seconds=self.rules.held_open_seconds)
@@ -560,14 +644,18 @@ class EntryCore:
             self._denied_until = 0.0
             fired = True
         if self._fault is not None and now >= self._fault_retry_at:
+            summary = self._fault_log.summary(self._clock.now()) if self._fault_log else {}
             try:
-                self._recorder.append(ev.JOURNAL_RECOVERED, fault=self._fault)
+                self._recorder.append(ev.JOURNAL_RECOVERED, fault=self._fault, **summary)
             except Exception:
                 self._fault_retry_at = now + FAULT_RETRY_SECONDS
             else:
-                log.warning("journal recovered after fault: %s", self._fault)
+                log.warning("journal recovered after fault: %s (%s)", self._fault, summary)
                 self._fault = None
+                self._fault_log = None
                 self._alarms.pop("journal_failure", None)
+                if self._lockdown is not None and not self._lockdown.journaled:
+                    self._journal_missed_lockdown()
                 if self._ring is not None and not self._ring.recorded:
                     # Never journaled, so never approvable: close it so the next press is a
                     # fresh, journaled ring with its own photo.
@@ -577,12 +665,64 @@ class EntryCore:
 
     def _record(self, type: str, request_id: str | None = None, actor: str | None = None,
                 **data: Any) -> None:
-        """Commit an event or enter fault (strike locked) and raise _RecordFailed."""
+        """Commit an event or enter fault (strike locked) and raise _RecordFailed.
+
+        A failed write releases the disk reserve (if one is held) and is tried once more, so
+        safety events reach the journal on a full disk. What still fails is counted for the
+        ``journal_recovered`` summary."""
         try:
             self._recorder.append(type, request_id, actor, **data)
+            return
         except Exception as exc:
-            self._enter_fault(f"journal write failed: {exc}")
-            raise _RecordFailed() from exc
+            error: Exception = exc
+        if self._release_reserve():
+            try:
+                self._recorder.append(type, request_id, actor, **data)
+                return
+            except Exception as exc:
+                error = exc
+        self._enter_fault(f"journal write failed: {error}")
+        assert self._fault_log is not None
+        self._fault_log.note(type, self._clock.now())
+        raise _RecordFailed() from error
+
+    def _release_reserve(self) -> bool:
+        """Give the disk reserve back (once per full-disk episode); True when space was freed."""
+        if self._reserve is None or "disk_full" in self._alarms:
+            return False
+        try:
+            freed = self._reserve.release()
+        except Exception:
+            log.exception("disk reserve release failed")
+            return False
+        if freed:
+            self._alarms["disk_full"] = self._clock.now()
+            self._reserve_retry_at = self._clock.monotonic() + FAULT_RETRY_SECONDS
+            self._try_record(ev.ALARM_RAISED, alarm="disk_full", reserve_released=True)
+        return freed
+
+    def _save_lockdown(self, record: dict[str, Any] | None) -> bool:
+        """Write the lockdown store (releasing the disk reserve and retrying once if needed)."""
+        if self._lockdown_store is None:
+            return True
+        for attempt in (1, 2):
+            try:
+                self._lockdown_store.save(record)
+                return True
+            except Exception as exc:
+                log.error("lockdown state could not be written (attempt %d): %s", attempt, exc)
+                if attempt == 1 and not self._release_reserve():
+                    return False
+        return False
+
+    def _journal_missed_lockdown(self) -> bool:
+        """Journal a lockdown that started while the journal could not take it (original time)."""
+        lk = self._lockdown
+        assert lk is not None
+        lk.journaled = self._try_record(ev.LOCKDOWN_STARTED, None, lk.actor, reason=lk.reason,
+                                        source=lk.source, lockdown_id=lk.id, during_fault=True,
+                                        at=ev.utc_iso(lk.since))
+        return lk.journaled
 
     def _try_record(self, type: str, request_id: str | None = None, actor: str | None = None,
                     **data: Any) -> bool:
@@ -602,6 +742,8 @@ class EntryCore:
         if self._fault is None:
             self._fault = why
             self._fault_retry_at = self._clock.monotonic() + FAULT_RETRY_SECONDS
+        if self._fault_log is None:
+            self._fault_log = _FaultLog(since=self._clock.now())
         self._alarms.setdefault("journal_failure", self._clock.now())
 
     def _refresh_indicators(self) -> None:

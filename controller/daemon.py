@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +21,7 @@ from . import __version__
 from . import events as ev
 from .camera import Camera, SnapshotService, build_camera
 from .config import Settings
+from .durable import LOCKDOWN_FILE, RESERVE_BYTES, RESERVE_FILE, DiskReserve, FileLockdownStore
 from .core import Clock, Decision, EntryCore, Rules, SystemClock
 from .gpio import DoorHardware, factory_name
 from .journal import Journal
@@ -59,6 +61,8 @@ class Controller:
     services: list[Service] = field(default_factory=list)
     simulated: bool = False
     station: Any = None          # the simulated visitor station (simulate only)
+    lockdown_store: FileLockdownStore | None = None
+    reserve: DiskReserve | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
 
     # ---- commands (delegates, so callers never need the core's internals)
@@ -161,14 +165,45 @@ def previous_stop(journal: Journal) -> str:
     return "clean" if last.type == ev.CONTROLLER_STOPPED else "unclean"
 
 
+def _parse_time(text: Any, default: datetime) -> datetime:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return default
+
+
 def restore_lockdown(controller: Controller) -> bool:
-    """A lockdown survives restarts: if the journal's last lockdown event is a start, keep it."""
-    last = controller.journal.query(types=[ev.LOCKDOWN_STARTED, ev.LOCKDOWN_ENDED], limit=1)
-    if not last or last[0].type != ev.LOCKDOWN_STARTED:
+    """A lockdown survives restarts and journal faults.
+
+    The lockdown file (controller/durable.py) is the first authority: a lockdown in it stays in
+    force unless the journal holds the ``lockdown_ended`` for that very lockdown (the end was
+    journaled but the file could not be removed). A lockdown open in the journal but missing
+    from the file (older version, file lost) is kept too. One the journal never recorded is
+    journaled now, ``during_fault: true``.
+    """
+    c = controller
+    recent = c.journal.query(types=[ev.LOCKDOWN_STARTED, ev.LOCKDOWN_ENDED], limit=200)
+    record = c.lockdown_store.load() if c.lockdown_store is not None else None
+    if record is not None:
+        lid = record.get("id")
+        if lid and any(e.type == ev.LOCKDOWN_ENDED and e.data.get("lockdown_id") == lid for e in recent):
+            c.lockdown_store.save(None)
+            record = None
+    if record is not None:
+        lid = record.get("id")
+        journaled = bool(lid) and any(e.type == ev.LOCKDOWN_STARTED and e.data.get("lockdown_id") == lid
+                                      for e in recent)
+        since = _parse_time(record.get("since"), c.clock.now())
+        c.core.restore_lockdown(since, str(record.get("actor") or "unknown"), str(record.get("reason") or ""),
+                                str(record.get("source") or ""), lockdown_id=lid, journaled=journaled)
+        log.warning("lockdown from %s by %s is still in force after restart (lockdown file)",
+                    ev.utc_iso(since), record.get("actor"))
+        return True
+    if not recent or recent[0].type != ev.LOCKDOWN_STARTED:
         return False
-    e = last[0]
-    controller.core.restore_lockdown(e.ts, e.actor or "unknown", str(e.data.get("reason", "")),
-                                     str(e.data.get("source", "")))
+    e = recent[0]
+    c.core.restore_lockdown(e.ts, e.actor or "unknown", str(e.data.get("reason", "")),
+                            str(e.data.get("source", "")), lockdown_id=e.data.get("lockdown_id"))
     log.warning("lockdown from %s by %s is still in force after restart", ev.utc_iso(e.ts), e.actor)
     return True
 
@@ -200,14 +235,19 @@ def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = N
             camera, state_dir / SNAPSHOT_DIR, journal, timeout=settings.camera.capture_timeout_seconds,
             retention_days=settings.storage.snapshot_retention_days,
             max_bytes=int(settings.storage.snapshot_max_mb * 1024 * 1024))
+        lockdown_store = FileLockdownStore(state_dir / LOCKDOWN_FILE)
+        reserve = DiskReserve(state_dir / RESERVE_FILE, RESERVE_BYTES)
+        reserve.restore()              # best effort: a full disk at start-up still starts (locked)
         core = EntryCore(journal, hardware.strike, Rules.from_settings(settings.door), clock=clock,
                          indicators=hardware.leds, on_ring=snapshots.request,
-                         has_door_contact=hardware.door_contact is not None)
+                         has_door_contact=hardware.door_contact is not None,
+                         lockdown_store=lockdown_store, reserve=reserve)
     except Exception:
         hardware.close()
         raise
     return Controller(settings=settings, journal=journal, core=core, hardware=hardware,
-                      snapshots=snapshots, clock=clock, simulated=simulated)
+                      snapshots=snapshots, clock=clock, simulated=simulated,
+                      lockdown_store=lockdown_store, reserve=reserve)
 
 
 def start(controller: Controller) -> None:

@@ -100,3 +100,141 @@ def test_clean_start_journals_no_spurious_door_locked(settings, pin_factory):
         assert ev.DOOR_LOCKED not in types(j)
     finally:
         j.close()
+
+
+# ---------------------------------------------------------------- finding 1: durable lockdown
+class FreeingReserve:
+    """A disk reserve whose release makes the failing journal writable again (like a ballast)."""
+
+    def __init__(self, failing):
+        self.failing, self.released, self.held = failing, 0, True
+
+    def release(self):
+        if not self.held:
+            return False
+        self.held, self.failing.broken = False, False
+        self.released += 1
+        return True
+
+    def restore(self):
+        self.held = True
+        return True
+
+
+def test_lockdown_started_on_a_full_disk_survives_recovery_and_restart(settings, pin_factory):
+    """The issue's reproduction: lockdown while the journal fails, space freed, restart, approve."""
+    c = daemon.build(settings, pin_factory=pin_factory)
+    daemon.start(c)
+    c.reserve.release()                            # the reserve is already used up
+    failing = FailingJournal(c.journal)
+    c.core._recorder = failing
+    failing.broken = True
+    d = c.start_lockdown("Sam Staff", "intruder", "panel")
+    assert d.ok and c.core.in_lockdown
+    failing.broken = False                          # space freed; the service restarts
+    daemon.stop(c, "signal SIGTERM")
+    pin_factory.reset()
+    c2 = daemon.build(settings, pin_factory=pin_factory)
+    try:
+        daemon.start(c2)
+        assert c2.core.in_lockdown
+        started = c2.journal.query(types=[ev.LOCKDOWN_STARTED], limit=1)
+        assert started and started[0].data["during_fault"] is True and started[0].actor == "Sam Staff"
+        rid = c2.press().request_id
+        assert c2.approve(rid, "Sam Staff").code == "lockdown"
+        assert not c2.core.strike_energized
+        # only an explicit, journaled end lifts it, and it stays lifted after a restart
+        assert c2.end_lockdown("Sam Staff", "all clear").ok
+        assert not (Path(settings.storage.state_dir) / "lockdown.json").exists()
+    finally:
+        daemon.stop(c2, "test done")
+    pin_factory.reset()
+    c3 = daemon.build(settings, pin_factory=pin_factory)
+    try:
+        daemon.start(c3)
+        assert not c3.core.in_lockdown
+    finally:
+        daemon.stop(c3, "test done")
+
+
+def test_lockdown_file_kept_when_the_journal_is_lost(settings, pin_factory):
+    c = daemon.build(settings, pin_factory=pin_factory)
+    daemon.start(c)
+    c.start_lockdown("Sam Staff", "drill", "panel")
+    daemon.stop(c, "test done")
+    pin_factory.reset()
+    (Path(settings.storage.state_dir) / "journal.sqlite3").unlink()
+    c2 = daemon.build(settings, pin_factory=pin_factory)
+    try:
+        daemon.start(c2)
+        assert c2.core.in_lockdown and c2.core.status()["lockdown"]["actor"] == "Sam Staff"
+    finally:
+        daemon.stop(c2, "test done")
+
+
+def test_corrupt_lockdown_file_means_lockdown(settings, pin_factory):
+    state = Path(settings.storage.state_dir)
+    state.mkdir(parents=True)
+    (state / "lockdown.json").write_bytes(b"\x00garbage")
+    c = daemon.build(settings, pin_factory=pin_factory)
+    try:
+        daemon.start(c)
+        assert c.core.in_lockdown
+    finally:
+        daemon.stop(c, "test done")
+
+
+def test_recovery_journals_what_happened_during_the_fault(journal, clock, tmp_path):
+    from controller.durable import FileLockdownStore
+    strike = RecordingStrike(clock)
+    failing = FailingJournal(journal)
+    store = FileLockdownStore(tmp_path / "lockdown.json")
+    core = EntryCore(failing, strike, Rules(ring_timeout_seconds=120), clock=clock, lockdown_store=store)
+    failing.broken = True
+    rid = core.press().request_id
+    clock.advance(1)
+    core.press()
+    clock.advance(1)
+    assert core.approve(rid, "Sam Staff").code == "fault"
+    assert core.deny(rid, "Sam Staff").ok
+    assert core.start_lockdown("Sam Staff", "intruder").ok
+    assert store.load()["actor"] == "Sam Staff"      # durable before it was reported
+    clock.advance(1)
+    assert core.unlock_now("Sam Staff").code in ("lockdown", "fault")
+    failing.broken = False
+    clock.advance(10)
+    core.tick()
+    rec = journal.query(types=[ev.JOURNAL_RECOVERED], limit=1)[0].data
+    assert rec["presses"] == 2 and rec["rings"] == 1 and rec["denials"] == 1
+    assert rec["refused_actions"] >= 2 and rec["missed_events"] >= 5
+    assert rec["first_missed"] == "2026-11-29T08:00:00.000Z" and rec["last_missed"]
+    lk = journal.query(types=[ev.LOCKDOWN_STARTED], limit=1)[0]
+    assert lk.data["during_fault"] is True and lk.data["at"] == "2026-11-29T08:00:02.000Z"
+    assert lk.seq > journal.query(types=[ev.JOURNAL_RECOVERED], limit=1)[0].seq
+    assert core.end_lockdown("Sam Staff", "clear").ok and store.load() is None
+
+
+def test_disk_reserve_lets_the_lockdown_reach_the_journal(journal, clock, tmp_path):
+    from controller.durable import FileLockdownStore
+    strike = RecordingStrike(clock)
+    failing = FailingJournal(journal)
+    reserve = FreeingReserve(failing)
+    core = EntryCore(failing, strike, Rules(), clock=clock, reserve=reserve,
+                     lockdown_store=FileLockdownStore(tmp_path / "lockdown.json"))
+    failing.broken = True                          # the disk just filled up
+    assert core.start_lockdown("Sam Staff", "intruder").ok
+    assert reserve.released == 1 and core.fault is None
+    lk = journal.query(types=[ev.LOCKDOWN_STARTED], limit=1)[0]
+    assert "during_fault" not in lk.data
+    assert "disk_full" in core.status()["alarms"]
+    clock.advance(11)
+    core.tick()                                    # room again: the reserve is re-created
+    assert reserve.held and "disk_full" not in core.status()["alarms"]
+
+
+def test_file_disk_reserve_releases_and_restores(tmp_path):
+    from controller.durable import DiskReserve
+    r = DiskReserve(tmp_path / "reserve.ballast", 256 * 1024)
+    assert r.restore() and r.held and (tmp_path / "reserve.ballast").stat().st_blocks * 512 >= 256 * 1024
+    assert r.release() and not r.held and not r.release()
+    assert r.restore() and r.held
