@@ -203,6 +203,7 @@ class EntryCore:
         self._reserve = reserve
         self._reserve_retry_at = 0.0
         self._fault_log: _FaultLog | None = None
+        self._journal_lost: str | None = None
         self._recorder = recorder
         self._strike = strike
         self._clock = clock or SystemClock()
@@ -323,8 +324,8 @@ class EntryCore:
             return Decision(False, "invalid", "a named staff member is required")
         if self._lockdown is not None:
             return self._refuse("unlock", None, actor, "lockdown", "lockdown is active")
-        if self._fault is not None:
-            return self._refuse("unlock", None, actor, "fault", f"failing closed: {self._fault}")
+        if self._blocked():
+            return self._refuse("unlock", None, actor, "fault", f"failing closed: {self._blocked()}")
         if not self._start_pulse(None, actor, "staff_unlock", note=str(note)[:200]):
             return Decision(False, "fault", "journal or strike unavailable; door stays locked")
         return Decision(True, "ok", "unlocked")
@@ -385,6 +386,36 @@ class EntryCore:
         self._clear_alarm("lockdown_not_durable")
         return Decision(True, "ok", "lockdown ended")
 
+    def journal_lost(self, why: str, previous: list[str]) -> None:
+        """At start-up: the journal is not the installation's (missing, emptied or foreign).
+        The door stays locked and unlocks are refused until an admin accepts the new journal."""
+        with self._lock:
+            self._journal_lost = why
+            self._raise_alarm("journal_lost", reason=why[:300], previous_epochs=previous)
+            self._refresh_indicators()
+        self._after_change()
+
+    @_transition
+    def accept_new_journal(self, actor: Any, source: str, epoch: str, previous: list[str]) -> Decision:
+        """An admin accepts the journal in use as the installation's. Journaled first."""
+        if not _valid_actor(actor):
+            return Decision(False, "invalid", "a named admin is required")
+        if self._journal_lost is None:
+            return Decision(True, "already", "the journal is the installation's; nothing to accept")
+        try:
+            self._record(ev.JOURNAL_ACCEPTED, None, str(actor), source=source, epoch=epoch,
+                         previous_epochs=previous, reason=self._journal_lost[:300])
+        except _RecordFailed:
+            return Decision(False, "fault", "journal unavailable: the new journal is not accepted")
+        self._journal_lost = None
+        self._clear_alarm("journal_lost", actor=str(actor))
+        return Decision(True, "ok", "new journal accepted")
+
+    @property
+    def journal_is_lost(self) -> bool:
+        with self._lock:
+            return self._journal_lost is not None
+
     @_transition
     def door_changed(self, is_open: bool) -> None:
         """Door contact edge. Forced-open when it opens with the strike locked."""
@@ -429,7 +460,8 @@ class EntryCore:
     def acknowledge_alarm(self, alarm: str, actor: Any) -> Decision:
         if not _valid_actor(actor):
             return Decision(False, "invalid", "a named staff member is required")
-        if alarm not in self._alarms or alarm in ("journal_failure", "disk_full", "lockdown_not_durable"):
+        if alarm not in self._alarms or alarm in ("journal_failure", "journal_lost", "disk_full",
+                                                  "lockdown_not_durable"):
             return Decision(False, "unknown", f"no active alarm {alarm!r} to acknowledge")
         if alarm == "held_open" and self._door_open:
             return Decision(False, "busy", "the door is still held open")
@@ -531,7 +563,7 @@ class EntryCore:
                     "door_open": self._door_open if self.has_door_contact else None,
                     "ring": ring, "pulse": pulse, "lockdown": lockdown,
                     "alarms": {k: ev.utc_iso(v) for k, v in self._alarms.items()},
-                    "fault": self._fault}
+                    "fault": self._blocked()}
 
     # ------------------------------------------------------------ internals
     def _check_ring_action(self, action: str, request_id: Any, actor: Any) -> Decision | None:
@@ -549,8 +581,16 @@ class EntryCore:
             if outcome is not None:
                 return self._refuse(action, request_id, actor, "handled", f"already {outcome}")
             return self._refuse(action, request_id, actor, "unknown", "no such pending ring")
-        if action == "approve" and self._fault is not None:
-            return self._refuse(action, request_id, actor, "fault", f"failing closed: {self._fault}")
+        if action == "approve" and self._blocked():
+            return self._refuse(action, request_id, actor, "fault", f"failing closed: {self._blocked()}")
+        return None
+
+    def _blocked(self) -> str | None:
+        """Why unlocks are refused right now (journal fault or a lost journal), or None."""
+        if self._fault is not None:
+            return self._fault
+        if self._journal_lost is not None:
+            return f"journal lost: {self._journal_lost} (an admin must accept the new journal)"
         return None
 
     def _refuse(self, action: str, request_id: str | None, actor: Any, code: str,

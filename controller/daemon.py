@@ -21,6 +21,7 @@ from . import __version__
 from . import events as ev
 from .camera import Camera, SnapshotService, build_camera
 from .config import Settings
+from .identity import JournalIdentity, hold_lock, identity_paths
 from .durable import LOCKDOWN_FILE, RESERVE_BYTES, RESERVE_FILE, DiskReserve, FileLockdownStore
 from .core import Clock, Decision, EntryCore, Rules, SystemClock
 from .gpio import DoorHardware, factory_name
@@ -63,6 +64,9 @@ class Controller:
     station: Any = None          # the simulated visitor station (simulate only)
     lockdown_store: FileLockdownStore | None = None
     reserve: DiskReserve | None = None
+    identity: JournalIdentity | None = None
+    journal_lost: str | None = None   # why the journal is not the installation's (start-up check)
+    lock_file: Any = None
     started_monotonic: float = field(default_factory=time.monotonic)
 
     # ---- commands (delegates, so callers never need the core's internals)
@@ -86,11 +90,24 @@ class Controller:
                      command_id: str | None = None) -> Decision:
         return self.core.end_lockdown(actor, reason, source, command_id)
 
+    def accept_new_journal(self, actor: Any, source: str = "panel") -> Decision:
+        """An admin accepts the journal in use after a ``journal_lost`` alarm (journaled, then
+        the installation identity is rewritten to this journal's epoch)."""
+        previous = self.identity.previous() if self.identity else []
+        decision = self.core.accept_new_journal(actor, source, self.journal.epoch, previous)
+        if decision.ok and decision.code == "ok" and self.identity is not None:
+            problems = self.identity.write(self.journal.epoch)
+            if problems and problems[0].startswith(str(self.identity.paths[0])):
+                return Decision(False, "fault", "accepted in the journal, but journal.id could not be "
+                                f"written ({problems[0]}); the alarm returns at the next start")
+            self.journal_lost = None
+        return decision
+
     # ---- queries
     def status(self) -> dict[str, Any]:
         status = self.core.status()
         status.update(campus=self.settings.site.campus, door_id=self.settings.site.door,
-                      last_seq=self.journal.last_seq, version=__version__,
+                      last_seq=self.journal.last_seq, epoch=self.journal.epoch, version=__version__,
                       camera_ok=self.snapshots.ok)
         return status
 
@@ -158,7 +175,11 @@ class CoreLoop(threading.Thread):
         self.wake.set()
 
 
-def previous_stop(journal: Journal) -> str:
+def previous_stop(journal: Journal, journal_lost: bool = False) -> str:
+    """none (first start), clean, unclean; ``unknown`` when the journal was lost: the history
+    that would tell is gone, and "none" would claim a first boot."""
+    if journal_lost:
+        return "unknown"
     last = journal.last_event()
     if last is None:
         return "none"
@@ -227,7 +248,12 @@ def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = N
         state_dir = Path(settings.storage.state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         clock = clock or SystemClock()
+        lock_file = hold_lock(state_dir)
         journal = Journal(state_dir / JOURNAL_FILE, settings.site.campus, settings.site.door, now=clock.now)
+        identity = JournalIdentity(identity_paths(state_dir, settings.source))
+        lost = identity.check(journal.epoch, journal.created)
+        if lost:
+            log.error("JOURNAL LOST: %s; starting locked, unlocks refused until an admin accepts it", lost)
         camera = camera or build_camera(settings.camera.kind, settings.camera.width,
                                         settings.camera.height, settings.camera.jpeg_quality,
                                         settings.site.door_name)
@@ -247,17 +273,22 @@ def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = N
         raise
     return Controller(settings=settings, journal=journal, core=core, hardware=hardware,
                       snapshots=snapshots, clock=clock, simulated=simulated,
-                      lockdown_store=lockdown_store, reserve=reserve)
+                      lockdown_store=lockdown_store, reserve=reserve, identity=identity,
+                      journal_lost=lost, lock_file=lock_file)
 
 
 def start(controller: Controller) -> None:
     """Journal the start, sync the door contact, start the camera and connect the inputs."""
     c = controller
     restored = restore_lockdown(c)
-    c.journal.append(ev.CONTROLLER_STARTED, version=__version__, previous_stop=previous_stop(c.journal),
+    c.journal.append(ev.CONTROLLER_STARTED, version=__version__,
+                     previous_stop=previous_stop(c.journal, c.journal_lost is not None),
+                     journal_lost=c.journal_lost is not None,
                      gpio_factory=factory_name(c.hardware.pin_factory), camera=c.snapshots.camera.name,
                      simulated=c.simulated, lockdown_restored=restored)
     close_open_pulse(c)
+    if c.journal_lost:
+        c.core.journal_lost(c.journal_lost, c.identity.previous() if c.identity else [])
     if c.hardware.door_is_open:
         c.core.door_changed(True)
     if c.hardware.tamper_active:
@@ -283,6 +314,8 @@ def stop(controller: Controller, reason: str) -> None:
         log.exception("could not journal controller_stopped")
     c.hardware.close()
     c.journal.close()
+    if c.lock_file is not None:
+        c.lock_file.close()
 
 
 ServiceFactory = Callable[[Controller], Service]

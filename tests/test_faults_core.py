@@ -24,6 +24,15 @@ def journal(tmp_path: Path, clock):
     j.close()
 
 
+def crash(c, pin_factory) -> None:
+    """What a SIGKILL leaves: no stop(), no door_locked, no controller_stopped (the OS closes files)."""
+    c.snapshots.close()
+    c.hardware.close()
+    c.journal.close()
+    c.lock_file.close()
+    pin_factory.reset()
+
+
 def types(journal: Journal) -> list[str]:
     return [e.type for e in reversed(journal.query(limit=1000))]
 
@@ -70,10 +79,7 @@ def test_startup_after_crash_mid_pulse_journals_door_locked_startup(settings, pi
     rid = c.press().request_id
     assert c.approve(rid, "Sam Staff").ok
     # crash: no stop(), no door_locked
-    c.snapshots.close()
-    c.hardware.close()
-    c.journal.close()
-    pin_factory.reset()
+    crash(c, pin_factory)
     c2 = daemon.build(settings, pin_factory=pin_factory)
     try:
         daemon.start(c2)

@@ -23,7 +23,8 @@ bp = Blueprint("panel", __name__)
 DECISION_STATUS = {"ok": 200, "already": 200, "unknown": 404, "handled": 409, "expired": 409,
                    "lockdown": 409, "busy": 409, "invalid": 400, "fault": 503,
                    "ring_not_recorded": 409, "stale": 409}
-ALARM_NAMES = ("held_open", "forced_open", "tamper", "outbox_backlog", "journal_failure", "strike_failure")
+ALARM_NAMES = ("held_open", "forced_open", "tamper", "outbox_backlog", "journal_failure", "strike_failure",
+               "journal_lost", "disk_full", "lockdown_not_durable")
 
 
 def controller() -> Any:

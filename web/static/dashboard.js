@@ -147,7 +147,11 @@
   // ---------------------------------------------------------------- state
   const ALARM_TEXT = { held_open: "Door held open", forced_open: "Door forced open", tamper: "Station tamper",
     outbox_backlog: "District link backlog", journal_failure: "Journal cannot be written — door kept locked",
-    strike_failure: "Strike failure" };
+    strike_failure: "Strike failure",
+    journal_lost: "Journal lost or replaced — door kept locked until an admin accepts it (Admin page)",
+    disk_full: "Disk full — using the reserve kept for safety events",
+    lockdown_not_durable: "Lockdown could not be saved to disk — it holds until restart" };
+  const NO_ACK = ["journal_failure", "journal_lost", "disk_full", "lockdown_not_durable"];
   function fmtBytes(n) {
     if (n === null || n === undefined) return "unknown";
     const gb = n / 1e9;
@@ -174,7 +178,7 @@
     Object.entries(s.alarms || {}).forEach(([name, since]) => {
       const div = document.createElement("div"); div.className = "banner"; div.dataset.alarm = name;
       div.textContent = "Alarm: " + (ALARM_TEXT[name] || name) + " since " + new Date(since).toLocaleTimeString() + " ";
-      if (name !== "journal_failure") {
+      if (!NO_ACK.includes(name)) {
         const b = document.createElement("button"); b.type = "button"; b.textContent = "Acknowledge";
         b.addEventListener("click", async () => {
           const r = await Panel.post("/api/alarm/ack", { alarm: name });
