@@ -469,6 +469,12 @@ class EntryCore:
         return Decision(True, "ok", "acknowledged")
 
     @_transition
+    def use_reserve(self) -> bool:
+        """An adapter's write failed on a full disk (e.g. a staff sign-in): release the disk
+        reserve so it can retry; raises the ``disk_full`` alarm. True when space was freed."""
+        return self._release_reserve()
+
+    @_transition
     def set_alarm(self, alarm: str, active: bool, **data: Any) -> None:
         """Alarms owned by adapters (e.g. MQTT outbox backlog)."""
         if active:

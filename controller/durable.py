@@ -125,7 +125,7 @@ class DiskReserve:
             free = shutil.disk_usage(self.path.parent).free
         except OSError:
             return False
-        if free < 2 * self.size:
+        if free < self.size + max(self.size // 4, 256 * 1024):
             return False
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         try:
