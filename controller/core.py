@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 UNLOCK_CAP = 30.0
 FAULT_RETRY_SECONDS = 10.0
 HANDLED_MEMORY = 1000
+MAX_PRESS_TIMES = 20
 
 
 # ------------------------------------------------------------------ ports
@@ -121,6 +122,17 @@ class _Ring:
     presses: int = 1
     last_journaled: float = 0.0
     recorded: bool = True          # False: its buzzer_pressed never reached the journal
+    press_times: list[datetime] | None = None   # wall time of each press (the first 20)
+    photo: int = 0                 # newest photo captured for this ring (0: none yet)
+    photo_at: datetime | None = None
+    photo_press: int = 0           # the press that photo shows
+    photo_wanted: int = 0          # newest press a photo was asked for
+    photo_done: int = 0            # newest press whose capture finished (photo or failure)
+
+    @property
+    def photo_pending(self) -> bool:
+        """A photo for a later press than the first is still being taken."""
+        return self.photo_wanted > 1 and self.photo_wanted > self.photo_done
 
 
 @dataclass
@@ -197,9 +209,11 @@ class EntryCore:
     def __init__(self, recorder: Recorder, strike: Strike, rules: Rules | None = None, *,
                  clock: Clock | None = None, indicators: Indicators | None = None,
                  on_ring: Callable[[str], None] | None = None, has_door_contact: bool = False,
-                 lockdown_store: LockdownStore | None = None, reserve: SpaceReserve | None = None):
+                 lockdown_store: LockdownStore | None = None, reserve: SpaceReserve | None = None,
+                 on_press_again: Callable[[str, int], None] | None = None):
         self.rules = rules or Rules()
         self._lockdown_store = lockdown_store
+        self._on_press_again = on_press_again
         self._reserve = reserve
         self._reserve_retry_at = 0.0
         self._fault_log: _FaultLog | None = None
@@ -260,9 +274,18 @@ class EntryCore:
         ring = self._ring
         if ring is not None:
             ring.presses += 1
+            if ring.press_times is not None and len(ring.press_times) < MAX_PRESS_TIMES:
+                ring.press_times.append(self._clock.now())
             if now - ring.last_journaled >= self.rules.repeat_press_journal_seconds:
                 ring.last_journaled = now
                 self._try_record(ev.BUZZER_REPEATED, ring.request_id, presses=ring.presses)
+            if ring.recorded and self._on_press_again is not None:
+                # a new press may be a new person: take a fresh photo (coalesced by the camera)
+                ring.photo_wanted = ring.presses
+                try:
+                    self._on_press_again(ring.request_id, ring.presses)
+                except Exception:
+                    log.exception("snapshot request failed for %s", ring.request_id)
             return Decision(True, "coalesced", "counted against the pending ring", ring.request_id)
         request_id = str(uuid.uuid4())
         ring = _Ring(request_id=request_id, started_at=now, started_wall=self._clock.now(),
@@ -273,8 +296,10 @@ class EntryCore:
                                     expires_in=self.rules.ring_timeout_seconds,
                                     lockdown=self._lockdown is not None)
         ring.recorded = recorded
+        ring.press_times = [ring.started_wall]
         self._ring = ring
         if recorded and self._on_ring is not None:
+            ring.photo_wanted = 1
             try:
                 self._on_ring(request_id)
             except Exception:
@@ -282,8 +307,24 @@ class EntryCore:
         return Decision(True, "ringing", "new ring", request_id)
 
     @_transition
-    def approve(self, request_id: Any, actor: Any) -> Decision:
-        """Staff approval of one pending ring: journal it, then pulse the strike once."""
+    def photo_done(self, request_id: str, snapshot: int | None, press: int,
+                   at: datetime | None) -> None:
+        """The camera finished a capture for a ring (``snapshot`` None: it failed)."""
+        ring = self._ring
+        if ring is None or ring.request_id != request_id:
+            return
+        ring.photo_done = max(ring.photo_done, int(press))
+        if snapshot is not None and snapshot > ring.photo:
+            ring.photo, ring.photo_at, ring.photo_press = int(snapshot), at or self._clock.now(), int(press)
+
+    @_transition
+    def approve(self, request_id: Any, actor: Any, seen_snapshot: Any = None,
+                seen_presses: Any = None) -> Decision:
+        """Staff approval of one pending ring: journal it, then pulse the strike once.
+
+        The panel names what the staff member was looking at (photo number and press count).
+        If a newer press or photo exists, or a photo for a newer press is still being taken,
+        the approval is refused (``stale``): a new press may be a different person."""
         refused = self._check_ring_action("approve", request_id, actor)
         if refused:
             return refused
@@ -294,8 +335,17 @@ class EntryCore:
         if not ring.recorded:
             return self._refuse("approve", request_id, actor, "ring_not_recorded",
                                 "this ring was never journaled: ask the visitor to press again")
+        if seen_snapshot is not None or seen_presses is not None:
+            if not all(v is None or (isinstance(v, int) and 0 <= v <= 1_000_000)
+                       for v in (seen_snapshot, seen_presses)):
+                return self._refuse("approve", request_id, actor, "invalid", "snapshot/presses malformed")
+            if ((seen_presses is not None and seen_presses < ring.presses)
+                    or (seen_snapshot is not None and seen_snapshot < ring.photo)
+                    or ring.photo_pending):
+                return self._refuse("approve", request_id, actor, "stale", "a new press: look again")
         try:
-            self._record(ev.ENTRY_APPROVED, ring.request_id, actor, presses=ring.presses)
+            self._record(ev.ENTRY_APPROVED, ring.request_id, actor, presses=ring.presses,
+                         snapshot=ring.photo if seen_snapshot is None else seen_snapshot)
         except _RecordFailed:
             return Decision(False, "fault", "journal unavailable: failing closed", ring.request_id)
         self._close_ring("approved")
@@ -553,6 +603,10 @@ class EntryCore:
                 r = self._ring
                 ring = {"request_id": r.request_id, "started": ev.utc_iso(r.started_wall),
                         "presses": r.presses, "seconds_left": round(max(0.0, r.expires_at - now), 1),
+                        "press_times": [ev.utc_iso(t) for t in r.press_times or []],
+                        "photo": ({"n": r.photo, "at": ev.utc_iso(r.photo_at) if r.photo_at else None,
+                                   "press": r.photo_press} if r.photo else None),
+                        "photo_pending": r.photo_pending,
                         "expires": ev.utc_iso(wall.fromtimestamp(wall.timestamp() + r.expires_at - now,
                                                                  timezone.utc))}
             pulse = None

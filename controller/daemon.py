@@ -73,8 +73,9 @@ class Controller:
     def press(self) -> Decision:
         return self.core.press()
 
-    def approve(self, request_id: Any, actor: Any) -> Decision:
-        return self.core.approve(request_id, actor)
+    def approve(self, request_id: Any, actor: Any, seen_snapshot: Any = None,
+                seen_presses: Any = None) -> Decision:
+        return self.core.approve(request_id, actor, seen_snapshot, seen_presses)
 
     def deny(self, request_id: Any, actor: Any) -> Decision:
         return self.core.deny(request_id, actor)
@@ -267,7 +268,9 @@ def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = N
         core = EntryCore(journal, hardware.strike, Rules.from_settings(settings.door), clock=clock,
                          indicators=hardware.leds, on_ring=snapshots.request,
                          has_door_contact=hardware.door_contact is not None,
-                         lockdown_store=lockdown_store, reserve=reserve)
+                         lockdown_store=lockdown_store, reserve=reserve,
+                         on_press_again=snapshots.request_again)
+        snapshots.on_done = core.photo_done
     except Exception:
         hardware.close()
         raise

@@ -103,7 +103,13 @@ def approve() -> Response:
     rid = _field("request_id", 100)
     if not rid:
         return sec.error(400, "request_id is required")
-    return decision_response(controller().approve(rid, _actor()))
+    seen: list[int | None] = []
+    for name in ("snapshot", "presses"):     # what the staff member was looking at
+        raw = _field(name, 12)
+        if raw and not raw.isdigit():
+            return sec.error(400, f"{name} must be a number")
+        seen.append(int(raw) if raw else None)
+    return decision_response(controller().approve(rid, _actor(), seen[0], seen[1]))
 
 
 @bp.post("/api/deny")
