@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -54,6 +55,7 @@ def cmd_accept_new(args: argparse.Namespace, load: Callable[..., cfg.Settings]) 
         return 1
     finally:
         journal.close()
+        _give_back(state_dir)
     if problems and problems[0].startswith(str(identity.paths[0])):
         print(f"error: journal.id not written: {problems[0]}", file=sys.stderr)
         return 1
@@ -62,6 +64,21 @@ def cmd_accept_new(args: argparse.Namespace, load: Callable[..., cfg.Settings]) 
     print(f"new journal {journal.epoch} accepted by {actor} (was {', '.join(previous)}); "
           "start the controller")
     return 0
+
+
+def _give_back(state_dir: Path) -> None:
+    """Run as root on an installed system: leave what we wrote owned by the service user (the
+    owner of the state directory), or the controller could not open its journal."""
+    if os.geteuid() != 0:
+        return
+    st = state_dir.stat()
+    for name in ("journal.id", JOURNAL_FILE, f"{JOURNAL_FILE}-wal", f"{JOURNAL_FILE}-shm"):
+        try:
+            os.chown(state_dir / name, st.st_uid, st.st_gid)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            print(f"warning: cannot give {name} back to the service user: {exc}", file=sys.stderr)
 
 
 def add_commands(sub: Any, load: Callable[..., cfg.Settings]) -> None:
