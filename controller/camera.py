@@ -278,6 +278,7 @@ class SnapshotService:
                 started = time.monotonic()
                 result["jpeg"] = self.camera.capture_jpeg()
                 result["seconds"] = time.monotonic() - started
+                result["n"] = self._next_number(request_id)   # numbered in capture order
             except Exception as exc:
                 result["error"] = str(exc) or type(exc).__name__
             finally:
@@ -292,12 +293,7 @@ class SnapshotService:
         if self._closing:
             return None       # stopping: the controller_stopped event must stay the last one
         jpeg: bytes = result["jpeg"]
-        with self._again_lock:
-            n = self._counts.get(request_id, 0) + 1
-            self._counts[request_id] = n
-            self._counts.move_to_end(request_id)
-            while len(self._counts) > self.KEEP_COUNTS:
-                self._counts.popitem(last=False)
+        n: int = result["n"]
         path = self.directory / (f"{request_id}.jpg" if n == 1 else f"{request_id}.{n}.jpg")
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
@@ -314,6 +310,15 @@ class SnapshotService:
         self._done(request_id, n, press, getattr(event, "ts", None))
         self._maybe_prune()
         return event
+
+    def _next_number(self, request_id: str) -> int:
+        with self._again_lock:
+            n = self._counts.get(request_id, 0) + 1
+            self._counts[request_id] = n
+            self._counts.move_to_end(request_id)
+            while len(self._counts) > self.KEEP_COUNTS:
+                self._counts.popitem(last=False)
+        return n
 
     def _done(self, request_id: str, n: int | None, press: int, at: datetime | None) -> None:
         if self.on_done is not None:

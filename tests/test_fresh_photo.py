@@ -70,6 +70,8 @@ def test_panel_second_press_takes_a_new_photo_and_refuses_the_old_one(controller
     shown = staff.get("/api/status").get_json()["status"]["ring"]
     assert len(shown["press_times"]) == 2 and shown["photo"]["n"] == 2
     assert staff.post("/api/approve", {"request_id": rid, "snapshot": "x"}).status_code == 400
+    legacy = staff.post("/api/approve", {"request_id": rid})     # says nothing: saw the first press
+    assert legacy.status_code == 409 and legacy.get_json()["code"] == "stale"
     resp = staff.post("/api/approve", {"request_id": rid, "snapshot": "2", "presses": "2"})
     assert resp.status_code == 200, resp.get_json()
     captured = [e for e in controller.journal.for_request(rid) if e.type == ev.SNAPSHOT_CAPTURED]
@@ -103,6 +105,6 @@ def test_repeat_press_photos_are_coalesced(journal, tmp_path):  # noqa: F811
     first.result(20)
     wait_for(lambda: len(done) >= 3 and not svc._again_running, what="coalesced captures")
     assert SlowCamera.calls == 3, "one in flight, one running behind it, one queued (the newest press)"
-    assert [(d[1], d[2]) for d in done] == [(1, 1), (2, 2), (3, 11)]
+    assert sorted((d[1], d[2]) for d in done) == [(1, 1), (2, 2), (3, 11)]
     assert svc.path_for(rid).name == f"{rid}.3.jpg" and svc.path_for(rid, 1).name == f"{rid}.jpg"
     svc.close()

@@ -109,7 +109,9 @@ def approve() -> Response:
         if raw and not raw.isdigit():
             return sec.error(400, f"{name} must be a number")
         seen.append(int(raw) if raw else None)
-    return decision_response(controller().approve(rid, _actor(), seen[0], seen[1]))
+    # A caller that does not say how many presses it saw (an old page from a browser cache, a
+    # script) saw at most the first: it cannot approve a ring that has been pressed again.
+    return decision_response(controller().approve(rid, _actor(), seen[0], 1 if seen[1] is None else seen[1]))
 
 
 @bp.post("/api/deny")
