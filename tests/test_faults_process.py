@@ -269,3 +269,34 @@ def test_disk_full_lockdown_survives_and_the_gap_is_announced(small_disk, config
     assert recovered, "the gap is announced"
     r = recovered[0].data
     assert r["missed_events"] >= 1 and r["presses"] >= 1 and r["first_missed"] and r["last_missed"]
+
+
+# ---------------------------------------------------------------- SIGKILL after each step
+STEPS = [("press", "pressed"), ("approve", "Decision(ok=True"), ("unlock", "Decision(ok=True"),
+         ("lockdown start", "lockdown started")]
+
+
+@pytest.mark.parametrize("upto", range(1, len(STEPS) + 1), ids=[s[0] for s in STEPS])
+def test_sigkill_after_each_step_of_ring_approve_unlock_lockdown(tmp_path, config, upto):
+    state = tmp_path / "state"
+    d = Daemon(state, config)
+    try:
+        for command, answer in STEPS[:upto]:
+            d.send(command)
+            d.expect(answer)
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait(30)
+    finally:
+        d.close()
+    for _restart in range(2):
+        d = Daemon(state, config)
+        try:
+            s = status(d)
+            assert "'strike_pin': False" in s
+            assert ("'lockdown': {" in s) == (upto == len(STEPS))
+            quit_(d)
+        finally:
+            d.close()
+    events = events_in(state)
+    check_invariants(events)
+    assert lockdowns_open(events) == (upto == len(STEPS))
