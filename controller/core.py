@@ -17,7 +17,14 @@ Safety rules enforced here:
 - lockdown refuses every unlock and ends a running pulse; presses are still
   recorded;
 - if the journal cannot be written the core fails closed: strike locked,
-  unlocks refused, a ``journal_failure`` alarm, until a write succeeds again.
+  unlocks refused, a ``journal_failure`` alarm, until a write succeeds again; what it
+  could not journal meanwhile is counted in ``journal_recovered`` (controller/faults.py);
+- a lockdown is saved to the lockdown store before it is reported as started and is
+  lifted only by a journaled end; a failed write first releases the disk reserve;
+- only a journaled ring can be approved (``ring_not_recorded``), and only by someone who
+  saw its newest press and photo (``stale``: "a new press: look again");
+- a journal that is not the installation's (``journal_lost``) refuses every unlock until
+  an admin accepts it.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from functools import wraps
 from typing import Any, Callable, Protocol
 
 from . import events as ev
+from .faults import FaultLog, LockdownStore, SpaceReserve
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +76,6 @@ class Indicators(Protocol):
 class Recorder(Protocol):
     def append(self, type: str, request_id: str | None = None, actor: str | None = None,
                **data: Any) -> Any: ...
-
-
-class LockdownStore(Protocol):
-    """Durable lockdown state outside the journal (controller/durable.py is the file adapter)."""
-    def save(self, record: dict[str, Any] | None) -> None: ...
-
-
-class SpaceReserve(Protocol):
-    """Disk space kept back for safety events: released on a failed write, restored later."""
-    def release(self) -> bool: ...
-    def restore(self) -> bool: ...
 
 
 class _NoIndicators:
@@ -158,34 +155,6 @@ class _Lockdown:
                 "reason": self.reason, "source": self.source}
 
 
-@dataclass
-class _FaultLog:
-    """What could not be journaled during a fault, for the journal_recovered summary."""
-    since: datetime
-    presses: int = 0
-    missed: dict[str, int] | None = None
-    first: datetime | None = None
-    last: datetime | None = None
-
-    def note(self, type: str, when: datetime) -> None:
-        self.missed = self.missed or {}
-        self.missed[type] = self.missed.get(type, 0) + 1
-        self.first = self.first or when
-        self.last = when
-
-    def summary(self, now: datetime) -> dict[str, Any]:
-        missed = dict(self.missed or {})
-        return {
-            "fault_since": ev.utc_iso(self.since), "fault_until": ev.utc_iso(now),
-            "missed_events": sum(missed.values()), "missed_by_type": missed,
-            "presses": self.presses, "rings": missed.get(ev.BUZZER_PRESSED, 0),
-            "denials": missed.get(ev.ENTRY_DENIED, 0),
-            "refused_actions": missed.get(ev.ACTION_REFUSED, 0),
-            "first_missed": ev.utc_iso(self.first) if self.first else None,
-            "last_missed": ev.utc_iso(self.last) if self.last else None,
-        }
-
-
 class _RecordFailed(Exception):
     pass
 
@@ -216,7 +185,7 @@ class EntryCore:
         self._on_press_again = on_press_again
         self._reserve = reserve
         self._reserve_retry_at = 0.0
-        self._fault_log: _FaultLog | None = None
+        self._fault_log: FaultLog | None = None
         self._journal_lost: str | None = None
         self._recorder = recorder
         self._strike = strike
@@ -843,7 +812,7 @@ class EntryCore:
             self._fault = why
             self._fault_retry_at = self._clock.monotonic() + FAULT_RETRY_SECONDS
         if self._fault_log is None:
-            self._fault_log = _FaultLog(since=self._clock.now())
+            self._fault_log = FaultLog(since=self._clock.now())
         self._alarms.setdefault("journal_failure", self._clock.now())
 
     def _refresh_indicators(self) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from controller import events as ev
 from controller.core import EntryCore, Rules
-from tests.support_web import (app, controller, ring, staff, wait_for, wait_snapshot,  # noqa: F401
-                               Signed)
+from tests.support_web import app, controller, ring, staff, wait_for, wait_snapshot  # noqa: F401
 from tests.test_core import RecordingStrike
 from tests.test_faults_core import journal  # noqa: F401
 
