@@ -488,6 +488,15 @@ class EntryCore:
         return Decision(True, "ok", "acknowledged")
 
     @_transition
+    def audit(self, type: str, actor: str | None = None, **data: Any) -> bool:
+        """Journal an adapter's audit event (sign-ins, account changes) the way the core's own
+        are: a full disk releases the reserve, and what cannot be written is counted for
+        ``journal_recovered``. True when it was journaled."""
+        if type not in ev.ALL_TYPES:
+            raise ValueError(f"unknown event type {type!r}")
+        return self._try_record(type, None, actor, **data)
+
+    @_transition
     def use_reserve(self) -> bool:
         """An adapter's write failed on a full disk (e.g. a staff sign-in): release the disk
         reserve so it can retry; raises the ``disk_full`` alarm. True when space was freed."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import signal
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from .identity import JournalIdentity, hold_lock, identity_paths
 from .durable import LOCKDOWN_FILE, RESERVE_BYTES, RESERVE_FILE, DiskReserve, FileLockdownStore
 from .core import Clock, Decision, EntryCore, Rules, SystemClock
 from .gpio import DoorHardware, factory_name
-from .journal import Journal
+from .journal import Journal, JournalError
 from .memory import tune_malloc
 from .notify import Notifier, watchdog_interval
 
@@ -241,6 +242,25 @@ def close_open_pulse(controller: Controller) -> bool:
     return True
 
 
+def open_journal(path: Path, settings: Settings, clock: Clock) -> Journal:
+    """Open the journal. One that is not a database at all (garbage, a half-written copy) is
+    moved aside and a new one started, so the controller runs (locked, panel and alarms up)
+    instead of crash-looping; the identity check then raises ``journal_lost``."""
+    try:
+        return Journal(path, settings.site.campus, settings.site.door, now=clock.now)
+    except JournalError as exc:
+        if type(exc.__cause__) is not sqlite3.DatabaseError:    # not disk full, not permissions
+            raise
+        aside = path.with_name(f"{path.name}.corrupt-{clock.now().strftime('%Y%m%dT%H%M%SZ')}")
+        log.error("journal %s is corrupt (%s): moved to %s", path, exc.__cause__, aside.name)
+        path.rename(aside)
+        for suffix in ("-wal", "-shm"):
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                side.rename(aside.with_name(aside.name + suffix))
+        return Journal(path, settings.site.campus, settings.site.door, now=clock.now)
+
+
 def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = None,
           clock: Clock | None = None, simulated: bool = False) -> Controller:
     """Build a controller: strike locked first, then journal, core, camera, hardware callbacks."""
@@ -250,7 +270,7 @@ def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = N
         state_dir.mkdir(parents=True, exist_ok=True)
         clock = clock or SystemClock()
         lock_file = hold_lock(state_dir)
-        journal = Journal(state_dir / JOURNAL_FILE, settings.site.campus, settings.site.door, now=clock.now)
+        journal = open_journal(state_dir / JOURNAL_FILE, settings, clock)
         identity = JournalIdentity(identity_paths(state_dir, settings.source))
         lost = identity.check(journal.epoch, journal.created)
         if lost:

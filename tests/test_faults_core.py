@@ -244,3 +244,19 @@ def test_file_disk_reserve_releases_and_restores(tmp_path):
     assert r.restore() and r.held and (tmp_path / "reserve.ballast").stat().st_blocks * 512 >= 256 * 1024
     assert r.release() and not r.held and not r.release()
     assert r.restore() and r.held
+
+
+def test_panel_audit_events_lost_to_a_fault_are_counted(journal, clock):
+    failing = FailingJournal(journal)
+    core = EntryCore(failing, RecordingStrike(clock), Rules(), clock=clock)
+    failing.broken = True
+    assert core.audit(ev.LOGIN_FAILED, username="sam", address="10.0.0.5") is False
+    assert core.audit(ev.LOGIN_SUCCEEDED, username="sam", address="10.0.0.5", session="x") is False
+    failing.broken = False
+    clock.advance(11)
+    core.tick()
+    rec = journal.query(types=[ev.JOURNAL_RECOVERED], limit=1)[0].data
+    assert rec["missed_by_type"] == {ev.LOGIN_FAILED: 1, ev.LOGIN_SUCCEEDED: 1}
+    assert core.audit(ev.LOGIN_FAILED, username="sam", address="10.0.0.5") is True
+    with pytest.raises(ValueError):
+        core.audit("no_such_type")

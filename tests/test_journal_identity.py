@@ -196,3 +196,15 @@ def test_admin_accepts_the_new_journal_on_the_panel(settings, pin_factory):
     finally:
         close_app(app)
         stop_controller(c)
+
+
+def test_corrupt_journal_is_moved_aside_and_raises_journal_lost(settings, pin_factory):
+    old = run_once(settings, pin_factory, lockdown=True)
+    journal_path(settings).write_bytes(b"this is not a database" * 100)
+    c = check_lost(settings, pin_factory, old)
+    try:
+        assert c.core.in_lockdown
+        aside = list(Path(settings.storage.state_dir).glob("journal.sqlite3.corrupt-*"))
+        assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not")
+    finally:
+        daemon.stop(c, "test done")

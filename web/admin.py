@@ -24,8 +24,8 @@ def _page(status: int = 200, message: str = "", error: str = "") -> Any:
 
 def _audit(action: str, **data: Any) -> None:
     sess = sec.current_session()
-    try:
-        current_app.extensions["entry_controller"].journal.append(
+    try:   # through the core: a full disk releases the reserve; a lost event is counted
+        current_app.extensions["entry_controller"].core.audit(
             ev.ACCOUNT_CHANGED, actor=sess.user.display_name if sess else None, action=action, **data)
     except Exception:
         current_app.logger.exception("could not journal account change")

@@ -34,8 +34,9 @@ def _form(status: int = 200, message: str = "", username: str = "") -> Response:
 
 
 def _journal(type: str, **data: object) -> None:
-    try:
-        current_app.extensions["entry_controller"].journal.append(type, **data)
+    try:   # through the core: a full disk releases the reserve; a lost event is counted
+        if not current_app.extensions["entry_controller"].core.audit(type, **data):
+            current_app.logger.error("could not journal %s (counted for journal_recovered)", type)
     except Exception:  # a full disk must not turn a sign-in page into a 500
         current_app.logger.exception("could not journal %s", type)
 
