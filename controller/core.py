@@ -753,7 +753,7 @@ class EntryCore:
             return
         except Exception as exc:
             error: Exception = exc
-        if self._release_reserve():
+        if _no_space(error) and self._release_reserve():
             try:
                 self._recorder.append(type, request_id, actor, **data)
                 return
@@ -841,6 +841,20 @@ class EntryCore:
                 self._indicators.show(state)
             except Exception:
                 log.exception("indicator update failed")
+
+
+def _no_space(exc: BaseException) -> bool:
+    """A write failed for want of space (SQLite's 'database or disk is full', ENOSPC, or the
+    I/O error SQLite reports when a WAL write hits ENOSPC), not e.g. a closed journal."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "errno", None) in (28, 122):          # ENOSPC, EDQUOT
+            return True
+        text = str(seen).lower()
+        if "full" in text or "no space" in text or "disk i/o error" in text:
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def _valid_actor(actor: Any) -> bool:

@@ -260,3 +260,13 @@ def test_panel_audit_events_lost_to_a_fault_are_counted(journal, clock):
     assert core.audit(ev.LOGIN_FAILED, username="sam", address="10.0.0.5") is True
     with pytest.raises(ValueError):
         core.audit("no_such_type")
+
+
+def test_reserve_is_kept_when_the_failure_is_not_a_full_disk(journal, clock):
+    class ClosedJournal:
+        def append(self, *a, **k):
+            raise RuntimeError("journal is closed")
+    reserve = FreeingReserve(FailingJournal(journal))
+    core = EntryCore(ClosedJournal(), RecordingStrike(clock), Rules(), clock=clock, reserve=reserve)
+    core.press()
+    assert reserve.held and reserve.released == 0 and core.fault
