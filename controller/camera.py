@@ -296,11 +296,15 @@ class SnapshotService:
         n: int = result["n"]
         path = self.directory / (f"{request_id}.jpg" if n == 1 else f"{request_id}.{n}.jpg")
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(jpeg)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(jpeg)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:           # a full disk: the ring goes on without this photo
+            tmp.unlink(missing_ok=True)
+            return self._fail(request_id, f"snapshot not saved: {exc}", press)
         self.last_capture_seconds = result["seconds"]
         self._set_health(True, None)
         event = self._recorder.append(

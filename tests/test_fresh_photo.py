@@ -107,3 +107,22 @@ def test_repeat_press_photos_are_coalesced(journal, tmp_path):  # noqa: F811
     assert sorted((d[1], d[2]) for d in done) == [(1, 1), (2, 2), (3, 11)]
     assert svc.path_for(rid).name == f"{rid}.3.jpg" and svc.path_for(rid, 1).name == f"{rid}.jpg"
     svc.close()
+
+
+def test_a_photo_that_cannot_be_saved_is_a_camera_failure_not_a_stuck_ring(journal, tmp_path):  # noqa: F811
+    import uuid
+    from controller.camera import SimulatedCamera, SnapshotService
+    svc = SnapshotService(SimulatedCamera(160, 120), tmp_path / "snaps", journal, timeout=5)
+    done: list[tuple] = []
+    svc.on_done = lambda *a: done.append(a)
+    (tmp_path / "snaps").chmod(0o500)               # as good as full: nothing can be written
+    try:
+        import os
+        if os.geteuid() == 0:                        # root ignores modes: take the directory away
+            (tmp_path / "snaps").chmod(0o700)
+            svc.directory = tmp_path / "gone" / "snaps"
+        event = svc.request(str(uuid.uuid4())).result(20)
+    finally:
+        (tmp_path / "snaps").chmod(0o700)
+    assert event.type == ev.CAMERA_FAILED and "snapshot not saved" in event.data["reason"]
+    assert done and done[0][1] is None
