@@ -80,7 +80,10 @@ class JournalIdentity:
                 write_atomic(path, (epoch + "\n").encode("ascii"))
             except OSError as exc:
                 problems.append(f"{path}: {exc}")
-                log.warning("journal identity copy %s not written: %s", path, exc)
+                # the state copy must be written; the one beside the config is a bonus (an
+                # installed /etc is read-only to the service)
+                (log.error if path == self.paths[0] else log.info)(
+                    "journal identity copy %s not written: %s", path, exc)
         return problems
 
     def check(self, epoch: str, created: bool) -> str | None:
