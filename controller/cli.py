@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from web.cli import add_commands   # panel: user accounts and make-cert
     add_commands(sub, _load)
+    from .journal_cli import add_commands as add_journal_commands   # journal accept-new
+    add_journal_commands(sub, _load)
     return parser
 
 

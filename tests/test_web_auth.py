@@ -24,6 +24,7 @@ ROUTES = [
     ("POST", "/sim/press", "staff"), ("POST", "/sim/door", "staff"), ("POST", "/sim/exit", "staff"),
     ("POST", "/admin/users", "admin"), ("POST", "/admin/users/sam/remove", "admin"),
     ("POST", "/admin/users/sam/password", "admin"), ("POST", "/admin/sessions/abc/revoke", "admin"),
+    ("POST", "/admin/journal/accept", "admin"),
 ]
 ADMIN_ROUTES = [r for r in ROUTES if r[2] == "admin"]
 POSTS = [r for r in ROUTES if r[0] == "POST"]

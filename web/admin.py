@@ -16,14 +16,16 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 def _page(status: int = 200, message: str = "", error: str = "") -> Any:
     store = sec.store()
+    controller = current_app.extensions["entry_controller"]
     return render_template("admin.html", users=store.users(), sessions=store.sessions(),
-                           message=message, error=error), status
+                           message=message, error=error,
+                           journal_lost=getattr(controller, "journal_lost", None)), status
 
 
 def _audit(action: str, **data: Any) -> None:
     sess = sec.current_session()
-    try:
-        current_app.extensions["entry_controller"].journal.append(
+    try:   # through the core: a full disk releases the reserve; a lost event is counted
+        current_app.extensions["entry_controller"].core.audit(
             ev.ACCOUNT_CHANGED, actor=sess.user.display_name if sess else None, action=action, **data)
     except Exception:
         current_app.logger.exception("could not journal account change")
@@ -80,3 +82,17 @@ def revoke(session_id: str) -> Any:
         return _page(404, error="no such session (it may have ended already)")
     _audit("revoke_session", session=session_id[:32])
     return _page(message="Session revoked.")
+
+
+@bp.post("/journal/accept")
+@sec.require("admin")
+def accept_journal() -> Any:
+    """Accept a replaced journal after a journal_lost alarm (journaled by the core)."""
+    if request.form.get("confirm") != "yes":
+        return _page(400, error="tick the box to confirm you checked why the journal was replaced")
+    sess = sec.current_session()
+    d = current_app.extensions["entry_controller"].accept_new_journal(sess.user.display_name if sess else None,
+                                                                      "panel")
+    if not d.ok:
+        return _page(503 if d.code == "fault" else 400, error=d.reason)
+    return _page(message="New journal accepted: " + d.reason + ".")

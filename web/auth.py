@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, make_response, redirect, render_template, request
@@ -32,8 +34,9 @@ def _form(status: int = 200, message: str = "", username: str = "") -> Response:
 
 
 def _journal(type: str, **data: object) -> None:
-    try:
-        current_app.extensions["entry_controller"].journal.append(type, **data)
+    try:   # through the core: a full disk releases the reserve; a lost event is counted
+        if not current_app.extensions["entry_controller"].core.audit(type, **data):
+            current_app.logger.error("could not journal %s (counted for journal_recovered)", type)
     except Exception:  # a full disk must not turn a sign-in page into a 500
         current_app.logger.exception("could not journal %s", type)
 
@@ -64,12 +67,33 @@ def login_post() -> Response:
         _journal(ev.LOGIN_FAILED, username=username, address=address)
         return _form(401, "Wrong username or password.", username)
     throttle.succeeded(username)
-    token, session = sec.store().create_session(user, address, request.headers.get("User-Agent", ""))
+    try:
+        token, session = _create_session(user, address)
+    except (sqlite3.OperationalError, OSError) as exc:
+        if not sec.disk_full(exc):
+            raise
+        current_app.logger.error("sign-in of %s not recorded: %s", username, exc)
+        return _form(503, "The controller's disk is full, so this sign-in cannot be recorded. The door "
+                          "stays locked and keeps working. Tell the district IT.", username)
     _journal(ev.LOGIN_SUCCEEDED, username=user.username, address=address, session=session.id)
     resp = redirect(_safe_next(request.form.get("next")), 303)
     sec.set_cookie(resp, sec.SESSION_COOKIE, token)
     sec.clear_cookie(resp, sec.LOGIN_CSRF_COOKIE)
     return resp
+
+
+def _create_session(user: Any, address: str) -> tuple[str, Any]:
+    """Create the session; on a full disk release the controller's disk reserve (a signed-in
+    staff member must be able to start a lockdown) and try once more."""
+    agent = request.headers.get("User-Agent", "")
+    try:
+        return sec.store().create_session(user, address, agent)
+    except (sqlite3.OperationalError, OSError) as exc:
+        if not sec.disk_full(exc):
+            raise
+        if not current_app.extensions["entry_controller"].core.use_reserve():
+            raise
+    return sec.store().create_session(user, address, agent)
 
 
 @bp.post("/logout")

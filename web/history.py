@@ -151,7 +151,9 @@ def history_csv() -> Any:
 @bp.get("/snapshot/<request_id>")
 @sec.require()
 def snapshot(request_id: str) -> Any:
-    path = current_app.extensions["entry_controller"].snapshots.path_for(request_id)
+    n = request.args.get("n", "")
+    path = current_app.extensions["entry_controller"].snapshots.path_for(
+        request_id, int(n) if n.isdigit() and len(n) < 6 else None)
     if path is None:
         return sec.error(404, "no snapshot for that request id")
     try:

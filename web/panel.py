@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 bp = Blueprint("panel", __name__)
 
 DECISION_STATUS = {"ok": 200, "already": 200, "unknown": 404, "handled": 409, "expired": 409,
-                   "lockdown": 409, "busy": 409, "invalid": 400, "fault": 503}
-ALARM_NAMES = ("held_open", "forced_open", "tamper", "outbox_backlog", "journal_failure", "strike_failure")
+                   "lockdown": 409, "busy": 409, "invalid": 400, "fault": 503,
+                   "ring_not_recorded": 409, "stale": 409}
+ALARM_NAMES = ("held_open", "forced_open", "tamper", "outbox_backlog", "journal_failure", "strike_failure",
+               "journal_lost", "disk_full", "lockdown_not_durable")
 
 
 def controller() -> Any:
@@ -101,7 +103,15 @@ def approve() -> Response:
     rid = _field("request_id", 100)
     if not rid:
         return sec.error(400, "request_id is required")
-    return decision_response(controller().approve(rid, _actor()))
+    seen: list[int | None] = []
+    for name in ("snapshot", "presses"):     # what the staff member was looking at
+        raw = _field(name, 12)
+        if raw and not raw.isdigit():
+            return sec.error(400, f"{name} must be a number")
+        seen.append(int(raw) if raw else None)
+    # A caller that does not say how many presses it saw (an old page from a browser cache, a
+    # script) saw at most the first: it cannot approve a ring that has been pressed again.
+    return decision_response(controller().approve(rid, _actor(), seen[0], 1 if seen[1] is None else seen[1]))
 
 
 @bp.post("/api/deny")

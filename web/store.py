@@ -257,12 +257,18 @@ class PanelStore:
             if row is None:
                 return None
             if now - row[6] > self.idle_seconds:
-                self._db.execute("DELETE FROM sessions WHERE token_hash = ?", (key,))
+                try:
+                    self._db.execute("DELETE FROM sessions WHERE token_hash = ?", (key,))
+                except sqlite3.OperationalError:
+                    pass    # expired either way; the row goes at the next chance
                 return None
             last_seen = row[6]
             if touch and now - last_seen >= TOUCH_EVERY_SECONDS:
-                self._db.execute("UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, key))
-                last_seen = now
+                try:
+                    self._db.execute("UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, key))
+                    last_seen = now
+                except sqlite3.OperationalError:
+                    pass    # a full disk: idle-time bookkeeping waits; the signed-in user keeps working
         return Session(row[0], User(row[1], row[2], row[3]), row[4], row[5], last_seen, row[7], row[8])
 
     def end_session(self, token: object) -> None:
