@@ -85,6 +85,6 @@ def add_commands(sub: Any, load: Callable[..., cfg.Settings]) -> None:
     p = sub.add_parser("journal", help="journal identity: accept a new journal after journal_lost")
     jsub = p.add_subparsers(dest="journal_command", required=True)
     a = jsub.add_parser("accept-new", help="accept the journal in use as this installation's (controller stopped)")
-    a.add_argument("--config", required=True)
+    a.add_argument("--config", default=cfg.DEFAULT_CONFIG, help=f"default {cfg.DEFAULT_CONFIG}")
     a.add_argument("--actor", help="name recorded in the journal (default: the login name)")
     a.set_defaults(func=lambda args: cmd_accept_new(args, load))
