@@ -155,3 +155,17 @@ def test_login_garbage_never_500(app):
     for data in ({}, {"username": "\x00" * 100}, {"username": ["a", "b"]}, {"password": "p" * 10_000},
                  {"csrf_token": "\x00"}):
         assert client.post("/login", data=data).status_code in (400, 401, 413)
+
+
+@pytest.mark.parametrize("lead", ["=", "+", "-", "@", "\t", "\r"])
+def test_csv_escapes_every_column_including_request_id(staff, controller, lead):
+    """Finding 7 (CSV): a request id such as '=cmd|...' must not reach the file as a formula."""
+    evil = lead + "cmd|' /C calc'!A0"
+    controller.journal.append(ev.CAMERA_FAILED, request_id=evil, actor=lead + "SUM(1)", reason=lead + "x")
+    text = staff.get("/history.csv").get_data(as_text=True)
+    rows = list(csv.reader(io.StringIO(text)))
+    header, body = rows[0], rows[1:]
+    row = [r for r in body if r[header.index("type")] == ev.CAMERA_FAILED][0]
+    assert row[header.index("request_id")] == "'" + evil
+    for name, cell in zip(header, row):
+        assert cell[:1] not in ("=", "+", "-", "@", "\t", "\r"), (name, cell)
