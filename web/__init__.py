@@ -33,8 +33,9 @@ def create_app(controller: Any, settings: cfg.Settings | None = None,
         SSE_STATE_EVERY=5,                      # a full state refresh every 5th heartbeat
         SSE_QUEUE_SIZE=200,
         SSE_MAX_STREAMS=max(1, threads * 3 // 4),  # a quarter of the threads stay for requests
-        LOGIN_LIMIT_PER_USER=5,
+        LOGIN_LIMIT_PER_USER_ADDRESS=5,         # never per username alone: that locks staff out
         LOGIN_LIMIT_PER_ADDRESS=20,
+        LOGIN_THROTTLE_MAX_KEYS=10_000,
         LOGIN_WINDOW_SECONDS=900.0,
         PASSWORD_SCRYPT_N=SCRYPT_N,
     )
@@ -48,8 +49,9 @@ def create_app(controller: Any, settings: cfg.Settings | None = None,
     app.extensions["entry_controller"] = controller
     app.extensions["panel_store"] = store
     app.extensions["login_throttle"] = LoginThrottle(
-        per_user=app.config["LOGIN_LIMIT_PER_USER"], per_address=app.config["LOGIN_LIMIT_PER_ADDRESS"],
-        window_seconds=app.config["LOGIN_WINDOW_SECONDS"])
+        per_user_address=app.config["LOGIN_LIMIT_PER_USER_ADDRESS"],
+        per_address=app.config["LOGIN_LIMIT_PER_ADDRESS"], window_seconds=app.config["LOGIN_WINDOW_SECONDS"],
+        max_keys=app.config["LOGIN_THROTTLE_MAX_KEYS"])
     app.extensions["stream_hub"] = stream.StreamHub(
         controller, lambda token: store.session(token, touch=False) is not None,
         max_streams=app.config["SSE_MAX_STREAMS"], queue_size=app.config["SSE_QUEUE_SIZE"],

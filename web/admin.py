@@ -1,4 +1,7 @@
-"""Admin pages: staff accounts and live sessions (revoke). Admins only; every change is journaled."""
+"""Admin pages: staff accounts, live sessions (revoke) and sign-in throttles (clear).
+
+Admins only; every change is journaled with the admin's display name and username.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from controller import events as ev
 
 from . import security as sec
 from .store import StoreError
+from .throttle import KINDS, LoginThrottle
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -17,14 +21,19 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 def _page(status: int = 200, message: str = "", error: str = "") -> Any:
     store = sec.store()
     return render_template("admin.html", users=store.users(), sessions=store.sessions(),
-                           message=message, error=error), status
+                           throttles=_throttle().entries()[:200], message=message, error=error), status
+
+
+def _throttle() -> LoginThrottle:
+    return current_app.extensions["login_throttle"]
 
 
 def _audit(action: str, **data: Any) -> None:
     sess = sec.current_session()
     try:
         current_app.extensions["entry_controller"].journal.append(
-            ev.ACCOUNT_CHANGED, actor=sess.user.display_name if sess else None, action=action, **data)
+            ev.ACCOUNT_CHANGED, actor=sess.user.display_name if sess else None,
+            actor_username=sess.user.username if sess else None, action=action, **data)
     except Exception:
         current_app.logger.exception("could not journal account change")
 
@@ -80,3 +89,22 @@ def revoke(session_id: str) -> Any:
         return _page(404, error="no such session (it may have ended already)")
     _audit("revoke_session", session=session_id[:32])
     return _page(message="Session revoked.")
+
+
+@bp.post("/throttles/clear")
+@sec.require("admin")
+def clear_throttle() -> Any:
+    """Lift one sign-in throttle (kind + address [+ username]) or, with all=1, every one."""
+    f = request.form
+    if f.get("all") == "1":
+        n = _throttle().clear_all()
+        _audit("clear_throttle", kind="all", cleared=n)
+        return _page(message=f"Cleared {n} sign-in throttle(s).")
+    kind, address, username = f.get("kind", ""), f.get("address", "")[:64], f.get("username", "")[:64]
+    if kind not in KINDS or not address:
+        return _page(400, error=f"kind must be one of {', '.join(KINDS)} and an address is needed")
+    if not _throttle().clear(kind, address, username):
+        return _page(404, error="no such throttle (it may have expired already)")
+    _audit("clear_throttle", kind=kind, address=address, username=username or None)
+    return _page(message=f"Cleared the sign-in throttle for {address}"
+                         f"{' / ' + username if username and kind != 'address' else ''}.")

@@ -63,7 +63,7 @@ def login_post() -> Response:
         throttle.failed(address, username)
         _journal(ev.LOGIN_FAILED, username=username, address=address)
         return _form(401, "Wrong username or password.", username)
-    throttle.succeeded(username)
+    throttle.succeeded(address, username)
     token, session = sec.store().create_session(user, address, request.headers.get("User-Agent", ""))
     _journal(ev.LOGIN_SUCCEEDED, username=user.username, address=address, session=session.id)
     resp = redirect(_safe_next(request.form.get("next")), 303)
