@@ -58,8 +58,8 @@ def test_anonymous_is_rejected(app, controller, method, path, role):
 def test_expired_session_is_rejected(app, controller, method, path, role):
     user = Signed(app.test_client(), "admin")
     store = app.extensions["panel_store"]
-    later = time.time() + store.idle_seconds + 60
-    store.now = lambda: later
+    later = time.monotonic() + store.idle_seconds + 60
+    store.clock = lambda: later
     resp = user.post(path, {"confirm": "yes"}) if method == "POST" else user.get(path)
     _assert_rejected_anonymous(resp, method)
     assert controller.status()["lockdown"] is None

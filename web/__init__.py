@@ -29,6 +29,8 @@ def create_app(controller: Any, settings: cfg.Settings | None = None,
         MAX_CONTENT_LENGTH=64 * 1024,
         PANEL_DB=str(Path(settings.storage.state_dir) / PANEL_DB),
         SESSION_IDLE_MINUTES=settings.web.session_idle_minutes,
+        SESSION_IDLE_SECONDS=None,              # tests only: overrides the minutes
+        SESSION_MAX_HOURS=settings.web.session_max_hours,
         SSE_HEARTBEAT_SECONDS=3.0,
         SSE_STATE_EVERY=5,                      # a full state refresh every 5th heartbeat
         SSE_QUEUE_SIZE=200,
@@ -45,7 +47,8 @@ def create_app(controller: Any, settings: cfg.Settings | None = None,
                       else secrets.token_hex(32))
 
     store = PanelStore(app.config["PANEL_DB"], idle_minutes=app.config["SESSION_IDLE_MINUTES"],
-                       scrypt_n=app.config["PASSWORD_SCRYPT_N"])
+                       scrypt_n=app.config["PASSWORD_SCRYPT_N"], max_hours=app.config["SESSION_MAX_HOURS"],
+                       idle_seconds=app.config["SESSION_IDLE_SECONDS"])
     app.extensions["entry_controller"] = controller
     app.extensions["panel_store"] = store
     app.extensions["login_throttle"] = LoginThrottle(
