@@ -61,7 +61,9 @@ def test_ten_dashboards_do_not_starve_requests_and_gone_clients_are_freed(web_se
     cookie = session_cookie(web_server, "sam")
     hub = web_server.app.extensions["stream_hub"]
     quiet = request_seconds(web_server.port, cookie)
-    streams = [StreamReader(web_server.port, cookie) for _ in range(10)]
+    # ten dashboards from four sign-ins of two staff (within the per-session and per-user shares)
+    cookies = [session_cookie(web_server, name) for name in ("sam", "sam", "admin", "admin")]
+    streams = [StreamReader(web_server.port, cookies[i % 4]) for i in range(10)]
     try:
         for s in streams:
             head = s.read_until(b"event: state")
@@ -162,3 +164,32 @@ def test_https_with_a_generated_certificate(settings, pin_factory, tmp_path):
     finally:
         server.stop()
         stop_controller(c)
+
+
+def test_one_session_cannot_take_every_stream_slot(web_server):
+    """Finding 6: 4 streams per sign-in, 8 per account; others still get theirs; refusals are clear."""
+    hub = web_server.app.extensions["stream_hub"]
+    assert (hub.per_session, hub.per_user) == (4, 8)
+    sam = [session_cookie(web_server, "sam") for _ in range(3)]
+    greedy = []
+    try:
+        for _ in range(4):
+            greedy.append(StreamReader(web_server.port, sam[0]))
+            greedy[-1].read_until(b"event: state")
+        resp = get(web_server.port, "/events", sam[0])
+        assert resp.status == 429 and b"4 live dashboards" in resp.body
+        assert resp.getheader("Retry-After") == "5"
+        for _ in range(4):                                   # another sign-in of the same account
+            greedy.append(StreamReader(web_server.port, sam[1]))
+            greedy[-1].read_until(b"event: state")
+        resp = get(web_server.port, "/events", sam[2])       # a third sign-in: the account's share is used
+        assert resp.status == 429 and b"8 live dashboards" in resp.body
+        other = StreamReader(web_server.port, session_cookie(web_server, "admin"))
+        greedy.append(other)
+        assert b"200 OK" in other.read_until(b"event: state")   # other staff still get a dashboard
+        assert hub.count == 9
+        assert get(web_server.port, "/api/status", sam[0]).status == 200   # and actions still run
+    finally:
+        for s in greedy:
+            s.close()
+    wait_for(lambda: hub.count == 0)

@@ -35,6 +35,8 @@ def create_app(controller: Any, settings: cfg.Settings | None = None,
         SSE_STATE_EVERY=5,                      # a full state refresh every 5th heartbeat
         SSE_QUEUE_SIZE=200,
         SSE_MAX_STREAMS=max(1, threads * 3 // 4),  # a quarter of the threads stay for requests
+        SSE_STREAMS_PER_SESSION=settings.web.streams_per_session,
+        SSE_STREAMS_PER_USER=settings.web.streams_per_user,
         LOGIN_LIMIT_PER_USER_ADDRESS=5,         # never per username alone: that locks staff out
         LOGIN_LIMIT_PER_ADDRESS=20,
         LOGIN_THROTTLE_MAX_KEYS=10_000,
@@ -58,7 +60,8 @@ def create_app(controller: Any, settings: cfg.Settings | None = None,
     app.extensions["stream_hub"] = stream.StreamHub(
         controller, lambda token: store.session(token, touch=False) is not None,
         max_streams=app.config["SSE_MAX_STREAMS"], queue_size=app.config["SSE_QUEUE_SIZE"],
-        heartbeat_seconds=app.config["SSE_HEARTBEAT_SECONDS"], state_every=app.config["SSE_STATE_EVERY"])
+        heartbeat_seconds=app.config["SSE_HEARTBEAT_SECONDS"], state_every=app.config["SSE_STATE_EVERY"],
+        per_session=app.config["SSE_STREAMS_PER_SESSION"], per_user=app.config["SSE_STREAMS_PER_USER"])
 
     security.init_app(app)
     for bp in (auth.bp, panel.bp, stream.bp, history.bp, admin.bp):

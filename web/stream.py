@@ -5,7 +5,9 @@ Why this shape:
   them) and status changes from ``core.add_listener``; both listeners only put into
   bounded per-client queues and never block the core;
 - each stream holds one server thread, so the number of streams is capped below the
-  thread count: normal requests always have threads left;
+  thread count: normal requests always have threads left; and it is shared fairly: one
+  sign-in may hold at most ``per_session`` streams and one account ``per_user``, so a
+  single session (a script, a stolen cookie) cannot take every slot from the other staff;
 - a heartbeat (a tiny ``ping`` event, not a comment, so the page can notice a silent stall)
   every few seconds makes a write to every stream, so a client that went away raises on
   write, the generator ends and its slot is freed within seconds;
@@ -48,9 +50,20 @@ def _signature(status: dict[str, Any]) -> str:
     return json.dumps(stable, sort_keys=True, default=str)
 
 
+class StreamRefused(Exception):
+    """No stream for this caller: ``status`` (429 for its own share, 503 when all are taken) and why."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class StreamClient:
-    def __init__(self, token: str, queue_size: int):
+    def __init__(self, token: str, queue_size: int, session_id: str = "", username: str = ""):
         self.token = token
+        self.session_id = session_id
+        self.username = username
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=queue_size)
         self.overflowed = False
         self._status_pending = threading.Event()
@@ -73,10 +86,13 @@ class StreamClient:
 
 class StreamHub:
     def __init__(self, controller: Any, session_valid: Callable[[str], bool], max_streams: int = 24,
-                 queue_size: int = 200, heartbeat_seconds: float = 3.0, state_every: int = 5):
+                 queue_size: int = 200, heartbeat_seconds: float = 3.0, state_every: int = 5,
+                 per_session: int = 4, per_user: int = 8):
         self.controller = controller
         self.session_valid = session_valid
         self.max_streams = max_streams
+        self.per_session = per_session
+        self.per_user = per_user
         self.queue_size = queue_size
         self.heartbeat = heartbeat_seconds
         self.state_every = max(1, state_every)
@@ -114,11 +130,20 @@ class StreamHub:
         for client in self._each():
             client.offer_status()
 
-    def open(self, token: str) -> StreamClient | None:
+    def open(self, token: str, session_id: str = "", username: str = "") -> StreamClient:
+        """A new stream slot, or StreamRefused saying whose share is used up."""
         with self._lock:
-            if self._closed or len(self._clients) >= self.max_streams:
-                return None
-            client = StreamClient(token, self.queue_size)
+            if self._closed:
+                raise StreamRefused(503, "the panel is shutting down; retry in a moment")
+            if session_id and sum(c.session_id == session_id for c in self._clients) >= self.per_session:
+                raise StreamRefused(429, f"this sign-in already has {self.per_session} live dashboards "
+                                         "open; close one (another tab or window) and retry")
+            if username and sum(c.username == username for c in self._clients) >= self.per_user:
+                raise StreamRefused(429, f"{username} already has {self.per_user} live dashboards open "
+                                         "across all sign-ins; close one and retry")
+            if len(self._clients) >= self.max_streams:
+                raise StreamRefused(503, "too many live dashboards are open; close one and retry")
+            client = StreamClient(token, self.queue_size, session_id, username)
             self._clients.add(client)
             self._last_signature = ""    # changes skipped while nobody listened must not mask the next one
             return client
@@ -183,9 +208,12 @@ class StreamHub:
 @sec.require()
 def events() -> Response:
     hub: StreamHub = current_app.extensions["stream_hub"]
-    client = hub.open(request.cookies.get(sec.SESSION_COOKIE, ""))
-    if client is None:
-        resp = sec.error(503, "too many live dashboards are open; close one and retry")
+    sess = sec.current_session()
+    assert sess is not None  # guaranteed by @require
+    try:
+        client = hub.open(request.cookies.get(sec.SESSION_COOKIE, ""), sess.id, sess.user.username)
+    except StreamRefused as refused:
+        resp = sec.error(refused.status, refused.message)
         resp.headers["Retry-After"] = "5"
         return resp
     resp = Response(hub.generate(client), mimetype="text/event-stream",
