@@ -76,16 +76,16 @@ def test_snapshot_is_served_by_id_only(staff, controller, app):
 def test_admin_manages_users(admin, app, controller):
     store = app.extensions["panel_store"]
     resp = admin.post("/admin/users", {"username": "kim", "display_name": "Kim Office", "role": "staff",
-                                       "password": "kims-password-1"})
+                                       "password": "harbor-violet-tundra-3"})
     assert resp.status_code == 200 and store.get_user("kim").display_name == "Kim Office"
-    assert admin.post("/admin/users", {"username": "kim", "password": "kims-password-1"}).status_code == 400
+    assert admin.post("/admin/users", {"username": "kim", "password": "harbor-violet-tundra-3"}).status_code == 400
     assert admin.post("/admin/users", {"username": "Bad Name!", "password": "x" * 12}).status_code == 400
     assert admin.post("/admin/users", {"username": "lee", "password": "short"}).status_code == 400
     assert admin.post("/admin/users", {"username": "lee", "password": "x" * 12, "role": "root"}).status_code == 400
     client = app.test_client()
-    assert login(client, "kim", "kims-password-1").status_code == 303
+    assert login(client, "kim", "harbor-violet-tundra-3").status_code == 303
     assert admin.post("/admin/users/kim/password", {"password": "short"}).status_code == 400
-    assert admin.post("/admin/users/kim/password", {"password": "new-password-22"}).status_code == 200
+    assert admin.post("/admin/users/kim/password", {"password": "pebble-orchard-mosaic-9"}).status_code == 200
     assert client.get("/api/status").status_code == 401          # password change ends sessions
     assert admin.post("/admin/users/kim/remove").status_code == 200
     assert store.get_user("kim") is None

@@ -22,11 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from . import policy
+
 PANEL_DB = "panel.sqlite3"
 ROLES = ("staff", "admin")
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
-MIN_PASSWORD = 10
-MAX_PASSWORD = 256
+MIN_PASSWORD = policy.MIN_LENGTH["staff"]
+MAX_PASSWORD = policy.MAX_LENGTH
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
 TOUCH_EVERY_SECONDS = 15.0   # the listing's last-seen is written at most this often
 CLOCK_SLACK_SECONDS = 5.0    # stored session times this far in the future mean the clock went back
@@ -116,16 +118,19 @@ def check_username(username: object) -> str:
     return username
 
 
-def check_password(password: object) -> str:
-    if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise StoreError(f"password: use {MIN_PASSWORD} to {MAX_PASSWORD} characters")
-    return password
+def check_password(password: object, role: str = "staff", names: tuple[str, ...] = ()) -> str:
+    """Long and strong enough for the role (web.policy: zxcvbn, stricter for admins)."""
+    try:
+        return policy.check_password(password, role, names)
+    except policy.PolicyError as exc:
+        raise StoreError(str(exc)) from None
 
 
 def check_display_name(name: object) -> str:
-    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 60 or not name.isprintable():
-        raise StoreError("display name: use 1-60 printable characters")
-    return name.strip()
+    try:
+        return policy.check_display_name(name)
+    except policy.PolicyError as exc:
+        raise StoreError(str(exc)) from None
 
 
 def check_role(role: object) -> str:
@@ -171,11 +176,12 @@ class PanelStore:
     def add_user(self, username: str, password: str, role: str = "staff",
                  display_name: str | None = None) -> User:
         username = check_username(username)
-        check_password(password)
         role = check_role(role)
         display = check_display_name(display_name if display_name else username)
+        check_password(password, role, (username, display))
         pw_hash = hash_password(password, self.scrypt_n)
         with self._lock:
+            self._guard_unique_name(username, display)
             try:
                 self._db.execute("INSERT INTO users VALUES (?,?,?,?,?)",
                                  (username, display, role, pw_hash, self.now()))
@@ -204,7 +210,10 @@ class PanelStore:
 
     def set_password(self, username: str, password: str) -> None:
         """Change a password and end every session of that user."""
-        check_password(password)
+        user = self.get_user(username)
+        if user is None:
+            raise StoreError(f"no user {username!r}")
+        check_password(password, user.role, (user.username, user.display_name))
         pw_hash = hash_password(password, self.scrypt_n)
         with self._lock:
             cur = self._db.execute("UPDATE users SET pw_hash = ? WHERE username = ?", (pw_hash, str(username)))
@@ -220,6 +229,14 @@ class PanelStore:
             cur = self._db.execute("UPDATE users SET role = ? WHERE username = ?", (role, str(username)))
         if cur.rowcount == 0:
             raise StoreError(f"no user {username!r}")
+
+    def _guard_unique_name(self, username: str, display: str) -> None:
+        """No two accounts show the same name, look-alikes included (caller holds the lock)."""
+        key = policy.name_key(display)
+        for other, other_display in self._db.execute("SELECT username, display_name FROM users"):
+            if other != username and key in (policy.name_key(other_display), policy.name_key(other)):
+                raise StoreError(f"display name: {display!r} is already used by, or looks like, "
+                                 f"another account's name ({other}); choose a distinct one")
 
     def _guard_last_admin(self, username: str, removing: bool) -> None:
         row = self._db.execute("SELECT role FROM users WHERE username = ?", (str(username),)).fetchone()
