@@ -254,3 +254,32 @@ def test_open_redirect_is_refused(app):
     resp = client.post("/login", data={"username": "sam", "password": PASSWORDS["sam"], "csrf_token": token,
                                        "next": "//evil.example/"})
     assert resp.headers["Location"] == "/"
+
+
+def test_in_page_sign_in_answers_json_and_replaces_the_old_session(app, controller):
+    """The dashboard's sign-in dialog: JSON in and out, same CSRF and throttling rules as the form."""
+    client = app.test_client()
+    assert login(client, "sam").status_code == 303
+    old = client.get_cookie("eb_session").value
+    json_headers = {"Accept": "application/json"}
+    token = client.get("/login", headers=json_headers).get_json()["login_csrf"]
+    resp = client.post("/login", data={"username": "sam", "password": "nope", "csrf_token": token},
+                       headers=json_headers)
+    assert resp.status_code == 401 and resp.get_json()["error"] == "Wrong username or password."
+    resp = client.post("/login", data={"username": "sam", "password": PASSWORDS["sam"]}, headers=json_headers)
+    assert resp.status_code == 400 and "CSRF" in resp.get_json()["error"]          # no token
+    token = client.get("/login", headers=json_headers).get_json()["login_csrf"]
+    resp = client.post("/login", data={"username": "sam", "password": PASSWORDS["sam"], "csrf_token": token},
+                       headers=json_headers)
+    body = resp.get_json()
+    assert resp.status_code == 200 and body["ok"] and body["username"] == "sam" and body["csrf"]
+    assert body["expires_in"] == app.config["SESSION_MAX_HOURS"] * 3600
+    assert app.extensions["panel_store"].session(old) is None                      # replaced
+    assert client.post("/api/lockdown/start", headers={"X-CSRF-Token": body["csrf"]}).status_code == 200
+    for _ in range(app.config["LOGIN_LIMIT_PER_USER_ADDRESS"]):
+        token = client.get("/login", headers=json_headers).get_json()["login_csrf"]
+        client.post("/login", data={"username": "sam", "password": "x", "csrf_token": token}, headers=json_headers)
+    token = client.get("/login", headers=json_headers).get_json()["login_csrf"]
+    resp = client.post("/login", data={"username": "sam", "password": "x", "csrf_token": token},
+                       headers=json_headers)
+    assert resp.status_code == 429 and "Retry-After" in resp.headers and resp.get_json()["ok"] is False

@@ -193,3 +193,30 @@ def test_one_session_cannot_take_every_stream_slot(web_server):
         for s in greedy:
             s.close()
     wait_for(lambda: hub.count == 0)
+
+
+def test_an_open_stream_keeps_its_session_alive_and_idle_sessions_still_end(controller):
+    """Finding 5: the live stream counts as activity (up to the absolute lifetime); without one the
+    idle timeout still ends a session, so it cannot act."""
+    from web.server import WebServer
+    idle = 1.5
+    server = WebServer(controller, test_config={**TEST_CONFIG, "SESSION_IDLE_SECONDS": idle},
+                       host="127.0.0.1", port=0)
+    add_users(server.app.extensions["panel_store"])
+    server.start()
+    try:
+        display, idle_cookie = session_cookie(server, "sam"), session_cookie(server, "admin")
+        stream = StreamReader(server.port, display)
+        try:
+            head = stream.read_until(b"event: session")
+            assert b'"expires_in":' in head and b'"warn_before":600' in head
+            time.sleep(idle * 3)
+            assert get(server.port, "/api/status", display).status == 200
+            assert get(server.port, "/api/status", idle_cookie).status == 401
+        finally:
+            stream.close()
+        wait_for(lambda: server.app.extensions["stream_hub"].count == 0)
+        time.sleep(idle * 2)
+        assert get(server.port, "/api/status", display).status == 401
+    finally:
+        server.stop()

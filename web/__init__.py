@@ -31,6 +31,7 @@ def create_app(controller: Any, settings: cfg.Settings | None = None,
         SESSION_IDLE_MINUTES=settings.web.session_idle_minutes,
         SESSION_IDLE_SECONDS=None,              # tests only: overrides the minutes
         SESSION_MAX_HOURS=settings.web.session_max_hours,
+        SESSION_WARN_SECONDS=600,               # the dashboard warns this long before the session ends
         SSE_HEARTBEAT_SECONDS=3.0,
         SSE_STATE_EVERY=5,                      # a full state refresh every 5th heartbeat
         SSE_QUEUE_SIZE=200,
@@ -57,8 +58,15 @@ def create_app(controller: Any, settings: cfg.Settings | None = None,
         per_user_address=app.config["LOGIN_LIMIT_PER_USER_ADDRESS"],
         per_address=app.config["LOGIN_LIMIT_PER_ADDRESS"], window_seconds=app.config["LOGIN_WINDOW_SECONDS"],
         max_keys=app.config["LOGIN_THROTTLE_MAX_KEYS"])
+    warn = app.config["SESSION_WARN_SECONDS"]
+
+    def stream_session(token: str) -> dict[str, Any] | None:
+        """An open live stream keeps its session alive (a front-office display) and learns its end."""
+        sess = store.session(token, touch=True)
+        return None if sess is None else {"expires_in": round(sess.expires_in, 1), "warn_before": warn}
+
     app.extensions["stream_hub"] = stream.StreamHub(
-        controller, lambda token: store.session(token, touch=False) is not None,
+        controller, stream_session,
         max_streams=app.config["SSE_MAX_STREAMS"], queue_size=app.config["SSE_QUEUE_SIZE"],
         heartbeat_seconds=app.config["SSE_HEARTBEAT_SECONDS"], state_every=app.config["SSE_STATE_EVERY"],
         per_session=app.config["SSE_STREAMS_PER_SESSION"], per_user=app.config["SSE_STREAMS_PER_USER"])

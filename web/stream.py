@@ -13,8 +13,11 @@ Why this shape:
   write, the generator ends and its slot is freed within seconds;
 - a client that falls behind (queue full) is cut off and reconnects with a fresh state
   instead of growing memory;
-- each heartbeat re-checks the session, so sign-out, revocation and idle timeout also end
-  open streams.
+- every few seconds the stream re-checks its session, so sign-out, revocation and the
+  absolute lifetime also end open streams; the same check counts as activity, so a
+  front-office display that is open and streaming stays signed in (and keeps alerting)
+  until ``web.session_max_hours``, and is told how long it has left (a ``session`` event)
+  so it can warn before then. A session with no open stream still times out when idle.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from typing import Any, Callable, Iterator
 
 from flask import Blueprint, Response, current_app, request
@@ -85,11 +89,12 @@ class StreamClient:
 
 
 class StreamHub:
-    def __init__(self, controller: Any, session_valid: Callable[[str], bool], max_streams: int = 24,
+    def __init__(self, controller: Any, session_check: Callable[[str], dict[str, Any] | None],
+                 max_streams: int = 24,
                  queue_size: int = 200, heartbeat_seconds: float = 3.0, state_every: int = 5,
                  per_session: int = 4, per_user: int = 8):
         self.controller = controller
-        self.session_valid = session_valid
+        self.session_check = session_check    # touches the session; its info, or None when it ended
         self.max_streams = max_streams
         self.per_session = per_session
         self.per_user = per_user
@@ -176,7 +181,13 @@ class StreamHub:
         try:
             yield b"retry: 2000\n\n"
             yield sse("state", panel_state(self.controller))
+            info = self.session_check(client.token)
+            if info is None:
+                yield sse("signed_out", {})
+                return
+            yield sse("session", info)
             beats = 0
+            checked = time.monotonic()
             while True:
                 if client.overflowed:
                     yield sse("reset", {"reason": "client fell behind"})
@@ -184,12 +195,19 @@ class StreamHub:
                 try:
                     kind, payload = client.queue.get(timeout=self.heartbeat)
                 except queue.Empty:
-                    beats += 1
-                    if not self.session_valid(client.token):
+                    kind, payload = "beat", None
+                if kind == "beat" or time.monotonic() - checked >= self.heartbeat:
+                    # also while events keep coming: the session must stay live and be re-checked
+                    checked = time.monotonic()
+                    info = self.session_check(client.token)
+                    if info is None:
                         yield sse("signed_out", {})
                         return
+                if kind == "beat":
+                    beats += 1
                     if beats % self.state_every == 0:
                         yield sse("state", panel_state(self.controller, recent=False))
+                        yield sse("session", info)
                     else:
                         yield b"event: ping\ndata: {}\n\n"
                     continue
