@@ -116,9 +116,10 @@ def test_garbage_query_strings_never_500(staff, value):
 def test_garbage_forms_never_500(staff, admin, controller, value):
     for user, path in ((staff, "/api/approve"), (staff, "/api/deny"), (staff, "/api/unlock"),
                        (staff, "/api/lockdown/start"), (staff, "/api/alarm/ack"), (staff, "/sim/door"),
-                       (admin, "/admin/users"), (admin, "/admin/users/sam/password")):
+                       (admin, "/admin/users"), (admin, "/admin/users/sam/password"),
+                       (admin, "/admin/throttles/clear")):
         fields = {k: value for k in ("request_id", "confirm", "note", "reason", "alarm", "open", "username",
-                                     "password", "role", "display_name")}
+                                     "password", "role", "display_name", "kind", "address", "all")}
         resp = user.post(path, fields)
         assert resp.status_code < 500, (path, resp.status_code)
     assert controller.station.strike_on is False

@@ -220,3 +220,18 @@ def test_an_open_stream_keeps_its_session_alive_and_idle_sessions_still_end(cont
         assert get(server.port, "/api/status", display).status == 401
     finally:
         server.stop()
+
+
+def test_stream_shares_and_session_lifetime_are_configurable(settings, tmp_path):
+    from web.store import PanelStore
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.from_dict({"web": {"streams_per_session": 0, "streams_per_user": "8", "session_max_hours": 0}})
+    text = str(err.value)
+    assert "web.streams_per_session" in text and "web.streams_per_user" in text and "web.session_max_hours" in text
+    s = cfg.from_dict({"web": {"streams_per_session": 2, "streams_per_user": 3, "session_max_hours": 8}})
+    assert (s.web.streams_per_session, s.web.streams_per_user, s.web.session_max_hours) == (2, 3, 8.0)
+    store = PanelStore(tmp_path / "p.sqlite3", max_hours=s.web.session_max_hours)
+    try:
+        assert store.max_seconds == 8 * 3600
+    finally:
+        store.close()
