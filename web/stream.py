@@ -196,10 +196,17 @@ class StreamHub:
                     kind, payload = client.queue.get(timeout=self.heartbeat)
                 except queue.Empty:
                     kind, payload = "beat", None
+                if kind == "stop":
+                    return
                 if kind == "beat" or time.monotonic() - checked >= self.heartbeat:
                     # also while events keep coming: the session must stay live and be re-checked
                     checked = time.monotonic()
-                    info = self.session_check(client.token)
+                    try:
+                        info = self.session_check(client.token)
+                    except Exception:       # the account store failed: reconnect rather than guess
+                        log.exception("session check failed for a live stream")
+                        yield sse("reset", {"reason": "session check failed"})
+                        return
                     if info is None:
                         yield sse("signed_out", {})
                         return
@@ -211,8 +218,6 @@ class StreamHub:
                     else:
                         yield b"event: ping\ndata: {}\n\n"
                     continue
-                if kind == "stop":
-                    return
                 if kind == "status":
                     client.status_taken()
                     yield sse("state", panel_state(self.controller, recent=False))
