@@ -107,3 +107,20 @@ def test_an_action_refused_for_an_ended_session_asks_to_sign_in_and_is_sent_agai
     assert len(approved) == 1 and approved[0].data["actor_username"] == "sam"
     expect(dash.locator("body")).to_have_attribute("data-connected", "yes")
     dash.context.close()
+
+
+def test_a_fifth_dashboard_of_one_sign_in_says_why_it_is_not_connected(browser, site):
+    first = signed_in(browser, site, "sam")
+    pages = [first] + [first.context.new_page() for _ in range(3)]
+    for page in pages[1:]:
+        page.goto("/")
+    for page in pages:
+        expect(page.locator("body")).to_have_attribute("data-connected", "yes")
+    fifth = first.context.new_page()
+    fifth.goto("/")
+    expect(fifth.locator("#conn-lost")).to_be_visible()
+    expect(fifth.locator("#conn-lost")).to_contain_text("this sign-in already has 4 live dashboards open")
+    pages[0].close()                                   # one closes: the fifth connects by itself
+    expect(fifth.locator("body")).to_have_attribute("data-connected", "yes")
+    expect(fifth.locator("#conn-lost")).to_be_hidden()
+    first.context.close()

@@ -4,6 +4,7 @@ requests, every stream hears journal events, and gone clients are noticed and fr
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import ssl
 import statistics
@@ -178,6 +179,8 @@ def test_one_session_cannot_take_every_stream_slot(web_server):
             greedy[-1].read_until(b"event: state")
         resp = get(web_server.port, "/events", sam[0])
         assert resp.status == 429 and b"4 live dashboards" in resp.body
+        share = json.loads(get(web_server.port, "/api/status", sam[0]).body)["streams"]
+        assert share["session"] == 4 and share["available"] is False and "4 live dashboards" in share["reason"]
         assert resp.getheader("Retry-After") == "5"
         for _ in range(4):                                   # another sign-in of the same account
             greedy.append(StreamReader(web_server.port, sam[1]))

@@ -104,7 +104,11 @@ def dashboard() -> str:
 @bp.get("/api/status")
 @sec.require()
 def status() -> Response:
-    return jsonify(panel_state(controller()))
+    sess = sec.current_session()
+    assert sess is not None  # guaranteed by @require
+    state = panel_state(controller())
+    state["streams"] = current_app.extensions["stream_hub"].share(sess.id, sess.user.username)
+    return jsonify(state)
 
 
 @bp.post("/api/approve")

@@ -135,19 +135,35 @@ class StreamHub:
         for client in self._each():
             client.offer_status()
 
+    def _refusal(self, session_id: str, username: str) -> StreamRefused | None:
+        """Why a new stream would be refused, or None (caller holds the lock)."""
+        if self._closed:
+            return StreamRefused(503, "the panel is shutting down; retry in a moment")
+        if session_id and sum(c.session_id == session_id for c in self._clients) >= self.per_session:
+            return StreamRefused(429, f"this sign-in already has {self.per_session} live dashboards "
+                                      "open; close one (another tab or window) and retry")
+        if username and sum(c.username == username for c in self._clients) >= self.per_user:
+            return StreamRefused(429, f"{username} already has {self.per_user} live dashboards open "
+                                      "across all sign-ins; close one and retry")
+        if len(self._clients) >= self.max_streams:
+            return StreamRefused(503, "too many live dashboards are open; close one and retry")
+        return None
+
+    def share(self, session_id: str, username: str) -> dict[str, Any]:
+        """This caller's use of the stream slots, so a dashboard can say why it cannot connect."""
+        with self._lock:
+            refused = self._refusal(session_id, username)
+            return {"session": sum(c.session_id == session_id for c in self._clients),
+                    "per_session": self.per_session,
+                    "user": sum(c.username == username for c in self._clients), "per_user": self.per_user,
+                    "available": refused is None, "reason": refused.message if refused else None}
+
     def open(self, token: str, session_id: str = "", username: str = "") -> StreamClient:
         """A new stream slot, or StreamRefused saying whose share is used up."""
         with self._lock:
-            if self._closed:
-                raise StreamRefused(503, "the panel is shutting down; retry in a moment")
-            if session_id and sum(c.session_id == session_id for c in self._clients) >= self.per_session:
-                raise StreamRefused(429, f"this sign-in already has {self.per_session} live dashboards "
-                                         "open; close one (another tab or window) and retry")
-            if username and sum(c.username == username for c in self._clients) >= self.per_user:
-                raise StreamRefused(429, f"{username} already has {self.per_user} live dashboards open "
-                                         "across all sign-ins; close one and retry")
-            if len(self._clients) >= self.max_streams:
-                raise StreamRefused(503, "too many live dashboards are open; close one and retry")
+            refused = self._refusal(session_id, username)
+            if refused is not None:
+                raise refused
             client = StreamClient(token, self.queue_size, session_id, username)
             self._clients.add(client)
             self._last_signature = ""    # changes skipped while nobody listened must not mask the next one

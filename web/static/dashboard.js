@@ -13,6 +13,7 @@
   let alertedFor = null, outcomeTimer = null, audio = null;
   const baseTitle = document.title;
   const STALL_MS = 15000;     // the server sends a ping every few seconds
+  const CONN_LOST_TEXT = document.getElementById("conn-lost").textContent;
 
   // ---------------------------------------------------------------- sound and notifications
   function audioCtx() {
@@ -289,7 +290,14 @@
     try {
       const probe = await fetch("/api/status", { credentials: "same-origin", headers: { Accept: "application/json" } });
       if (probe.status === 401) { signInAgain(); return; }
+      const st = probe.ok ? await probe.json() : {};
+      if (st.streams && !st.streams.available) {      // refused a live stream: say why, keep retrying
+        lost();
+        $("conn-lost").textContent = "Not connected: " + st.streams.reason + ". Retrying…";
+        return;
+      }
     } catch (err) { lost(); return; }
+    $("conn-lost").textContent = CONN_LOST_TEXT;
     stopStream();
     es = new EventSource("/events");
     es.addEventListener("state", (m) => {
