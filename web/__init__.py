@@ -40,7 +40,7 @@ def create_app(controller: Any, settings: cfg.Settings | None = None,
         SSE_STREAMS_PER_USER=settings.web.streams_per_user,
         LOGIN_LIMIT_PER_USER_ADDRESS=5,         # never per username alone: that locks staff out
         LOGIN_LIMIT_PER_ADDRESS=20,
-        LOGIN_THROTTLE_MAX_KEYS=10_000,
+        LOGIN_THROTTLE_MAX_KEYS=4096,           # about 5 MB for both tables when full
         LOGIN_WINDOW_SECONDS=900.0,
         PASSWORD_SCRYPT_N=SCRYPT_N,
     )

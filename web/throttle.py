@@ -40,7 +40,7 @@ class ThrottleEntry:
 
 class LoginThrottle:
     def __init__(self, per_user_address: int = 5, per_address: int = 20, window_seconds: float = 900.0,
-                 now: Callable[[], float] = time.monotonic, max_keys: int = 10_000):
+                 now: Callable[[], float] = time.monotonic, max_keys: int = 4096):
         self.limits = {USER_ADDRESS: max(1, per_user_address), ADDRESS: max(1, per_address)}
         self.window = window_seconds
         self.now = now
