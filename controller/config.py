@@ -135,6 +135,9 @@ class WebSettings:
     tls_key_file: str = ""
     session_idle_minutes: int = 30
     threads: int = 32
+    session_max_hours: float = 12.0         # absolute session lifetime, even for an open dashboard
+    streams_per_session: int = 4            # live dashboards (SSE streams) one sign-in may hold open
+    streams_per_user: int = 8               # ... and one staff account, across its sessions
 
 
 @dataclass(frozen=True)
@@ -253,6 +256,8 @@ CHECKS: dict[str, dict[str, list[Check]]] = {
     "web": {
         "port": [_port], "session_idle_minutes": [_between(1, 24 * 60, " min")],
         "threads": [_between(4, 256)],
+        "session_max_hours": [_between(0.25, 7 * 24, " h")],
+        "streams_per_session": [_between(1, 64)], "streams_per_user": [_between(1, 256)],
     },
 }
 

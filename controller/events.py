@@ -40,7 +40,7 @@ JOURNAL_ACCEPTED = "journal_accepted"      # an admin accepted a new journal aft
 # Panel (staff sign-in and accounts)
 LOGIN_SUCCEEDED = "login_succeeded"        # username, address, session
 LOGIN_FAILED = "login_failed"              # username, address
-LOGIN_THROTTLED = "login_throttled"        # username, address, limits: address | user
+LOGIN_THROTTLED = "login_throttled"        # username, address, limits: address | user_address
 ACCOUNT_CHANGED = "account_changed"        # actor; action: add | remove | password | revoke_session
 
 ALL_TYPES = (

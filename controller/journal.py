@@ -9,14 +9,16 @@ not consume a number. Undelivered events are never deleted.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sqlite3
 import threading
 import uuid
 from datetime import datetime, timezone
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from .events import Event
 
@@ -45,6 +47,24 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000")
 
 Listener = Callable[[Event], None]
+
+_ACTOR_USERNAME: contextvars.ContextVar[str | None] = contextvars.ContextVar("actor_username", default=None)
+
+
+@contextmanager
+def attributed_to(username: str) -> Iterator[None]:
+    """Inside the block, events this thread commits with an actor also record ``actor_username``.
+
+    Why: the core names staff by their display name (shown on dashboards and to the district),
+    but the audit must also say which account acted. The panel knows the account and wraps
+    each staff action in this block; the core stays free of accounts and web concerns.
+    """
+    token = _ACTOR_USERNAME.set(username)
+    try:
+        yield
+    finally:
+        _ACTOR_USERNAME.reset(token)
+
 
 
 def _ts_text(ts: datetime) -> str:
@@ -106,6 +126,9 @@ class Journal:
     def append(self, type: str, request_id: str | None = None, actor: str | None = None,
                **data: Any) -> Event:
         """Commit one event durably and return it; raise JournalError if it is not on disk."""
+        username = _ACTOR_USERNAME.get()
+        if actor is not None and username and "actor_username" not in data:
+            data = {**data, "actor_username": username}
         with self._lock:
             if self._closed:
                 raise JournalError("journal is closed")

@@ -1,4 +1,7 @@
-"""Admin pages: staff accounts and live sessions (revoke). Admins only; every change is journaled."""
+"""Admin pages: staff accounts, live sessions (revoke) and sign-in throttles (clear).
+
+Admins only; every change is journaled with the admin's display name and username.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from controller import events as ev
 
 from . import security as sec
 from .store import StoreError
+from .throttle import KINDS, LoginThrottle
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -18,15 +22,20 @@ def _page(status: int = 200, message: str = "", error: str = "") -> Any:
     store = sec.store()
     controller = current_app.extensions["entry_controller"]
     return render_template("admin.html", users=store.users(), sessions=store.sessions(),
-                           message=message, error=error,
+                           throttles=_throttle().entries()[:200], message=message, error=error,
                            journal_lost=getattr(controller, "journal_lost", None)), status
+
+
+def _throttle() -> LoginThrottle:
+    return current_app.extensions["login_throttle"]
 
 
 def _audit(action: str, **data: Any) -> None:
     sess = sec.current_session()
     try:   # through the core: a full disk releases the reserve; a lost event is counted
         current_app.extensions["entry_controller"].core.audit(
-            ev.ACCOUNT_CHANGED, actor=sess.user.display_name if sess else None, action=action, **data)
+            ev.ACCOUNT_CHANGED, actor=sess.user.display_name if sess else None,
+            actor_username=sess.user.username if sess else None, action=action, **data)
     except Exception:
         current_app.logger.exception("could not journal account change")
 
@@ -96,3 +105,20 @@ def accept_journal() -> Any:
     if not d.ok:
         return _page(503 if d.code == "fault" else 400, error=d.reason)
     return _page(message="New journal accepted: " + d.reason + ".")
+@bp.post("/throttles/clear")
+@sec.require("admin")
+def clear_throttle() -> Any:
+    """Lift one sign-in throttle (kind + address [+ username]) or, with all=1, every one."""
+    f = request.form
+    if f.get("all") == "1":
+        n = _throttle().clear_all()
+        _audit("clear_throttle", kind="all", cleared=n)
+        return _page(message=f"Cleared {n} sign-in throttle(s).")
+    kind, address, username = f.get("kind", ""), f.get("address", "")[:64], f.get("username", "")[:64]
+    if kind not in KINDS or not address:
+        return _page(400, error=f"kind must be one of {', '.join(KINDS)} and an address is needed")
+    if not _throttle().clear(kind, address, username):
+        return _page(404, error="no such throttle (it may have expired already)")
+    _audit("clear_throttle", kind=kind, address=address, username=username or None)
+    return _page(message=f"Cleared the sign-in throttle for {address}"
+                         f"{' / ' + username if username and kind != 'address' else ''}.")

@@ -13,6 +13,7 @@
   let alertedFor = null, outcomeTimer = null, audio = null;
   const baseTitle = document.title;
   const STALL_MS = 15000;     // the server sends a ping every few seconds
+  const CONN_LOST_TEXT = document.getElementById("conn-lost").textContent;
 
   // ---------------------------------------------------------------- sound and notifications
   function audioCtx() {
@@ -288,11 +289,49 @@
     clearTimeout(watchdog);
     watchdog = setTimeout(lost, STALL_MS);
   }
+  // ---------------------------------------------------------------- session: stay signed in, warn, sign in again
+  let sessionEnds = null, warnBefore = 600000;
+  function sessionTick() {
+    const left = sessionEnds === null ? Infinity : sessionEnds - performance.now();
+    if (left <= warnBefore && $("signed-out").hidden) {
+      const s = Math.max(0, Math.round(left / 1000));
+      $("session-warning-text").textContent = "This screen's sign-in ends in " + Math.floor(s / 60) + " min " +
+        (s % 60) + " s (maximum session length). Sign in again to keep it alerting.";
+      $("session-warning").hidden = false;
+    } else {
+      $("session-warning").hidden = true;
+    }
+  }
+  setInterval(sessionTick, 1000);
+  function stopStream() {
+    if (es) { es.close(); es = null; }
+    clearTimeout(watchdog); clearTimeout(reconnectTimer);
+  }
+  function signInAgain(reason) {
+    $("signed-out").hidden = false;
+    counters.connected = "no";
+    return Panel.reauth(reason);          // on success, onSignedIn below reconnects
+  }
+  Panel.onSignedIn(() => {
+    $("signed-out").hidden = true; sessionEnds = null; sessionTick();
+    stopStream(); retryMs = 1000; connect();
+  });
+  $("signed-out-signin").addEventListener("click", () => signInAgain());
+  $("session-renew").addEventListener("click", () => Panel.reauth("Sign in again to keep this screen signed in and alerting."));
+
   async function connect() {
     try {
       const probe = await fetch("/api/status", { credentials: "same-origin", headers: { Accept: "application/json" } });
-      if (probe.status === 401) { location.assign("/login?next=/"); return; }
+      if (probe.status === 401) { signInAgain(); return; }
+      const st = probe.ok ? await probe.json() : {};
+      if (st.streams && !st.streams.available) {      // refused a live stream: say why, keep retrying
+        lost();
+        $("conn-lost").textContent = "Not connected: " + st.streams.reason + ". Retrying…";
+        return;
+      }
     } catch (err) { lost(); return; }
+    $("conn-lost").textContent = CONN_LOST_TEXT;
+    stopStream();
     es = new EventSource("/events");
     es.addEventListener("state", (m) => {
       const st = JSON.parse(m.data);
@@ -306,7 +345,15 @@
     });
     es.addEventListener("journal", (m) => { alive(); onJournal(JSON.parse(m.data)); });
     es.addEventListener("ping", alive);
-    es.addEventListener("signed_out", () => { location.assign("/login?next=/"); });
+    es.addEventListener("session", (m) => {
+      const info = JSON.parse(m.data);
+      sessionEnds = performance.now() + info.expires_in * 1000;
+      warnBefore = info.warn_before * 1000;
+      $("signed-out").hidden = true;
+      sessionTick();
+    });
+    // the session ended: connect() finds out whether a newer sign-in exists, else asks for one
+    es.addEventListener("signed_out", () => { stopStream(); connect(); });
     es.addEventListener("reset", lost);
     es.onerror = lost;
   }
