@@ -45,6 +45,7 @@ def test_a_dashboard_left_open_past_the_idle_timeout_still_rings_and_approves(br
     assert [s.user.username for s in store.sessions()] == ["sam"]
     site.controller.station.press()
     expect(dash.locator("#ring")).to_be_visible()
+    expect(dash.locator("#snapshot")).to_have_attribute("data-photo", "1")   # approve what you saw
     expect(dash.locator("body")).to_have_attribute("data-alerts", "1")
     dash.click("#approve")
     expect(dash.locator("#outcome")).to_have_text(f"Approved by {NAMES['sam']}")
@@ -77,6 +78,7 @@ def test_warning_before_the_session_ends_and_signing_in_again_keeps_the_page(bro
     assert len(store.sessions()) == 1                  # the new sign-in replaced the old one
     site.controller.station.press()                    # and the screen still rings and acts
     expect(dash.locator("#ring")).to_be_visible()
+    expect(dash.locator("#snapshot")).to_have_attribute("data-photo", "1")   # approve what you saw
     dash.click("#approve")
     expect(dash.locator("#outcome")).to_have_text(f"Approved by {NAMES['sam']}")
     dash.context.close()
@@ -88,6 +90,7 @@ def test_an_action_refused_for_an_ended_session_asks_to_sign_in_and_is_sent_agai
     expect(dash.locator("body")).to_have_attribute("data-connected", "yes")
     site.controller.station.press()
     expect(dash.locator("#ring")).to_be_visible()
+    expect(dash.locator("#snapshot")).to_have_attribute("data-photo", "1")   # approve what you saw
     rid = site.controller.core.status()["ring"]["request_id"]
     for s in store.sessions():                         # the session ends (revoked, idle or too old)
         store.revoke(s.id)
