@@ -93,7 +93,8 @@ class NginxFront:
     def start(self) -> "NginxFront":
         self.proc = subprocess.Popen([NGINX, "-c", str(self.conf), "-e", str(self.dir / "error.log"),
                                       "-g", "daemon off; master_process on;"],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)     # everything goes to error.log
 
         def listening() -> bool:
             assert self.proc is not None and self.proc.poll() is None, self.error_log()
@@ -104,6 +105,25 @@ class NginxFront:
                 return False
         wait_for(listening, timeout=30, what="nginx listening")
         return self
+
+    def access_statuses(self) -> list[int]:
+        """The status of every request in the access log (combined format)."""
+        path = self.dir / "access.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return [int(m) for m in re.findall(r'" (\d{3}) ', text)]
+
+    def rss_kb(self) -> int:
+        """nginx's own memory: the master and its workers."""
+        assert self.proc is not None
+        pids = [self.proc.pid] + [int(p) for p in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+                                  .read_text().split()]
+        total = 0
+        for pid in pids:
+            try:
+                total += int(re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text()).group(1))
+            except (OSError, AttributeError):
+                pass
+        return total
 
     def error_log(self) -> str:
         path = self.dir / "error.log"
@@ -123,14 +143,14 @@ class NginxFront:
 class FrontDaemon:
     """The real daemon (``tests.front_daemon``) serving the panel on a Unix socket, in a subprocess."""
 
-    def __init__(self, state_dir: Path, socket_path: str):
-        self.state_dir, self.socket_path = state_dir, socket_path
+    def __init__(self, state_dir: Path, listen: str):
+        self.state_dir, self.listen = state_dir, listen     # "unix:PATH" or "tls:PORT:CERT:KEY"
         self.proc: subprocess.Popen[str] | None = None
         self.password = ""
 
     def start(self) -> "FrontDaemon":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.front_daemon", str(self.state_dir), self.socket_path],
+            [sys.executable, "-m", "tests.front_daemon", str(self.state_dir), self.listen],
             cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=dict(os.environ, PYTHONUNBUFFERED="1"))
         assert self.proc.stdout is not None
@@ -142,7 +162,9 @@ class FrontDaemon:
                 break
             if time.monotonic() > deadline:
                 break
-        assert self.password, self.proc.stderr.read() if self.proc.poll() is not None else "no password"
+        if not self.password:
+            err = self.stop()
+            raise AssertionError(f"the daemon did not start: {err[-2000:]}")
         return self
 
     def rss_kb(self) -> int:
@@ -203,6 +225,7 @@ class Staff:
             conn.close()
 
     def sign_in(self, username: str, password: str, extra_headers: dict[str, str] | None = None) -> dict[str, str]:
+        self.cookie = self.csrf = ""            # a fresh sign-in (a new session)
         status, headers, page = self.request("GET", "/login", headers={"Accept": "text/html"})
         assert status == 200, (status, page[:300])
         token = re.search(rb'name="csrf_token" value="([^"]*)"', page).group(1).decode()
