@@ -194,12 +194,13 @@ class Staff:
     """A signed-in staff member talking HTTPS to the front, one new connection per request
     (a new TCP and TLS handshake each time: the path an attack on accept() would block)."""
 
-    def __init__(self, port: int, cafile: Path, password: str, username: str = "admin"):
+    def __init__(self, port: int, cafile: Path, password: str | None, username: str = "admin"):
         self.port = port
         self.ctx = ssl.create_default_context(cafile=str(cafile))
         self.cookie = ""
         self.csrf = ""
-        self.sign_in(username, password)
+        if password is not None:                 # None: an anonymous client
+            self.sign_in(username, password)
 
     def request(self, method: str, path: str, form: dict[str, str] | None = None,
                 headers: dict[str, str] | None = None, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:

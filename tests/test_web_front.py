@@ -90,6 +90,10 @@ def front() -> Iterator[Front]:
         yield f
     finally:
         f.close()
+        for fig in FIGURES.values():          # one summary line per attack (shown with -s)
+            print(f"\n[front] {fig['attack']:32s} {fig['tries_ok_within_2s']:>6s} ok, approve max "
+                  f"{fig['approve_max_s']} s, lockdown max {fig['lockdown_max_s']} s, "
+                  f"daemon RSS +{fig['rss_growth_mb']} MB, nginx RSS +{fig['nginx_rss_growth_mb']} MB")
         if FIGURES:
             out = REPO / "test-artifacts"
             out.mkdir(exist_ok=True)
@@ -277,7 +281,7 @@ def test_sign_in_flood_is_slowed_down_with_429_and_door_actions_go_on(front: Fro
     nginx = front.new_nginx("nginx-login")
     try:
         staff = Staff(nginx.port, front.cert, front.daemon.password)    # signed in before the flood
-        flood = _anonymous(nginx.port, front.cert)
+        flood = Staff(nginx.port, front.cert, None)
         codes = [flood.request("GET", "/login", headers={"Accept": "text/html"})[0] for _ in range(40)]
         assert 429 in codes and codes[0] == 200, codes
         status, headers, body = flood.request("GET", "/login")
@@ -291,7 +295,7 @@ def test_sign_in_flood_is_slowed_down_with_429_and_door_actions_go_on(front: Fro
 def test_controller_down_gives_a_clear_503_and_http_is_redirected(front: Front) -> None:
     nginx = front.new_nginx("nginx-down", socket_path=str(front.base / "nobody-here.sock"))
     try:
-        status, _h, body = _anonymous(nginx.port, front.cert).request("GET", "/api/status")
+        status, _h, body = Staff(nginx.port, front.cert, None).request("GET", "/api/status")
         assert status == 503 and "door stays locked" in json.loads(body)["error"]
         with socket.create_connection(("127.0.0.1", nginx.port), timeout=20) as plain:
             plain.sendall(b"GET /history HTTP/1.1\r\nHost: door.school.lan\r\n\r\n")
@@ -300,17 +304,3 @@ def test_controller_down_gives_a_clear_503_and_http_is_redirected(front: Front) 
         assert re.search(rf"Location: https://door\.school\.lan:{nginx.port}/history", answer), answer
     finally:
         nginx.stop()
-
-
-def _anonymous(port: int, cafile: Path) -> Staff:
-    anon = Staff.__new__(Staff)
-    anon.port, anon.ctx, anon.cookie, anon.csrf = port, ssl.create_default_context(cafile=str(cafile)), "", ""
-    return anon
-
-
-def test_front_figures_are_reported() -> None:
-    """Keeps -s output readable: one summary line per attack that ran in this session."""
-    for kind, fig in FIGURES.items():
-        print(f"[front] {fig['attack']:32s} {fig['tries_ok_within_2s']:>6s} ok, approve max "
-              f"{fig['approve_max_s']} s, lockdown max {fig['lockdown_max_s']} s, RSS +{fig['rss_growth_mb']} MB")
-
