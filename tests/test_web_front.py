@@ -11,8 +11,9 @@ the daemon's RSS grows by less than 10 MB. The attackers share the staff member'
 printed (run with -s) and written to test-artifacts/front-figures.json.
 
 Before the fix the panel was cheroot serving TLS itself. EB_FRONT_DIRECT=1 runs the same
-attacks against that (the daemon with web.listen = "tcp" and TLS, no nginx): findings 1-3
-reproduce there and these tests fail (see the README's panel section for the figures).
+attacks against that (the daemon with web.listen = "tcp" and TLS, no nginx): there staff
+actions take 10 s or get no answer in 25 s and all four tests fail (figures in the README,
+"Serving").
 """
 
 from __future__ import annotations
