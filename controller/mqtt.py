@@ -377,7 +377,7 @@ class MqttLink:
         finally:
             self._publish_lock.release()
 
-    def _on_core_change(self) -> None:
+    def _on_core_change(self, _change: Any = None) -> None:
         self._state_dirty = True
         self._wake.set()
 
