@@ -167,6 +167,7 @@ def test_status_and_state_are_retained_and_clean_stop_publishes_offline(linked, 
     assert all(a != b for a, b in zip(states, states[1:])), "state is published on change only"
     assert fresh[-1]["last_seq"] >= lc.events_of(ev.BUZZER_PRESSED)[0].seq
 
+    lc.wait_delivered()                                      # acknowledgements are committed in batches
     health = lc.link.health()
     assert health["connected"] and health["last_error"] is None and health["delivered_count"] >= 2
     lc.close()

@@ -66,7 +66,7 @@ class MqttLink:
         site = self.controller.settings.site
         client = conn.new_client(s, site.campus, site.door)
         client.on_attempt_error = self._on_attempt_error
-        self.controller.journal.subscribe(self.outbox.on_journal_event)
+        self.controller.journal.subscribe(self._on_journal_event)
         self.controller.core.add_listener(self._on_change)
         self._worker = threading.Thread(target=self._run_worker, name="mqtt-outbox", daemon=True)
         self._worker.start()          # runs even without a broker: it keeps the backlog alarm honest
@@ -88,7 +88,7 @@ class MqttLink:
         """Clean stop: publish the retained ``offline`` before disconnecting (no last will then)."""
         self._stopping.set()
         self._wake.set()
-        self.controller.journal.unsubscribe(self.outbox.on_journal_event)
+        self.controller.journal.unsubscribe(self._on_journal_event)
         if self._worker is not None:
             self._worker.join(timeout=10)
         client = self._client
@@ -178,11 +178,24 @@ class MqttLink:
     def _on_attempt_error(self, exc: BaseException) -> None:
         self._set_error(f"cannot connect to {self.settings.host}:{self.settings.port}: {exc}")
 
-    # ------------------------------------------------------------ the core's change feed
+    # ------------------------------------------------------------ journal and core feeds
+    @guarded
+    def _on_journal_event(self, event: ev.Event) -> None:
+        """Right after each commit (maybe under the core lock): buffer it, wake the worker."""
+        if event.type in (ev.SNAPSHOT_CAPTURED, ev.CAMERA_FAILED):
+            self.state.touch()                 # camera_ok may have changed
+        # A core transition's events come again with its change (below): no wake-up for them.
+        self.outbox.on_journal_event(event, wake=not self.controller.core.in_transition())
+
     @guarded
     def _on_change(self, change: Any) -> None:
+        """After the core's lock: send the change's events and the state right here when they
+        are next in order (the common case); otherwise the worker does it."""
         self.state.on_change(change)
-        self.outbox.publish_now(change.events)
+        client = self._client
+        if (self.outbox.publish_now(change.events) and client is not None and self._connected
+                and not self._reset_pending and self.state.publish(client, self.outbox.waiting(), locked=False)):
+            return
         self._wake.set()
 
     # ------------------------------------------------------------ helpers
@@ -203,7 +216,8 @@ class MqttLink:
     # ------------------------------------------------------------ worker
     def _run_worker(self) -> None:
         while not self._stopping.is_set():
-            self._wake.wait(1.0)
+            due = self.outbox.ack_wait()
+            self._wake.wait(1.0 if due is None else min(1.0, due + 0.001))
             self._wake.clear()
             try:
                 if self._stopping.is_set():
@@ -224,7 +238,7 @@ class MqttLink:
         if self._connected:
             self.outbox.drain()
         self._check_backlog()
-        if self._connected and self._client is not None:
+        if self._connected and self._client is not None and (reset or self.state.due()):
             self.state.publish(self._client, self.outbox.waiting(), force=reset)
 
     def _check_backlog(self) -> None:

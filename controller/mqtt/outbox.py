@@ -28,6 +28,7 @@ log = logging.getLogger("controller.mqtt")
 WINDOW = 100                 # events in flight (published, not yet acknowledged) at most
 BUFFER = 1000                # committed events kept in memory for the drain; older ones are re-read
 REFUSED_RETRY_SECONDS = 5.0  # after the broker refused an event publish (e.g. ACL), wait before resending
+ACK_BATCH_SECONDS = 0.05     # acknowledgements are marked delivered in batches: one transaction each
 
 
 class Outbox:
@@ -49,6 +50,7 @@ class Outbox:
         self._buffer: deque[ev.Event] = deque(maxlen=BUFFER)
         self._resync = True                    # read the journal before trusting the buffer
         self._acks: list[tuple[int, bool, str]] = []
+        self._first_ack_at = 0.0
         self._inflight: OrderedDict[int, int] = OrderedDict()     # mid -> seq, in publish order
         self._sent_upto = 0                    # highest seq published on this connection
         self._refused_until = 0.0
@@ -59,34 +61,51 @@ class Outbox:
         self.journal_reads = 0                 # 0 per press in steady state (a test checks)
 
     # ------------------------------------------------------------ listeners (any thread)
-    def on_journal_event(self, event: ev.Event) -> None:
+    def on_journal_event(self, event: ev.Event, wake: bool = True) -> None:
         """Journal listener, right after the commit (maybe under the core lock): tiny."""
         with self._lock:
             self._buffer.append(event)
-        self._wake()
+        if wake:
+            self._wake()
 
     def on_ack(self, mid: int, ok: bool, reason: str) -> None:
-        """paho's on_publish (network thread)."""
+        """paho's on_publish (network thread). Nobody waits for an event to be marked delivered
+        (the district already has it), so the worker collects acks for up to ACK_BATCH_SECONDS
+        and commits them in one transaction; it is woken at once only when half the window is
+        acknowledged (a drain after an outage: keep the window moving)."""
         with self._lock:
+            first = not self._acks
+            if first:
+                self._first_ack_at = time.monotonic()
             self._acks.append((mid, ok, reason))
-        self._wake()
+            urgent = first or len(self._acks) >= WINDOW // 2 or not ok
+        if urgent:
+            self._wake()
 
-    def publish_now(self, events: Iterable[ev.Event]) -> None:
+    def ack_wait(self) -> float | None:
+        """Seconds until the pending acknowledgements are due (None: there are none)."""
+        with self._lock:
+            if not self._acks:
+                return None
+            return max(0.0, self._first_ack_at + ACK_BATCH_SECONDS - time.monotonic())
+
+    def publish_now(self, events: Iterable[ev.Event]) -> bool:
         """From the core's change feed, after its lock: send events that are next in order at
-        once (the worker drains everything else; if it is draining, it sends these too)."""
+        once. False when any was left for the worker (it drains everything else)."""
         if not self.connected or time.monotonic() < self._refused_until:
-            return
+            return False
         if not self._publish_lock.acquire(blocking=False):
-            return
+            return False
         try:
             for event in events:
                 if event.type == ev.SNAPSHOT_CAPTURED:       # its JPEG goes first: the worker's job
-                    return
+                    return False
                 with self._lock:
                     if self._resync or self._sent_upto != event.seq - 1 or len(self._inflight) >= WINDOW:
-                        return
+                        return False
                 if not self._send(event):
-                    return
+                    return False
+            return True
         finally:
             self._publish_lock.release()
 
@@ -98,9 +117,13 @@ class Outbox:
             self._sent_upto = 0
             self._resync = True
 
-    def handle_acks(self) -> bool:
+    def handle_acks(self, force: bool = False) -> bool:
         """Mark acknowledged events delivered (one transaction). True when any were."""
         with self._publish_lock, self._lock:
+            due = (len(self._acks) >= WINDOW // 2 or not all(ok for _m, ok, _r in self._acks)
+                   or time.monotonic() >= self._first_ack_at + ACK_BATCH_SECONDS)
+            if not self._acks or not (due or force):
+                return False
             acks, self._acks = self._acks, []
             delivered: list[int] = []
             refused: list[str] = []
