@@ -199,11 +199,6 @@ class EntryCore:
         fired), outside the core lock, in the order the transitions happened."""
         self._listeners.append(callback)
 
-    def in_transition(self) -> bool:
-        """True in the thread running a transition: the events it commits now will reach the
-        change feed's listeners with that change (so a journal listener need not act on them)."""
-        return self._lock._is_owned()          # type: ignore[attr-defined]
-
     def _queue_change(self) -> None:
         """Under the lock: close the running transition into one Change (queued, not sent)."""
         events, self._committed = tuple(self._committed), []

