@@ -217,3 +217,24 @@ def test_online_again_within_seconds_after_outages_of_5_30_and_120_s(campus, tmp
         assert max(returns) <= 8.0, returns       # 5 s backoff cap + a busy machine's slack
     finally:
         lc.close()
+
+
+def test_intake_keeps_the_newest_valid_command_per_action_and_bounds_refusals():
+    from controller.mqtt.commands import CommandIntake
+
+    now = [0.0]
+    intake = CommandIntake(("t",), allow_end=True, monotonic=lambda: now[0])
+    assert intake.offer("t", lockdown("start", "s1").encode(), False, 1, 1, 1) == []      # kept: acked later
+    assert intake.offer("t", lockdown("end", "e1").encode(), False, 2, 1, 1) == []
+    for i in range(1000):
+        assert intake.offer("t", b"junk", False, 10 + i, 1, 1) == [(10 + i, 1, 1)]      # refused: acked now
+    assert intake.offer("t", lockdown("start", "s2").encode(), False, 3, 1, 1) == [(1, 1, 1)]   # s1 superseded
+    pending = intake.take_commands()
+    assert [p.command["id"] for p in pending] == ["e1", "s2"], "arrival order, newest per action"
+    details = intake.take_rejections()
+    assert len(details) == 20 and details[0].reason.startswith("malformed")
+    assert intake.take_summary() is None                                   # interval not over yet
+    now[0] = 10.0
+    summary = intake.take_summary()
+    assert summary["total"] == 981 and summary["reasons"] == {"malformed": 980, "superseded": 1}
+    assert intake.rejected == 1001 and intake.take_summary(force=True) is None

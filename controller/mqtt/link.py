@@ -181,7 +181,7 @@ class MqttLink:
     # ------------------------------------------------------------ journal and core feeds
     @guarded
     def _on_journal_event(self, event: ev.Event) -> None:
-        """Right after each commit (maybe under the core lock): buffer it, wake the worker."""
+        """Right after each commit (maybe under the core lock): send it or leave it to the worker."""
         if event.type in (ev.SNAPSHOT_CAPTURED, ev.CAMERA_FAILED):
             self.state.touch()                 # camera_ok may have changed
         # Send it at once when it is next in order (the common case), from the committing thread:
