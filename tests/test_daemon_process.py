@@ -82,9 +82,9 @@ def start_pulse(d: Daemon) -> None:
     d.send("press")
     d.expect("pressed")
     d.send("approve")
-    d.expect("Decision(ok=True")
+    d.expect("Approved: the door is unlocked")
     d.send("status")
-    assert "'strike_pin': True" in d.expect("'strike_pin'")
+    assert "strike pin ON (unlocked)" in d.expect("strike pin")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -122,8 +122,8 @@ def test_restart_after_sigkill_starts_locked_and_journals_unclean_stop(tmp_path,
     d = Daemon(state, config)
     try:
         d.send("status")
-        status = d.expect("'strike_pin'")
-        assert "'strike_pin': False" in status and "'door': 'locked'" in status
+        status = d.expect("strike pin")
+        assert "strike pin off (locked)" in status and status.startswith("Door locked")
         d.send("quit")
         assert d.proc.wait(30) == 0
     finally:
