@@ -21,6 +21,7 @@
       const Ctx = window.AudioContext || window.webkitAudioContext;
       if (!Ctx) return null;
       try { audio = new Ctx(); } catch (err) { return null; }
+      audio.onstatechange = alertsState;      // the banner follows the real audio state
     }
     if (audio.state === "suspended") { audio.resume().catch(() => {}); }
     return audio;
@@ -69,7 +70,7 @@
   function arm() {
     const ctx = audioCtx();
     if (ctx && ctx.state !== "running") ctx.resume().then(alertsState, alertsState);
-    if (ctx) { ctx.onstatechange = alertsState; remember(); }
+    if (ctx) remember();
     alertsState();
   }
   async function enableAlerts() {
