@@ -61,11 +61,11 @@ ALARMS: dict[str, str] = {
     "forced_open": "Door forced open",
     "tamper": "Station tamper",
     "outbox_backlog": "District link backlog",
-    "journal_failure": "Journal cannot be written, door kept locked",
+    "journal_failure": "Journal cannot be written — door kept locked",
     "strike_failure": "Strike failure",
-    "journal_lost": "Journal lost or replaced, door kept locked until an admin accepts it (Admin page)",
-    "disk_full": "Disk full, using the reserve kept for safety events",
-    "lockdown_not_durable": "Lockdown could not be saved to disk, it holds until restart",
+    "journal_lost": "Journal lost or replaced — door kept locked until an admin accepts it (Admin page)",
+    "disk_full": "Disk full — using the reserve kept for safety events",
+    "lockdown_not_durable": "Lockdown could not be saved to disk — it holds until restart",
 }
 
 ACTIONS: dict[str, str] = {

@@ -12,13 +12,20 @@ from typing import Any, Iterator
 import pytest
 from playwright import sync_api
 
+from controller import config as cfg
 from controller import labels
-from tests.support_web import NAMES
+from tests.support_web import NAMES, ring, wait_for, wait_snapshot
 from tests.test_browser import CHROMIUM_ARGS, expect, signed_in, site  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
 REAL_AUTOPLAY_ARGS = [a for a in CHROMIUM_ARGS if not a.startswith("--autoplay-policy")]
+
+
+@pytest.fixture
+def settings(settings):
+    """A ring expires within seconds here (the Missed list)."""
+    return cfg.with_overrides(settings, door={"ring_timeout_seconds": 5.0})
 
 
 @pytest.fixture(scope="module")
@@ -64,4 +71,28 @@ def test_activity_feed_uses_the_words_table(browser, site):
     expect(feed).to_contain_text(labels.EXIT)
     site.controller.station.set_door(False)
     assert not re.search(r"\b[a-z]+_[a-z_]+\b", feed.inner_text())
+    dash.context.close()
+
+
+def test_expired_ring_stays_in_missed_with_its_photo_until_seen(browser, site):
+    dash = signed_in(browser, site, "sam")
+    expect(dash.locator("body")).to_have_attribute("data-connected", "yes")
+    missed = dash.locator("#missed")
+    expect(missed).to_be_hidden()
+    rid = ring(site.controller)
+    wait_snapshot(site.controller, rid)
+    expect(dash.locator("#ring")).to_be_visible()
+    wait_for(lambda: site.controller.core.status()["ring"] is None, what="ring expiry")
+    expect(dash.locator("#ring")).to_be_hidden()
+    item = dash.locator(f'#missed-list li[data-request-id="{rid}"]')
+    expect(item).to_be_visible()
+    expect(item.locator("img")).to_have_attribute("src", f"/snapshot/{rid}")
+    wait_for(lambda: dash.evaluate("document.querySelector('#missed-list img').naturalWidth") > 0)
+    dash.reload()                                           # still there after a reload
+    expect(item).to_be_visible()
+    item.locator("button").click()
+    expect(missed).to_be_hidden()
+    dash.reload()
+    expect(dash.locator("body")).to_have_attribute("data-connected", "yes")
+    expect(missed).to_be_hidden()
     dash.context.close()

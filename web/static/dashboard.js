@@ -282,7 +282,7 @@
       }
       const text = document.createElement("span");
       text.textContent = "Nobody answered — ring expired at " + hhmmss(m.expired);
-      const b = document.createElement("button"); b.type = "button"; b.textContent = "Seen, remove";
+      const b = document.createElement("button"); b.type = "button"; b.textContent = "Seen";
       b.className = "secondary";
       b.addEventListener("click", async () => {
         const r = await Panel.post("/api/missed/ack", { request_id: m.request_id });
