@@ -31,6 +31,8 @@ HELP = """commands:
   quit                      stop the simulated campus"""
 
 STAFF = "Console Staff"
+COMMANDS = ("help", "press", "approve", "deny", "unlock", "lockdown", "exit", "open", "close", "camera",
+            "status", "events")
 
 DONE = {"approve": "Approved: the door is unlocked for the visitor.",
         "deny": "Denied: the visitor was told no.",
@@ -78,10 +80,10 @@ class Console:
         verb, rest = words[0].lower(), words[1:]
         if verb == "quit":
             return False, [self._out({"ok": True, "quit": True}, "Stopping the simulated campus.")]
-        handler: Callable[[list[str]], list[str]] | None = getattr(self, "_" + verb, None)
-        if handler is None or verb.startswith("_"):
+        if verb not in COMMANDS:
             return True, [self._out({"ok": False, "error": f"unknown command {verb!r}"},
                                     f"Unknown command {verb!r}; type 'help' for the list.")]
+        handler: Callable[[list[str]], list[str]] = getattr(self, "_" + verb)
         return True, handler(rest)
 
     def _out(self, data: dict[str, Any], sentence: str) -> str:

@@ -40,7 +40,7 @@ def test_exit_is_the_request_to_exit_sensor_and_quit_stops(controller):  # noqa:
 
 
 def test_answers_are_sentences_not_python_objects(controller):  # noqa: F811
-    lines, _ = run_console(controller, "approve\npress\napprove\nstatus\nevents 3\nbogus\n")
+    lines, _ = run_console(controller, "approve\npress\napprove\nstatus\nevents 3\nbogus\nring_action\n_out\n")
     text = "\n".join(lines)
     assert "Decision(" not in text and "{'" not in text and "malformed" not in text
     assert "There is no ring to approve. Type 'press' to ring first." in lines
@@ -49,6 +49,8 @@ def test_answers_are_sentences_not_python_objects(controller):  # noqa: F811
     assert "strike pin ON (unlocked)" in status and "LEDs:" in status
     assert any("Door unlocked by Console Staff (visitor approved)" in line for line in lines)
     assert "Unknown command 'bogus'; type 'help' for the list." in lines
+    assert "Unknown command 'ring_action'; type 'help' for the list." in lines   # no internals reachable
+    assert "Unknown command '_out'; type 'help' for the list." in lines
 
 
 def test_json_answers_for_scripts(controller):  # noqa: F811
