@@ -48,6 +48,16 @@ class Daemon:
             if text in line:
                 return line
 
+    def expect_any(self, *texts: str, timeout: float = 30) -> str:
+        """The next line holding any of texts (an answer that may go either way)."""
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"never saw any of {texts!r}") from None
+            if any(t in line for t in texts):
+                return line
+
     def send(self, command: str) -> None:
         self.proc.stdin.write(command + "\n")
         self.proc.stdin.flush()
