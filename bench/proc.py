@@ -42,7 +42,7 @@ class DaemonProcess:
         config = state_dir.parent / f"{state_dir.name}.toml"
         config.write_text(config_text)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller", "simulate", "--console", "--state-dir", str(state_dir),
+            [sys.executable, "-m", "controller", "simulate", "--console", "--json", "--state-dir", str(state_dir),
              "--config", str(config), *(extra_args or [])],
             cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -87,7 +87,7 @@ def ring_cycles(d: DaemonProcess, n: int, approve: bool) -> None:
     """n rings, each pressed then approved (or denied): the daemon's whole ring path."""
     for _ in range(n):
         d.command("press", "pressed")
-        d.command("approve" if approve else "deny", "Decision(")
+        d.command("approve" if approve else "deny", '"code":')     # the console's --json answer
 
 
 def startup_to_ready(config_text: str, runs: int) -> list[float]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import socket
 import sys
 import tempfile
@@ -82,13 +83,33 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from . import simulate as sim     # lazy: it pulls in the whole daemon
     _setup_logging(args.verbose)
     base = _load(args.config) if args.config else cfg.Settings()
+    if not args.no_web and not _port_free("127.0.0.1", args.port):
+        print(f"error: port {args.port} on 127.0.0.1 is already in use (another simulation or server?); "
+              f"pick another with --port, e.g. --port {args.port + 1}", file=sys.stderr)
+        return 2
+    temporary = not args.state_dir
     state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="entry-buzzer-sim-"))
-    mqtt_on = not args.no_mqtt and (args.mqtt_port is not None or _broker_reachable("127.0.0.1", 1883))
-    settings = sim.simulated_settings(base, state_dir, web_port=args.port, mqtt=mqtt_on,
-                                      mqtt_port=args.mqtt_port or 1883, web=not args.no_web)
+    try:
+        mqtt_on = not args.no_mqtt and (args.mqtt_port is not None or _broker_reachable("127.0.0.1", 1883))
+        settings = sim.simulated_settings(base, state_dir, web_port=args.port, mqtt=mqtt_on,
+                                          mqtt_port=args.mqtt_port or 1883, web=not args.no_web)
+        code = sim.run_simulation(settings, console_enabled=args.console or sys.stdin.isatty(),
+                                  duration=args.duration, as_json=args.json)
+    finally:
+        if temporary:    # a throw-away campus leaves nothing behind; --state-dir is kept
+            shutil.rmtree(state_dir, ignore_errors=True)
     from .daemon import exit_now_if_stuck
-    return exit_now_if_stuck(sim.run_simulation(settings, console_enabled=args.console or sys.stdin.isatty(),
-                                                duration=args.duration))
+    return exit_now_if_stuck(code)
+
+
+def _port_free(host: str, port: int) -> bool:
+    """Whether the panel could bind ``port`` now (checked first: a busy port is a hint, not a traceback)."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _broker_reachable(host: str, port: int) -> bool:
@@ -105,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the door controller daemon")
     p.add_argument("--config", default=cfg.DEFAULT_CONFIG, help=f"default {cfg.DEFAULT_CONFIG}")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("simulate", help="run a simulated campus (mock GPIO, simulated camera)")
@@ -117,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-web", action="store_true", help="do not serve the panel")
     p.add_argument("--console", action="store_true", help="read commands from stdin (default when a TTY)")
     p.add_argument("--duration", type=float, help="stop after this many seconds (demos, smoke tests)")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--json", action="store_true", help="console answers as one JSON object per line (scripts)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("check-config", help="validate a config file: exit 0 with a summary, or 2 with every error")

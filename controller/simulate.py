@@ -7,11 +7,9 @@ press, approve, deny, open and close the door and watch the journal.
 
 from __future__ import annotations
 
-import shlex
-import sys
 import threading
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from collections import deque
 
@@ -19,6 +17,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 
 from . import config as cfg
 from .daemon import Controller, run
+from .sim_console import HELP, console  # noqa: F401  (the console lives there)
 
 SIM_GPIO = {"buzzer_pin": 27, "strike_pin": 17, "door_contact_pin": 22, "tamper_pin": 24, "exit_request_pin": 23,
             "led_ringing_pin": 19, "led_approved_pin": 26, "led_denied_pin": 13}
@@ -96,74 +95,16 @@ class SimulatedStation:
         return out
 
 
-HELP = """commands:
-  press                     press the buzzer (drives the mock GPIO pin)
-  approve [ID] [NAME]       approve the pending ring (default: the current one)
-  deny [ID] [NAME]          deny the pending ring
-  unlock [NAME]             staff 'unlock now'
-  lockdown start|end        start or end a lockdown
-  open | close              open or close the door (door contact)
-  exit                      someone inside walks up to leave (request-to-exit sensor)
-  camera hang|fail|ok       the next capture never returns | fails | the camera works again
-  status                    door, ring, strike and LED state
-  events [N]                the last N journal events (default 10)
-  quit                      stop the simulated campus"""
-
-
-def console(controller: Controller, station: SimulatedStation, stop: threading.Event,
-            stream: TextIO = sys.stdin, out: TextIO = sys.stdout) -> None:
-    print(HELP, file=out, flush=True)
-    for line in stream:
-        try:
-            words = shlex.split(line)
-        except ValueError as exc:
-            print(f"? {exc}", file=out, flush=True)
-            continue
-        if not words:
-            continue
-        verb, rest = words[0].lower(), words[1:]
-        pending = (controller.core.status()["ring"] or {}).get("request_id")
-        result: Any = None
-        if verb in ("quit", "exit"):
-            break
-        elif verb == "press":
-            station.press()
-            result = "pressed"
-        elif verb in ("approve", "deny"):
-            rid = rest[0] if rest else pending
-            name = rest[1] if len(rest) > 1 else "Console Staff"
-            result = getattr(controller, verb)(rid, name)
-        elif verb == "unlock":
-            result = controller.unlock_now(rest[0] if rest else "Console Staff", "console")
-        elif verb == "lockdown" and rest and rest[0] in ("start", "end"):
-            fn = controller.start_lockdown if rest[0] == "start" else controller.end_lockdown
-            result = fn("Console Staff", "console", "panel")
-        elif verb == "exit":
-            station.request_exit()
-            result = "exit requested"
-        elif verb in ("open", "close"):
-            station.set_door(verb == "open")
-            result = f"door {verb}"
-        elif verb == "camera" and rest and rest[0] in ("hang", "fail", "ok"):
-            camera = controller.snapshots.camera
-            camera.delay_seconds = 10 ** 9 if rest[0] == "hang" else 0.0
-            camera.fail_next = "simulated camera failure" if rest[0] == "fail" else None
-            result = f"camera {rest[0]}"
-        elif verb == "status":
-            result = {**controller.status(), "strike_pin": station.strike_on, "leds": station.leds()}
-        elif verb == "events":
-            n = int(rest[0]) if rest and rest[0].isdigit() else 10
-            for event in reversed(controller.journal.query(limit=n)):
-                print(event.to_json(), file=out)
-            result = ""
-        else:
-            result = "unknown command; type 'help'" if verb != "help" else HELP
-        print(result, file=out, flush=True)
-    stop.set()
+def panel_links(settings: cfg.Settings) -> str:
+    """The panel and /sim links, https:// when the config gives the panel a certificate."""
+    w = settings.web
+    scheme = "https" if w.tls_cert_file and w.tls_key_file else "http"
+    base = f"{scheme}://{w.host}:{w.port}"
+    return f"panel: {base}/  visitor station: {base}/sim"
 
 
 def run_simulation(settings: cfg.Settings, console_enabled: bool = False, duration: float | None = None,
-                   **kwargs: Any) -> int:
+                   as_json: bool = False, **kwargs: Any) -> int:
     factory = MockFactory(pin_class=SimulatedPin)
     station = SimulatedStation(factory, settings.gpio)
     stop = threading.Event()
@@ -175,15 +116,15 @@ def run_simulation(settings: cfg.Settings, console_enabled: bool = False, durati
         if settings.web.enabled:
             from web.cli import ensure_sim_admin
             print(f"panel sign-in: admin / {ensure_sim_admin(settings)}  (generated for this run)", flush=True)
-            print(f"panel: http://{settings.web.host}:{settings.web.port}/  "
-                  f"visitor station: http://{settings.web.host}:{settings.web.port}/sim", flush=True)
+            print(panel_links(settings), flush=True)
         if settings.mqtt.enabled:
             print(f"mqtt: mosquitto_sub -h {settings.mqtt.host} -p {settings.mqtt.port} -v -t "
                   f"'{settings.mqtt.prefix}/#'", flush=True)
         if duration:
             threading.Timer(duration, stop.set).start()
         if console_enabled:
-            threading.Thread(target=console, args=(controller, station, stop), daemon=True).start()
+            threading.Thread(target=console, args=(controller, station, stop),
+                             kwargs={"as_json": as_json}, daemon=True).start()
 
     return run(settings, pin_factory=factory, simulated=True, on_ready=ready,
                on_built=lambda _c: station.settle(), stop_event=stop, **kwargs)

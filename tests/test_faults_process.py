@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from controller import events as ev
+from controller import labels
 from tests.conftest import wait_for
 from tests.test_daemon_process import Daemon, events_in
 
@@ -39,7 +40,7 @@ def config(tmp_path):
 
 def status(d: Daemon) -> str:
     d.send("status")
-    return d.expect("'strike_pin'")
+    return d.expect("strike pin")
 
 
 def quit_(d: Daemon) -> None:
@@ -82,7 +83,7 @@ def start_with_lockdown(state: Path, config: Path) -> None:
     d = Daemon(state, config)
     try:
         d.send("lockdown start")
-        d.expect("lockdown started")
+        d.expect("Lockdown started")
         quit_(d)
     finally:
         d.close()
@@ -92,10 +93,10 @@ def assert_locked_down_and_refusing(d: Daemon) -> str:
     d.send("press")
     d.expect("pressed")
     d.send("approve")
-    refused = d.expect("Decision(ok=False")
-    assert "lockdown" in refused or "fault" in refused
+    refused = d.expect("Refused (approve)")
+    assert "lockdown" in refused or "failing closed" in refused
     s = status(d)
-    assert "'strike_pin': False" in s and "'lockdown': {" in s
+    assert "strike pin off (locked)" in s and "LOCKDOWN active" in s
     return s
 
 
@@ -123,9 +124,9 @@ def test_damaged_journal_keeps_the_lockdown_and_refuses_unlocks(tmp_path, config
         d = Daemon(state, config)
         try:
             s = assert_locked_down_and_refusing(d)
-            assert "journal_lost" in s
+            assert labels.alarm("journal_lost") in s
             d.send("unlock")
-            assert "Decision(ok=False" in d.expect("Decision(")
+            d.expect("Refused (unlock)")
             quit_(d)
         finally:
             d.close()
@@ -149,7 +150,7 @@ def test_damaged_journal_keeps_the_lockdown_and_refuses_unlocks(tmp_path, config
         s = assert_locked_down_and_refusing(d)       # accepted, but the lockdown still holds
         assert "journal_lost" not in s
         d.send("lockdown end")
-        d.expect("lockdown ended")
+        d.expect("Lockdown ended")
         quit_(d)
     finally:
         d.close()
@@ -167,15 +168,15 @@ def test_sigkill_during_a_pulse_closes_the_pulse_at_the_next_start(tmp_path, con
         d.send("press")
         d.expect("pressed")
         d.send("approve")
-        d.expect("Decision(ok=True")
-        assert "'strike_pin': True" in status(d)
+        d.expect("Approved: the door is unlocked")
+        assert "strike pin ON (unlocked)" in status(d)
         d.proc.send_signal(signal.SIGKILL)
         d.proc.wait(30)
     finally:
         d.close()
     d = Daemon(state, config)
     try:
-        assert "'strike_pin': False" in status(d)
+        assert "strike pin off (locked)" in status(d)
         quit_(d)
     finally:
         d.close()
@@ -190,7 +191,7 @@ def test_sigkill_right_after_a_lockdown_keeps_it(tmp_path, config):
     d = Daemon(state, config)
     try:
         d.send("lockdown start")
-        d.expect("lockdown started")
+        d.expect("Lockdown started")
         d.proc.send_signal(signal.SIGKILL)
         d.proc.wait(30)
     finally:
@@ -236,22 +237,22 @@ def test_disk_full_lockdown_survives_and_the_gap_is_announced(small_disk, config
         assert (state / "reserve.ballast").is_file()
         fill(small_disk, "filler1")
         d.send("lockdown start")                      # the reserve is released for it
-        d.expect("lockdown started")
+        d.expect("Lockdown started")
         fill(small_disk, "filler2")                   # and now it is gone too
         for _ in range(3):
             d.send("press")
             d.expect("pressed")
             time.sleep(0.1)
         d.send("approve")
-        assert "Decision(ok=False" in d.expect("Decision(")
+        d.expect("Refused (approve)")
         d.send("deny")
-        d.expect("Decision(")
+        d.expect_any("Denied", "Refused (deny)")
         s = status(d)
-        assert "'strike_pin': False" in s and "'lockdown': {" in s and "journal_failure" in s
+        assert "strike pin off (locked)" in s and "LOCKDOWN active" in s and labels.alarm("journal_failure") in s
         (small_disk / "filler1").unlink()
         (small_disk / "filler2").unlink()
         # the core retries every 10 s: wait for the journal to take events again
-        wait_for(lambda: "journal_failure" not in status(d), timeout=60, interval=1.0,
+        wait_for(lambda: labels.alarm("journal_failure") not in status(d), timeout=60, interval=1.0,
                  what="journal recovery")
         quit_(d)
     finally:
@@ -272,8 +273,8 @@ def test_disk_full_lockdown_survives_and_the_gap_is_announced(small_disk, config
 
 
 # ---------------------------------------------------------------- SIGKILL after each step
-STEPS = [("press", "pressed"), ("approve", "Decision(ok=True"), ("unlock", "Decision(ok=True"),
-         ("lockdown start", "lockdown started")]
+STEPS = [("press", "pressed"), ("approve", "Approved: the door is unlocked"), ("unlock", "Unlocked now"),
+         ("lockdown start", "Lockdown started")]
 
 
 @pytest.mark.parametrize("upto", range(1, len(STEPS) + 1), ids=[s[0] for s in STEPS])
@@ -292,8 +293,8 @@ def test_sigkill_after_each_step_of_ring_approve_unlock_lockdown(tmp_path, confi
         d = Daemon(state, config)
         try:
             s = status(d)
-            assert "'strike_pin': False" in s
-            assert ("'lockdown': {" in s) == (upto == len(STEPS))
+            assert "strike pin off (locked)" in s
+            assert ("LOCKDOWN active" in s) == (upto == len(STEPS))
             quit_(d)
         finally:
             d.close()

@@ -20,7 +20,7 @@ ROUTES = [
     ("GET", "/sim", "staff"), ("GET", "/sim/state", "staff"), ("GET", "/admin", "admin"),
     ("POST", "/logout", "staff"), ("POST", "/api/approve", "staff"), ("POST", "/api/deny", "staff"),
     ("POST", "/api/unlock", "staff"), ("POST", "/api/lockdown/start", "staff"),
-    ("POST", "/api/lockdown/end", "staff"), ("POST", "/api/alarm/ack", "staff"),
+    ("POST", "/api/lockdown/end", "staff"), ("POST", "/api/alarm/ack", "staff"), ("POST", "/api/missed/ack", "staff"),
     ("POST", "/sim/press", "staff"), ("POST", "/sim/door", "staff"), ("POST", "/sim/exit", "staff"),
     ("POST", "/admin/users", "admin"), ("POST", "/admin/users/sam/remove", "admin"),
     ("POST", "/admin/users/sam/password", "admin"), ("POST", "/admin/sessions/abc/revoke", "admin"),

@@ -27,9 +27,10 @@ def test_history_lists_visits_newest_first_with_outcome_and_thumbnail(staff, con
 
 def test_history_type_and_date_filters(staff, controller):
     rid = ring(controller)
+    wait_snapshot(controller, rid)      # the page names a ring by its snapshot link
     staff.post("/api/approve", {"request_id": rid})
     html = staff.get("/history?type=entry_approved").get_data(as_text=True)
-    assert "entry approved" in html and "buzzer pressed</td>" not in html
+    assert "Entry approved</td>" in html and "Buzzer pressed</td>" not in html
     today = controller.clock.now().date().isoformat()
     assert rid in staff.get(f"/history?since={today}&until={today}").get_data(as_text=True)
     assert rid not in staff.get("/history?until=2000-01-01").get_data(as_text=True)
@@ -55,7 +56,8 @@ def test_csv_export(staff, controller):
     approved = [r for r in rows if r["type"] == "entry_approved"][0]
     assert approved["request_id"] == rid and approved["staff"] == NAMES["sam"]
     visit = [r for r in rows if r["type"] == "buzzer_pressed"][0]
-    assert visit["request_id"] == rid and visit["outcome"] == "approved" and visit["staff"] == NAMES["sam"]
+    assert visit["request_id"] == rid and visit["outcome"] == "approved" and visit["outcome_by"] == NAMES["sam"]
+    assert visit["staff"] == "" and visit["event"] == "Buzzer pressed"     # nobody acted on the press itself
     assert [r for r in rows if r["type"] == "action_refused"][0]["staff"].startswith("'=")  # no formula
     only = list(csv.DictReader(io.StringIO(staff.get("/history.csv?type=buzzer_pressed").get_data(as_text=True))))
     assert [r["type"] for r in only] == ["buzzer_pressed"]

@@ -69,7 +69,8 @@ def create_app(controller: Any, settings: cfg.Settings | None = None,
         controller, stream_session,
         max_streams=app.config["SSE_MAX_STREAMS"], queue_size=app.config["SSE_QUEUE_SIZE"],
         heartbeat_seconds=app.config["SSE_HEARTBEAT_SECONDS"], state_every=app.config["SSE_STATE_EVERY"],
-        per_session=app.config["SSE_STREAMS_PER_SESSION"], per_user=app.config["SSE_STREAMS_PER_USER"])
+        per_session=app.config["SSE_STREAMS_PER_SESSION"], per_user=app.config["SSE_STREAMS_PER_USER"],
+        missed_acked=store.missed_acked)
 
     security.init_app(app)
     for bp in (auth.bp, panel.bp, stream.bp, history.bp, admin.bp):

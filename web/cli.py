@@ -131,10 +131,12 @@ def cmd_make_cert(args: argparse.Namespace) -> int:
 def add_commands(sub: Any, load: Callable[[str], cfg.Settings]) -> None:
     """Register the panel's subcommands on the main ``entry-buzzer`` parser."""
     p = sub.add_parser("user", help="manage panel staff accounts: add | list | remove | passwd")
-    p.add_argument("action", choices=["add", "list", "remove", "passwd"])
-    p.add_argument("username", nargs="?")
+    p.add_argument("action", choices=["add", "list", "remove", "passwd"],
+                   help="add an account, list them, remove one, or set a new password")
+    p.add_argument("username", nargs="?", help="the account's sign-in name (not needed for list)")
     p.add_argument("--config", default=cfg.DEFAULT_CONFIG, help=f"default {cfg.DEFAULT_CONFIG}")
-    p.add_argument("--role", choices=ROLES, default="staff")
+    p.add_argument("--role", choices=ROLES, default="staff",
+                   help="staff (answer the door) or admin (also manage accounts); default staff")
     p.add_argument("--name", help="display name shown in the audit log (default: the username)")
     p.add_argument("--password-file", help="read the password from this file instead of prompting")
     p.set_defaults(func=lambda a: cmd_user(a, load))
@@ -142,7 +144,7 @@ def add_commands(sub: Any, load: Callable[[str], cfg.Settings]) -> None:
     p = sub.add_parser("make-cert", help="create a self-signed certificate and key for the panel's HTTPS")
     p.add_argument("--out", required=True, help="directory for panel-cert.pem and panel-key.pem")
     p.add_argument("--host", action="append", help="host name or IP the panel is reached by (repeatable)")
-    p.add_argument("--days", type=int, default=825)
+    p.add_argument("--days", type=int, default=825, help="validity in days (default 825)")
     p.set_defaults(func=cmd_make_cert)
 
 

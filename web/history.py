@@ -16,6 +16,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, render_template, request
 
 from controller import events as ev
+from controller import labels
 
 from . import security as sec
 
@@ -23,7 +24,8 @@ bp = Blueprint("history", __name__)
 
 PAGE_SIZE = 50
 CSV_LIMIT = 10_000
-CSV_COLUMNS = ("seq", "time", "type", "request_id", "staff", "outcome", "note", "details")
+# "event" and "note" are the human words (controller/labels.py); "type" stays for scripts.
+CSV_COLUMNS = ("seq", "time", "event", "staff", "outcome", "outcome_by", "note", "request_id", "type", "details")
 OUTCOME_TYPES = {ev.ENTRY_APPROVED: "approved", ev.ENTRY_DENIED: "denied", ev.RING_EXPIRED: "expired"}
 
 
@@ -32,11 +34,7 @@ THUMB_TYPES = {ev.BUZZER_PRESSED, ev.SNAPSHOT_CAPTURED}
 
 def _note(e: Any) -> str:
     """One short, human detail for non-visit rows (why a door locked, which alarm, …)."""
-    d = e.data
-    for key in ("alarm", "reason", "code", "action", "address"):
-        if d.get(key):
-            return str(d[key]).replace("_", " ")[:120]
-    return ""
+    return labels.note(e.data)
 
 
 class BadFilter(ValueError):
@@ -102,7 +100,9 @@ def rows(limit: int, f: dict[str, Any]) -> list[dict[str, Any]]:
         outcome, staff = outcomes.get(e.request_id, ("", None)) if visit and e.request_id else ("", None)
         result.append({
             "seq": e.seq, "time": ev.utc_iso(e.ts), "type": e.type, "request_id": e.request_id or "",
-            "staff": e.actor or staff or str(e.data.get("username", "")),
+            "event": labels.type_label(e.type, e.data),
+            # who acted on THIS row: a press has no staff (its outcome column names the approver)
+            "staff": e.actor or str(e.data.get("username", "")),
             "outcome": outcome, "outcome_by": staff or "",
             "note": _note(e),
             "snapshot": bool(e.type in THUMB_TYPES and e.request_id and c.snapshots.path_for(e.request_id)),
@@ -121,7 +121,8 @@ def history() -> Any:
     page = rows(PAGE_SIZE + 1, f)
     more = len(page) > PAGE_SIZE
     page = page[:PAGE_SIZE]
-    return render_template("history.html", rows=page, more=more, filters=f, types=ev.ALL_TYPES,
+    return render_template("history.html", rows=page, more=more, filters=f,
+                           types=[(t, labels.type_label(t)) for t in ev.ALL_TYPES],
                            next_before=page[-1]["seq"] if page and more else None)
 
 

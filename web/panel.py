@@ -7,12 +7,15 @@ core's Decision codes to HTTP statuses.
 
 from __future__ import annotations
 
+import json
 import logging
 from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
+from controller import events as ev
+from controller import labels
 from controller.core import Decision
 from controller.journal import JournalError, attributed_to
 
@@ -47,7 +50,33 @@ def summarize_health(c: Any) -> dict[str, Any]:
     }
 
 
-def panel_state(c: Any, recent: bool = True) -> dict[str, Any]:
+def labelled(e: Any) -> dict[str, Any]:
+    """An event as the dashboard gets it: its JSON form plus ``label``, its human sentence."""
+    d = e.to_dict()
+    d["label"] = labels.describe(d)
+    return d
+
+
+MISSED_SHOWN = 10
+MISSED_LOOKBACK = 50        # expired rings scanned per state: bounded work, however many are acked
+
+
+def missed_rings(c: Any, acked: set[str]) -> list[dict[str, Any]]:
+    """Rings that expired unanswered and no staff member has acknowledged yet (newest first).
+
+    Acknowledgements live in the panel's store (``missed_acks``), not the core: seeing a
+    missed visit is the office's bookkeeping, not door state."""
+    out: list[dict[str, Any]] = []
+    for e in c.journal.query(types=[ev.RING_EXPIRED], limit=MISSED_LOOKBACK):
+        if e.request_id and e.request_id not in acked:
+            out.append({"request_id": e.request_id, "expired": ev.utc_iso(e.ts),
+                        "snapshot": c.snapshots.path_for(e.request_id) is not None})
+        if len(out) >= MISSED_SHOWN:
+            break
+    return out
+
+
+def panel_state(c: Any, recent: bool = True, acked: set[str] | None = None) -> dict[str, Any]:
     """Everything a freshly (re)connected dashboard needs to draw itself."""
     status = c.status()
     ring = status.get("ring")
@@ -61,9 +90,14 @@ def panel_state(c: Any, recent: bool = True) -> dict[str, Any]:
                   "outbox_depth": None, "camera": {"ok": c.snapshots.ok, "error": c.snapshots.last_error},
                   "disk": {"free_bytes": None, "total_bytes": None}, "fault": str(exc)[:200]}
     state: dict[str, Any] = {"status": status, "health": health}
+    if acked is not None:
+        try:
+            state["missed"] = missed_rings(c, acked)
+        except JournalError:
+            state["missed"] = []
     if recent:
         try:
-            state["recent"] = [e.to_dict() for e in c.journal.query(limit=15)]
+            state["recent"] = [labelled(e) for e in c.journal.query(limit=15)]
         except JournalError:        # fault: the core already fails closed and raises an alarm
             state["recent"] = []
     return state
@@ -100,7 +134,7 @@ def _actor() -> str:
 @bp.get("/")
 @sec.require()
 def dashboard() -> str:
-    return render_template("dashboard.html")
+    return render_template("dashboard.html", labels_json=json.dumps(labels.TABLE, sort_keys=True))
 
 
 @bp.get("/api/status")
@@ -108,7 +142,7 @@ def dashboard() -> str:
 def status() -> Response:
     sess = sec.current_session()
     assert sess is not None  # guaranteed by @require
-    state = panel_state(controller())
+    state = panel_state(controller(), acked=current_app.extensions["panel_store"].missed_acked())
     state["streams"] = current_app.extensions["stream_hub"].share(sess.id, sess.user.username)
     return jsonify(state)
 
@@ -174,3 +208,17 @@ def alarm_ack() -> Response:
     if alarm not in ALARM_NAMES:
         return sec.error(400, f"unknown alarm; use one of {', '.join(ALARM_NAMES)}")
     return decision_response(controller().core.acknowledge_alarm(alarm, _actor()))
+
+
+@bp.post("/api/missed/ack")
+@sec.require()
+def missed_ack() -> Response:
+    """A staff member saw a missed visit: it leaves the Missed list on every dashboard."""
+    rid = _field("request_id", 100)
+    if not rid or rid not in {m["request_id"] for m in missed_rings(controller(), set())}:
+        return sec.error(404, "no missed ring with that request id")
+    sess = sec.current_session()
+    assert sess is not None  # guaranteed by @require
+    current_app.extensions["panel_store"].ack_missed(rid, sess.user.username)
+    current_app.extensions["stream_hub"].refresh()
+    return jsonify(ok=True, request_id=rid)

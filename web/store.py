@@ -53,7 +53,13 @@ CREATE TABLE IF NOT EXISTS sessions (
     address    TEXT NOT NULL,
     agent      TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS missed_acks (
+    request_id TEXT PRIMARY KEY,
+    username   TEXT NOT NULL,
+    at         REAL NOT NULL
+);
 """
+MISSED_ACKS_KEPT = 500      # the dashboard lists only the newest missed rings; older acks can go
 
 
 class StoreError(ValueError):
@@ -171,6 +177,18 @@ class PanelStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    # ------------------------------------------------------------ missed rings
+    def ack_missed(self, request_id: str, username: str) -> None:
+        """Staff saw a missed (expired) ring: it leaves the dashboard's Missed list everywhere."""
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO missed_acks VALUES (?,?,?)", (request_id, username, self.now()))
+            self._db.execute("DELETE FROM missed_acks WHERE request_id NOT IN (SELECT request_id FROM "
+                             "missed_acks ORDER BY at DESC LIMIT ?)", (MISSED_ACKS_KEPT,))
+
+    def missed_acked(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT request_id FROM missed_acks")}
 
     # ------------------------------------------------------------ users
     def add_user(self, username: str, password: str, role: str = "staff",

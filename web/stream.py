@@ -18,7 +18,13 @@ Why this shape:
   absolute lifetime also end open streams; the same check counts as activity, so a
   front-office display that is open and streaming stays signed in (and keeps alerting)
   until ``web.session_max_hours``, and is told how long it has left (a ``session`` event)
-  so it can warn before then. A session with no open stream still times out when idle.
+  so it can warn before then. A session with no open stream still times out when idle;
+- health facts that change without a core change (the MQTT outbox draining, the link or the
+  camera going down or up) are watched every ``health_poll_seconds`` and a change goes out as
+  a ``state`` event on the same stream, so "Events waiting to send" never shows a stale count
+  until the next periodic refresh;
+- every journal event carries ``label``, its human sentence from controller/labels.py (the one
+  table of words), so the activity feed never shows a raw code.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ import time
 from typing import Any, Callable, Iterator
 
 from flask import Blueprint, Response, current_app, request
+
+from controller import labels
 
 from . import security as sec
 from .panel import panel_state
@@ -93,7 +101,8 @@ class StreamHub:
     def __init__(self, controller: Any, session_check: Callable[[str], dict[str, Any] | None],
                  max_streams: int = 24,
                  queue_size: int = 200, heartbeat_seconds: float = 3.0, state_every: int = 5,
-                 per_session: int = 4, per_user: int = 8):
+                 per_session: int = 4, per_user: int = 8, health_poll_seconds: float = 0.5,
+                 missed_acked: Callable[[], set[str]] | None = None):
         self.controller = controller
         self.session_check = session_check    # touches the session; its info, or None when it ended
         self.max_streams = max_streams
@@ -106,8 +115,13 @@ class StreamHub:
         self._lock = threading.Lock()
         self._last_signature = ""
         self._closed = False
+        self.missed_acked = missed_acked or set
+        self._health_poll = health_poll_seconds
+        self._last_health = ""
+        self._stopped = threading.Event()
         controller.journal.subscribe(self._on_event)
         controller.core.add_listener(self._on_change)
+        threading.Thread(target=self._watch_health, name="stream-health", daemon=True).start()
 
     @property
     def count(self) -> int:
@@ -122,6 +136,7 @@ class StreamHub:
         if self._closed:
             return
         payload = event.to_dict()
+        payload["label"] = labels.describe(payload)
         for client in self._each():
             client.offer(("journal", payload))
 
@@ -136,6 +151,29 @@ class StreamHub:
         self._last_signature = signature
         for client in self._each():
             client.offer_status()
+
+    def _health_signature(self) -> str:
+        """The health facts a dashboard shows that can change with no core change. Cheap: the
+        outbox depth is a counter, the rest are attributes (no disk or network probe here)."""
+        c = self.controller
+        links = [bool((svc.health() or {}).get("connected")) for svc in getattr(c, "services", [])
+                 if getattr(svc, "name", "") == "mqtt"]
+        depth = c.journal.outbox_depth() if c.settings.mqtt.enabled else 0
+        return json.dumps([depth, links, c.snapshots.ok, c.snapshots.last_error], default=str)
+
+    def _watch_health(self) -> None:
+        while not self._stopped.wait(self._health_poll):
+            if not self._clients:
+                self._last_health = ""
+                continue
+            try:
+                signature = self._health_signature()
+            except Exception:          # a closed journal at shutdown, a service mid-restart
+                continue
+            if signature != self._last_health:
+                self._last_health = signature
+                for client in self._each():
+                    client.offer_status()
 
     def _refusal(self, session_id: str, username: str) -> StreamRefused | None:
         """Why a new stream would be refused, or None (caller holds the lock)."""
@@ -171,6 +209,11 @@ class StreamHub:
             self._last_signature = ""    # changes skipped while nobody listened must not mask the next one
             return client
 
+    def refresh(self) -> None:
+        """Send every open dashboard a fresh state (a change outside the core, e.g. a missed ring seen)."""
+        for client in self._each():
+            client.offer_status()
+
     def remove(self, client: StreamClient) -> None:
         with self._lock:
             self._clients.discard(client)
@@ -187,6 +230,7 @@ class StreamHub:
     def close(self) -> None:
         """End every stream (server shutdown) and stop listening to the journal."""
         self._closed = True
+        self._stopped.set()
         self.controller.journal.unsubscribe(self._on_event)
         for client in self._each():
             try:
@@ -198,7 +242,7 @@ class StreamHub:
         """The body of one stream. Ends on stop, overflow, sign-out, or a failed write."""
         try:
             yield b"retry: 2000\n\n"
-            yield sse("state", panel_state(self.controller))
+            yield sse("state", panel_state(self.controller, acked=self.missed_acked()))
             info = self.session_check(client.token)
             if info is None:
                 yield sse("signed_out", {})
@@ -231,14 +275,14 @@ class StreamHub:
                 if kind == "beat":
                     beats += 1
                     if beats % self.state_every == 0:
-                        yield sse("state", panel_state(self.controller, recent=False))
+                        yield sse("state", panel_state(self.controller, recent=False, acked=self.missed_acked()))
                         yield sse("session", info)
                     else:
                         yield b"event: ping\ndata: {}\n\n"
                     continue
                 if kind == "status":
                     client.status_taken()
-                    yield sse("state", panel_state(self.controller, recent=False))
+                    yield sse("state", panel_state(self.controller, recent=False, acked=self.missed_acked()))
                 else:
                     yield sse(kind, payload)
         finally:

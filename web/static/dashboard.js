@@ -21,6 +21,7 @@
       const Ctx = window.AudioContext || window.webkitAudioContext;
       if (!Ctx) return null;
       try { audio = new Ctx(); } catch (err) { return null; }
+      audio.onstatechange = alertsState;      // the banner follows the real audio state
     }
     if (audio.state === "suspended") { audio.resume().catch(() => {}); }
     return audio;
@@ -50,20 +51,39 @@
       bump("notifications");
     } catch (err) { /* some browsers only allow notifications from a service worker */ }
   }
+  // Sound must never be silently off. Browsers start audio only after a user gesture on the page,
+  // so after every load the first click, key or touch anywhere arms it; the browser remembers
+  // (localStorage) that alerts were enabled here, and until sound is armed a large banner says so.
+  const ALERTS_KEY = "entry-buzzer.alerts-enabled";
+  const remembered = () => { try { return localStorage.getItem(ALERTS_KEY) === "yes"; } catch (err) { return false; } };
+  function remember() { try { localStorage.setItem(ALERTS_KEY, "yes"); } catch (err) { /* private mode */ } }
+  const soundOn = () => !!audio && audio.state === "running";
   function alertsState() {
     const perm = ("Notification" in window) ? Notification.permission : "unsupported";
-    const sound = audio && audio.state === "running" ? "on" : "off until you click";
-    $("alerts-state").textContent = "Sound: " + sound + ". Notifications: " + perm + ".";
+    $("alerts-state").textContent = "Sound: " + (soundOn() ? "on" : "OFF") + ". Notifications: " + perm + ".";
+    $("sound-off").hidden = soundOn();
+    counters.sound = soundOn() ? "on" : "off";
+    $("sound-off-text").textContent = remembered()
+      ? "SOUND IS OFF until you click anywhere on this page (the browser needs one click after each load)."
+      : "SOUND IS OFF on this screen: a visitor at the door will make no chime.";
   }
-  $("enable-alerts").addEventListener("click", async () => {
-    audioCtx();
+  function arm() {
+    const ctx = audioCtx();
+    if (ctx && ctx.state !== "running") ctx.resume().then(alertsState, alertsState);
+    if (ctx) remember();
+    alertsState();
+  }
+  async function enableAlerts() {
+    arm();
     if ("Notification" in window && Notification.permission === "default") {
       try { await Notification.requestPermission(); } catch (err) { /* ignored */ }
     }
     alertsState();
-  });
-  // Browsers start audio only after a user gesture: any click or key on the page unlocks it.
-  ["click", "keydown", "touchstart"].forEach((t) => document.addEventListener(t, () => { audioCtx(); alertsState(); }, { passive: true }));
+  }
+  $("enable-alerts").addEventListener("click", enableAlerts);
+  $("sound-on").addEventListener("click", enableAlerts);
+  // Any click, key or touch on the page arms the sound (capture: before a handler can stop it).
+  ["click", "keydown", "touchstart"].forEach((t) => document.addEventListener(t, arm, { passive: true, capture: true }));
 
   // ---------------------------------------------------------------- ring
   const hhmmss = (iso) => new Date(iso).toLocaleTimeString();
@@ -167,12 +187,9 @@
     () => Panel.post("/api/lockdown/end", { confirm: "yes", reason: "ended from the panel" }));
 
   // ---------------------------------------------------------------- state
-  const ALARM_TEXT = { held_open: "Door held open", forced_open: "Door forced open", tamper: "Station tamper",
-    outbox_backlog: "District link backlog", journal_failure: "Journal cannot be written — door kept locked",
-    strike_failure: "Strike failure",
-    journal_lost: "Journal lost or replaced — door kept locked until an admin accepts it (Admin page)",
-    disk_full: "Disk full — using the reserve kept for safety events",
-    lockdown_not_durable: "Lockdown could not be saved to disk — it holds until restart" };
+  // The one table of words (controller/labels.py), served in a data attribute (no inline script).
+  const LABELS = JSON.parse($("labels").dataset.labels || "{}");
+  const ALARM_TEXT = LABELS.alarms || {};
   const NO_ACK = ["journal_failure", "journal_lost", "disk_full", "lockdown_not_durable"];
   function fmtBytes(n) {
     if (n === null || n === undefined) return "unknown";
@@ -224,23 +241,8 @@
       setText("h-disk", fmtBytes(d.free_bytes) + (d.total_bytes ? " of " + fmtBytes(d.total_bytes) : ""), low ? "bad" : "");
     }
   }
-  function describe(e) {
-    const who = e.actor ? " by " + e.actor : "";
-    switch (e.type) {
-      case "buzzer_pressed": return "Buzzer pressed";
-      case "entry_approved": return "Approved" + who;
-      case "entry_denied": return "Denied" + who;
-      case "ring_expired": return "Ring expired (no answer)";
-      case "door_unlocked": return "Door unlocked" + who + " (" + (e.reason || "") + ")";
-      case "door_locked": return "Door locked (" + (e.reason || "") + ")";
-      case "alarm_raised": return "Alarm: " + (ALARM_TEXT[e.alarm] || e.alarm);
-      case "alarm_cleared": return "Alarm cleared: " + (ALARM_TEXT[e.alarm] || e.alarm) + who;
-      case "lockdown_started": return "LOCKDOWN started" + who;
-      case "lockdown_ended": return "Lockdown ended" + who;
-      case "action_refused": return "Refused " + e.action + who + ": " + e.reason;
-      default: return e.type.replace(/_/g, " ") + who;
-    }
-  }
+  // Every event arrives with its sentence (label, made on the server from the same table).
+  const describe = (e) => e.label || (LABELS.types || {})[e.type] || e.type;
   function addRecent(e, atEnd) {
     const li = document.createElement("li");
     li.textContent = new Date(e.ts).toLocaleTimeString() + " — " + describe(e);
@@ -267,10 +269,36 @@
     }
   }
 
+  // Rings that expired unanswered stay here, photo and all, until someone acknowledges them.
+  function showMissed(list) {
+    const ul = $("missed-list");
+    ul.replaceChildren();
+    list.forEach((m) => {
+      const li = document.createElement("li"); li.dataset.requestId = m.request_id;
+      if (m.snapshot) {
+        const img = document.createElement("img");
+        img.src = "/snapshot/" + encodeURIComponent(m.request_id); img.alt = "Visitor snapshot (missed)";
+        li.appendChild(img);
+      }
+      const text = document.createElement("span");
+      text.textContent = "Nobody answered — ring expired at " + hhmmss(m.expired);
+      const b = document.createElement("button"); b.type = "button"; b.textContent = "Seen";
+      b.className = "secondary";
+      b.addEventListener("click", async () => {
+        const r = await Panel.post("/api/missed/ack", { request_id: m.request_id });
+        if (r.ok) { li.remove(); $("missed").hidden = !ul.children.length; }
+        else $("action-message").textContent = (r.data.error || "refused") + " (" + r.status + ")";
+      });
+      li.append(text, b);
+      ul.appendChild(li);
+    });
+    $("missed").hidden = list.length === 0;
+  }
+
   async function refreshStatus() {
     try {
       const resp = await fetch("/api/status", { credentials: "same-origin", headers: { Accept: "application/json" } });
-      if (resp.ok) { const st = await resp.json(); applyStatus(st.status, st.health); }
+      if (resp.ok) { const st = await resp.json(); applyStatus(st.status, st.health); if (st.missed) showMissed(st.missed); }
     } catch (err) { /* the stream brings it soon */ }
     if (ring) { $("approve").disabled = false; $("deny").disabled = false; }
   }
@@ -342,6 +370,7 @@
         lastSeq = st.status.last_seq || 0;
       }
       applyStatus(st.status, st.health);
+      if (st.missed) showMissed(st.missed);
     });
     es.addEventListener("journal", (m) => { alive(); onJournal(JSON.parse(m.data)); });
     es.addEventListener("ping", alive);
