@@ -73,7 +73,8 @@ def test_warning_before_the_session_ends_and_signing_in_again_keeps_the_page(bro
     dash.click("#reauth-submit")
     expect(dash.locator("#reauth")).to_have_count(0)
     expect(warning).to_be_hidden()
-    expect(dash.locator("body")).to_have_attribute("data-connected", "yes")
+    # reconnects by itself; generous bound: under load the old stream's slot may take a retry
+    expect(dash.locator("body")).to_have_attribute("data-connected", "yes", timeout=20_000)
     assert dash.url == site.url + "/"
     assert len(store.sessions()) == 1                  # the new sign-in replaced the old one
     site.controller.station.press()                    # and the screen still rings and acts
