@@ -176,7 +176,7 @@ class SnapshotService:
         self.camera = camera
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._recorder = recorder
+        self.recorder = recorder
         self.timeout = timeout
         self.retention_seconds = retention_days * 86400
         self.max_bytes = max_bytes
@@ -313,7 +313,7 @@ class SnapshotService:
             return self._fail(request_id, f"snapshot not saved: {exc}", press)
         self.last_capture_seconds = result["seconds"]
         self._set_health(True, None)
-        event = self._recorder.append(
+        event = self.recorder.append(
             ev.SNAPSHOT_CAPTURED, request_id, size=len(jpeg), sha256=hashlib.sha256(jpeg).hexdigest(),
             content_type="image/jpeg", capture_ms=round(result["seconds"] * 1000, 1), snapshot=n,
             press=press)
@@ -342,7 +342,7 @@ class SnapshotService:
             return None
         log.warning("camera failed for ring %s: %s", request_id, reason)
         self._set_health(False, reason)
-        event = self._recorder.append(ev.CAMERA_FAILED, request_id, reason=reason[:300], press=press)
+        event = self.recorder.append(ev.CAMERA_FAILED, request_id, reason=reason[:300], press=press)
         self._done(request_id, None, press, None)
         return event
 

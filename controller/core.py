@@ -535,6 +535,15 @@ class EntryCore:
         return self._try_record(type, None, actor, **data)
 
     @_transition
+    def lost_event(self, type: str, error: str) -> None:
+        """An adapter's own journal write failed (a photo, a refused MQTT command): fail closed
+        like a failed write of the core's, and count it for the ``journal_recovered`` summary,
+        so no gap in the audit is silent."""
+        self._enter_fault(f"journal write failed: {error}"[:300])
+        assert self._fault_log is not None
+        self._fault_log.note(str(type), self._clock.now())
+
+    @_transition
     def use_reserve(self) -> bool:
         """An adapter's write failed on a full disk (e.g. a staff sign-in): release the disk
         reserve so it can retry; raises the ``disk_full`` alarm. True when space was freed."""

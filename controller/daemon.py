@@ -23,6 +23,7 @@ from . import events as ev
 from .camera import Camera, SnapshotService, build_camera
 from .config import Settings
 from .identity import JournalIdentity, hold_lock, identity_paths
+from .faults import CountingRecorder
 from .durable import LOCKDOWN_FILE, RESERVE_BYTES, RESERVE_FILE, DiskReserve, FileLockdownStore
 from .core import Clock, Decision, EntryCore, Rules, SystemClock
 from .gpio import DoorHardware, factory_name
@@ -291,6 +292,7 @@ def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = N
                          lockdown_store=lockdown_store, reserve=reserve,
                          on_press_again=snapshots.request_again)
         snapshots.on_done = core.photo_done
+        snapshots.recorder = CountingRecorder(journal, core.lost_event)   # lost photos are counted
     except Exception:
         hardware.close()
         raise

@@ -5,16 +5,21 @@
 - ``SpaceReserve``: disk space kept back for safety events (a ballast file), released when a
   journal write fails and restored when the disk has room again;
 - ``FaultLog``: what could not be journaled while the journal failed, so the
-  ``journal_recovered`` event announces the gap with counts instead of leaving it silent.
+  ``journal_recovered`` event announces the gap with counts instead of leaving it silent;
+- ``CountingRecorder``: the journal as the adapters write to it, so their lost writes are
+  counted too.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from . import events as ev
+
+log = logging.getLogger(__name__)
 
 
 class LockdownStore(Protocol):
@@ -54,3 +59,24 @@ class FaultLog:
             "first_missed": ev.utc_iso(self.first) if self.first else None,
             "last_missed": ev.utc_iso(self.last) if self.last else None,
         }
+
+
+class CountingRecorder:
+    """The journal as adapters write to it (camera, MQTT link): a write that fails is
+    reported to the core (``lost_event``), which fails closed and counts it for the
+    ``journal_recovered`` summary; the error is then raised as before."""
+
+    def __init__(self, journal: Any, on_lost: Any):
+        self._journal = journal
+        self._on_lost = on_lost
+
+    def append(self, type: str, request_id: str | None = None, actor: str | None = None,
+               **data: Any) -> Any:
+        try:
+            return self._journal.append(type, request_id, actor, **data)
+        except Exception as exc:
+            try:
+                self._on_lost(type, str(exc))
+            except Exception:
+                log.exception("could not count the lost %s event", type)
+            raise

@@ -270,3 +270,48 @@ def test_reserve_is_kept_when_the_failure_is_not_a_full_disk(journal, clock):
     core = EntryCore(ClosedJournal(), RecordingStrike(clock), Rules(), clock=clock, reserve=reserve)
     core.press()
     assert reserve.held and reserve.released == 0 and core.fault
+
+
+def test_adapter_writes_lost_to_a_fault_are_counted_and_fail_closed(journal, clock):
+    """A photo or a refused MQTT command that cannot be journaled (the adapters write to the
+    journal themselves) is no silent gap: the core fails closed and journal_recovered counts it."""
+    from controller.faults import CountingRecorder
+
+    failing = FailingJournal(journal)
+    core = EntryCore(failing, RecordingStrike(clock), Rules(), clock=clock)
+    adapter = CountingRecorder(failing, core.lost_event)
+    failing.broken = True
+    for type in (ev.SNAPSHOT_CAPTURED, ev.CAMERA_FAILED, ev.COMMAND_REJECTED):
+        with pytest.raises(Exception):
+            adapter.append(type, None, reason="x")
+    assert core.fault is not None and "journal_failure" in core.status()["alarms"]
+    failing.broken = False
+    clock.advance(11)
+    core.tick()
+    assert core.fault is None
+    rec = journal.query(types=[ev.JOURNAL_RECOVERED], limit=1)[0].data
+    assert rec["missed_by_type"] == {ev.SNAPSHOT_CAPTURED: 1, ev.CAMERA_FAILED: 1, ev.COMMAND_REJECTED: 1}
+    assert adapter.append(ev.CAMERA_FAILED, None, reason="x").type == ev.CAMERA_FAILED
+
+
+def test_daemon_counts_a_photo_the_journal_could_not_take(settings, pin_factory):
+    """Wired for real: the snapshot service writes through the counting recorder."""
+    c = daemon.build(settings, pin_factory=pin_factory)
+    try:
+        daemon.start(c)
+        assert c.snapshots.recorder is not c.journal
+        real = c.journal.append
+
+        def broken(type, *a, **k):
+            if type == ev.SNAPSHOT_CAPTURED:
+                raise OSError("disk I/O error")
+            return real(type, *a, **k)
+
+        c.journal.append = broken
+        rid = c.press().request_id
+        from tests.conftest import wait_for
+        wait_for(lambda: c.core.fault is not None)
+        c.journal.append = real
+        assert c.approve(rid, "Sam Staff").code == "fault"     # failing closed until it recovers
+    finally:
+        daemon.stop(c, "test done")

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from .. import events as ev
+from ..faults import CountingRecorder
 from .commands import Pending
 
 log = logging.getLogger("controller.mqtt")
@@ -41,7 +42,8 @@ def answer_commands(link: Any, final: bool = False) -> None:
     pending = link.intake.take_commands()
     for p in pending:
         _apply(link, p)
-    journal = link.controller.journal
+    # Lost writes are counted by the core for journal_recovered (no silent gap in the audit).
+    journal = CountingRecorder(link.controller.journal, link.controller.core.lost_event)
     for r in link.intake.take_rejections():
         log.warning("mqtt: command on %s refused: %s", r.topic[:120], r.reason)
         try:
