@@ -31,6 +31,7 @@ TYPES: dict[str, str] = {
     ev.LOCKDOWN_STARTED: "LOCKDOWN started",
     ev.LOCKDOWN_ENDED: "Lockdown ended",
     ev.COMMAND_REJECTED: "District command rejected",
+    ev.COMMANDS_REJECTED: "District commands rejected (summary of a flood)",
     ev.CONTROLLER_STARTED: "Controller started",
     ev.CONTROLLER_STOPPED: "Controller stopped",
     ev.JOURNAL_RECOVERED: "Journal working again",
@@ -136,6 +137,8 @@ def describe(e: dict[str, Any]) -> str:
         return f"Refused {action(e.get('action'))}{who}: {e.get('reason') or 'refused'}"
     if kind in (ev.CAMERA_FAILED, ev.COMMAND_REJECTED, ev.CONTROLLER_STOPPED) and e.get("reason"):
         return f"{TYPES[kind]}{who}: {reason(e.get('reason'))}"
+    if kind == ev.COMMANDS_REJECTED:
+        return f"District commands rejected: {e.get('total', '?')} in {e.get('seconds', '?')} s (a flood, summarized)"
     if kind in (ev.ENTRY_APPROVED, ev.ENTRY_DENIED):
         return ("Approved" if kind == ev.ENTRY_APPROVED else "Denied") + who
     return type_label(kind, e) + who
