@@ -21,7 +21,7 @@ from . import events as ev
 from .camera import Camera, SnapshotService, build_camera
 from .config import Settings
 from .core import Clock, Decision, EntryCore, Rules, SystemClock
-from .gpio import DoorHardware, factory_name
+from .gpio import DoorHardware, factory_name, uses_mock_pins
 from .journal import Journal
 from .memory import tune_malloc
 from .notify import Notifier, watchdog_interval
@@ -256,6 +256,13 @@ def run(settings: Settings, pin_factory: Any = None, camera: Camera | None = Non
         signal.signal(signal.SIGINT, on_signal)
 
     controller = build(settings, pin_factory=pin_factory, camera=camera, simulated=simulated)
+    if not simulated and uses_mock_pins(controller.hardware.pin_factory):
+        # Mock pins outside the simulated campus (a test system, GPIOZERO_PIN_FACTORY=mock): the
+        # /sim station drives them, as in the simulated campus. Never with real pins.
+        from gpiozero import Device
+        from .simulate import SimulatedStation
+        controller.station = SimulatedStation(controller.hardware.pin_factory or Device.pin_factory, settings.gpio)
+        controller.station.settle()
     notifier = Notifier()
     loop = CoreLoop(controller.core, notifier, watchdog_interval())
     reason = "shutdown"
