@@ -77,7 +77,8 @@ if [ -n "$OFFLINE" ]; then
   mkdir -p "$APT_OFFLINE_STATE/lists/partial"
   echo "deb [trusted=yes] file:$OFFLINE/debs ./" >"$APT_OFFLINE_STATE/sources.list"
   APT_OFFLINE=(-o "Dir::Etc::SourceList=$APT_OFFLINE_STATE/sources.list" -o Dir::Etc::SourceParts=/dev/null
-               -o "Dir::State::Lists=$APT_OFFLINE_STATE/lists" -o APT::Get::List-Cleanup=0)
+               -o "Dir::State::Lists=$APT_OFFLINE_STATE/lists" -o APT::Get::List-Cleanup=0
+               -o APT::Sandbox::User=root)   # the bundle may sit in a home directory _apt cannot read
   PIP_OFFLINE=(--no-index --find-links "$OFFLINE/wheels")
 fi
 # ---- end offline bundle

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 
 PORT = "/dev/virtio-ports/rig"
@@ -20,10 +21,25 @@ def main() -> None:
     fd = os.open(PORT, os.O_RDWR)
     boot = open("/proc/sys/kernel/random/boot_id").read().strip()
 
+    lock = threading.Lock()
+
     def send(obj: dict) -> None:
         data = (json.dumps(obj) + "\n").encode()
-        while data:
-            data = data[os.write(fd, data):]
+        with lock:
+            while data:
+                data = data[os.write(fd, data):]
+
+    def execute(req: dict) -> None:
+        proc = subprocess.Popen(["bash", "-c", req["script"]], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=req.get("timeout", 600))
+            rc = proc.returncode
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+            rc = -999
+        send({"id": req["id"], "rc": rc, "out": out.decode("utf-8", "replace")})
 
     send({"hello": boot})
     buf = b""
@@ -42,16 +58,8 @@ def main() -> None:
             if "ping" in req:
                 send({"hello": boot})
                 continue
-            proc = subprocess.Popen(["bash", "-c", req["script"]], stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-            try:
-                out, _ = proc.communicate(timeout=req.get("timeout", 600))
-                rc = proc.returncode
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                out, _ = proc.communicate()
-                rc = -999
-            send({"id": req["id"], "rc": rc, "out": out.decode("utf-8", "replace")})
+            # each request in its own thread: a long check never blocks a look from the host
+            threading.Thread(target=execute, args=(req,), daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -2,13 +2,15 @@
 
 usage: python3 answer.py 'REGEX=ANSWER' ... -- COMMAND ...
 
-Each time the output matches the next REGEX, ANSWER and a newline are typed (a prompt that
-reads the terminal, such as getpass, flushes anything typed earlier). The answers are used in
-order, the last one repeats. Exit status is the command's. Standard library only.
+Each time the output since the last answer matches a REGEX, its ANSWER and a newline are typed
+(a prompt that reads the terminal, such as getpass, flushes anything typed earlier). Exit status
+is the command's; a command still running after ANSWER_TIMEOUT seconds (180) is killed.
 """
 import os
 import pty
+import signal
 import re
+import select
 import sys
 import time
 
@@ -19,9 +21,10 @@ pid, fd = pty.fork()
 if pid == 0:
     os.execvp(cmd[0], cmd)
 seen = b""
-i = 0
-deadline = time.monotonic() + 600
+deadline = time.monotonic() + float(os.environ.get("ANSWER_TIMEOUT", "180"))
 while time.monotonic() < deadline:
+    if not select.select([fd], [], [], 1)[0]:
+        continue
     try:
         data = os.read(fd, 4096)
     except OSError:
@@ -31,10 +34,14 @@ while time.monotonic() < deadline:
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
     seen += data
-    if answers and re.search(answers[min(i, len(answers) - 1)][0].encode(), seen):
-        time.sleep(0.3)
-        os.write(fd, answers[min(i, len(answers) - 1)][1].encode() + b"\n")
-        seen = b""
-        i += 1
+    for pattern, answer in answers:
+        if re.search(pattern.encode(), seen):
+            time.sleep(0.3)
+            os.write(fd, answer.encode() + b"\n")
+            seen = b""
+            break
+else:
+    print("\nanswer.py: still running at the deadline (ANSWER_TIMEOUT): killed", flush=True)
+    os.kill(pid, signal.SIGKILL)
 _, status = os.waitpid(pid, 0)
 sys.exit(os.waitstatus_to_exitcode(status))
