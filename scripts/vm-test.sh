@@ -17,12 +17,14 @@
 # 4. boots it under QEMU (KVM when a short probe shows it works, else TCG) and runs
 #    scripts/vm/rig.py: install as the README says, then the eight checks. Exit 0 only if all pass.
 set -euo pipefail
+{   # one compound command: bash reads it whole before running, so editing this file mid-run is safe
 cd "$(dirname "$0")/.."
 REPO="$PWD"
-KEEP=0
+KEEP=0 RIG_ARGS=()
 for arg in "$@"; do
   case "$arg" in
     --keep) KEEP=1 ;;
+    --only=*) RIG_ARGS+=("$arg") ;;      # debugging: --only=install,service,...
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "vm-test: unknown option $arg" >&2; exit 2 ;;
   esac
@@ -129,8 +131,10 @@ log "disk ready (HEAD $(git -c safe.directory="$REPO" rev-parse --short HEAD)); 
 
 # ---------------------------------------------------------------- boot and check
 set +e
-python3 scripts/vm/rig.py --run "$RUN" --repo "$REPO"
-rc=$?
+python3 scripts/vm/rig.py --run "$RUN" --repo "$REPO" "${RIG_ARGS[@]}" &
+rig=$!
+trap 'kill -TERM $rig 2>/dev/null' TERM INT        # a timeout stops the rig, which stops QEMU
+wait $rig; rc=$?
 set -e
 log "total $(( $(date +%s) - T0 ))s; rig exit $rc"
 if [ "$rc" -ne 0 ] && [ "$KEEP" = 0 ]; then
@@ -138,3 +142,4 @@ if [ "$rc" -ne 0 ] && [ "$KEEP" = 0 ]; then
   log "logs copied to test-artifacts/ (console.log, rig.log)"
 fi
 exit "$rc"
+}

@@ -27,7 +27,7 @@ ok() { echo "ok: $*"; }
 wait_until() { local n=$1 i; shift; for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 1; done; return 1; }
 mainpid() { systemctl show -p MainPID --value $UNIT; }
 # as_pi CMD: what the owner types in a login shell in ~/entry-buzzer (password prompts answered)
-as_pi() { runuser -l pi -c "cd ~/entry-buzzer && python3 scripts/vm/answer.py 'assword: =$PW' 'yes.*: =yes' -- bash -c $(printf %q "$1")"; }
+as_pi() { runuser -l pi -c "cd ~/entry-buzzer && ANSWER_TIMEOUT=${ANSWER_TIMEOUT:-300} python3 scripts/vm/answer.py 'assword: =$PW' 'yes.*: =yes' -- bash -c $(printf %q "$1")"; }
 PW=""
 # events [N] [SINCE_SEQ]: journal events as "seq type actor data", oldest first
 events() {
@@ -110,6 +110,7 @@ INSTALL = Check("install", "deploy/install.sh as the README says (offline bundle
                 timeout=1800, script=f"""
 cmd={shlex.quote(install_command())}
 echo "\\$ $cmd"
+export ANSWER_TIMEOUT=1500          # pip under software emulation takes minutes
 as_pi "$cmd" 2>&1 | tee /tmp/install-1.log
 rc=${{PIPESTATUS[0]}}
 [ "$rc" = 0 ] || fail "install.sh exited $rc"
@@ -312,6 +313,7 @@ UPGRADE = Check("upgrade", "install the same tree again over the running system:
 before=$(last_seq); pid=$(mainpid); restarts=$(systemctl show -p NRestarts --value $UNIT)
 sum_before=$(sha256sum /etc/entry-buzzer/config.toml | cut -c1-16)
 cmd={shlex.quote(install_command())}
+export ANSWER_TIMEOUT=1500
 as_pi "$cmd" >/tmp/install-2.log 2>&1; rc=$?
 tail -3 /tmp/install-2.log
 [ "$rc" = 0 ] || {{ cat /tmp/install-2.log | tail -30; fail "second install exited $rc"; }}

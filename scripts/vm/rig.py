@@ -8,10 +8,11 @@ the exit status is 0 only if all passed. Standard library only (host python3).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import queue
-import re
+import signal
 import socket
 import subprocess
 import sys
@@ -139,7 +140,9 @@ def start_qemu(run: Path, kvm: bool) -> subprocess.Popen:
            "-device", "virtio-rng-pci"]
     if kvm:
         cmd[1:1] = ["-enable-kvm", "-cpu", "host"]
-    return subprocess.Popen(cmd, stdout=open(run / "qemu.log", "ab"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=open(run / "qemu.log", "ab"), stderr=subprocess.STDOUT)
+    atexit.register(lambda: proc.poll() is None and proc.kill())     # never leave a VM behind
+    return proc
 
 
 def main() -> int:
@@ -148,6 +151,7 @@ def main() -> int:
     ap.add_argument("--repo", required=True, type=Path)
     ap.add_argument("--only", help="comma-separated check names (debugging)")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))          # CI timeout: atexit kills QEMU
     run: Path = args.run
     logf = open(run / "rig.log", "a")
     t0 = time.monotonic()
