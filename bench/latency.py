@@ -267,7 +267,7 @@ def _panel_session(d: InProcessDaemon) -> tuple[str, str]:
     web = next(s for s in d.controller.services if s.name == "web")
     store = web.app.extensions["panel_store"]
     if store.get_user("bench") is None:
-        store.add_user("bench", "bench-password-not-used", "staff", "Bench Staff")
+        store.add_user("bench", "unused-heron-pillow-5", "staff", "Bench Staff")
     token, session = store.create_session(store.get_user("bench"), "127.0.0.1", "bench")
     return f"eb_session={token}", session.csrf
 

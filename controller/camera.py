@@ -15,6 +15,7 @@ import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import Future
 from datetime import datetime, timezone
 from pathlib import Path
@@ -113,11 +114,16 @@ class SimulatedCamera:
         self.label = label
         self.fail_next: str | None = None      # tests and the /sim page can break the camera
         self.delay_seconds = 0.0
+        self._lock = threading.Lock()          # like picamera2: close() waits for a capture
 
     def start(self) -> None:
         pass
 
     def capture_jpeg(self) -> bytes:
+        with self._lock:
+            return self._capture()
+
+    def _capture(self) -> bytes:
         if self.delay_seconds:
             time.sleep(self.delay_seconds)
         if self.fail_next:
@@ -139,7 +145,8 @@ class SimulatedCamera:
         return out.getvalue()
 
     def close(self) -> None:
-        pass
+        with self._lock:      # a hung capture hangs close too, exactly as a hung picamera2 does
+            pass
 
 
 def build_camera(kind: str, width: int, height: int, quality: int, label: str = "") -> Camera:
@@ -153,7 +160,15 @@ class SnapshotService:
 
     One capture at a time: while a hung capture is still stuck, new rings get
     ``camera_failed`` (busy) at once instead of piling up threads.
+
+    Every further press on a pending ring asks for a fresh photo (``request_again``), so staff
+    never approve a second visitor on the first one's photo. Those are coalesced per ring: at
+    most one capture in flight and one queued (the queued one takes the newest press). Photo
+    ``n`` of a ring is ``{request_id}.jpg`` for n = 1, ``{request_id}.{n}.jpg`` after; the
+    ``snapshot_captured`` event carries ``snapshot`` (n) and ``press`` (the press it shows).
     """
+
+    KEEP_COUNTS = 256
 
     def __init__(self, camera: Camera, directory: Path, recorder: Any, timeout: float = 3.0,
                  retention_days: float = 30.0, max_bytes: int = 500 * 1024 * 1024,
@@ -173,6 +188,12 @@ class SnapshotService:
         self._threads: set[threading.Thread] = set()
         self._closing = False
         self._last_prune = float("-inf")       # first capture prunes what earlier runs left
+        self._counts: OrderedDict[str, int] = OrderedDict()   # photos per recent ring
+        self._again_lock = threading.Lock()
+        self._again_running: set[str] = set()
+        self._again_queued: dict[str, int] = {}
+        # on_done(request_id, snapshot n or None when it failed, press, captured_at or None)
+        self.on_done: Callable[[str, int | None, int, datetime | None], None] | None = None
 
     def start(self) -> None:
         try:
@@ -193,11 +214,51 @@ class SnapshotService:
         thread.start()
         return done
 
-    def path_for(self, request_id: str) -> Path | None:
-        """The snapshot file for a request id, or None (ids are validated: no path traversal)."""
+    def request_again(self, request_id: str, press: int) -> None:
+        """A further press on a pending ring: a fresh photo, coalesced (one running, one queued)."""
+        if self._closing:
+            return
+        with self._again_lock:
+            if request_id in self._again_running:
+                self._again_queued[request_id] = max(press, self._again_queued.get(request_id, 0))
+                return
+            self._again_running.add(request_id)
+        thread = threading.Thread(target=self._run_again, args=(request_id, press),
+                                  name=f"snapshot-again-{request_id[:8]}", daemon=True)
+        self._threads.add(thread)
+        thread.start()
+
+    def _run_again(self, request_id: str, press: int) -> None:
+        try:
+            while not self._closing:
+                try:
+                    self._capture_and_record(request_id, press, wait=True)
+                except Exception:
+                    log.exception("snapshot for %s (press %d) failed", request_id, press)
+                with self._again_lock:
+                    if request_id not in self._again_queued:
+                        break
+                    press = self._again_queued.pop(request_id)
+        finally:
+            with self._again_lock:
+                self._again_running.discard(request_id)
+                self._again_queued.pop(request_id, None)
+            self._threads.discard(threading.current_thread())
+
+    def path_for(self, request_id: str, n: int | None = None) -> Path | None:
+        """Photo n (default: the newest) of a request id, or None (ids are validated: no path
+        traversal)."""
         if not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
             return None
-        path = self.directory / f"{request_id}.jpg"
+        if n is None:
+            n = self._counts.get(request_id)
+            if n is None:
+                later = [int(p.suffixes[-2][1:]) for p in self.directory.glob(f"{request_id}.*.jpg")
+                         if len(p.suffixes) >= 2 and p.suffixes[-2][1:].isdigit()]
+                n = max(later, default=1)
+        if not isinstance(n, int) or not 1 <= n <= 10_000:
+            return None
+        path = self.directory / (f"{request_id}.jpg" if n == 1 else f"{request_id}.{n}.jpg")
         return path if path.is_file() else None
 
     def _run(self, request_id: str, done: Future[Any]) -> None:
@@ -212,9 +273,9 @@ class SnapshotService:
         finally:
             self._threads.discard(threading.current_thread())
 
-    def _capture_and_record(self, request_id: str) -> Any:
-        if not self._busy.acquire(blocking=False):
-            return self._fail(request_id, "camera busy: a previous capture has not finished")
+    def _capture_and_record(self, request_id: str, press: int = 1, wait: bool = False) -> Any:
+        if not self._busy.acquire(timeout=self.timeout) if wait else not self._busy.acquire(blocking=False):
+            return self._fail(request_id, "camera busy: a previous capture has not finished", press)
         result: dict[str, Any] = {}
         finished = threading.Event()
 
@@ -223,6 +284,7 @@ class SnapshotService:
                 started = time.monotonic()
                 result["jpeg"] = self.camera.capture_jpeg()
                 result["seconds"] = time.monotonic() - started
+                result["n"] = self._next_number(request_id)   # numbered in capture order
             except Exception as exc:
                 result["error"] = str(exc) or type(exc).__name__
             finally:
@@ -231,33 +293,58 @@ class SnapshotService:
 
         threading.Thread(target=capture, name="camera-capture", daemon=True).start()
         if not finished.wait(self.timeout):
-            return self._fail(request_id, f"camera timed out after {self.timeout:g}s")
+            return self._fail(request_id, f"camera timed out after {self.timeout:g}s", press)
         if "error" in result:
-            return self._fail(request_id, result["error"])
+            return self._fail(request_id, result["error"], press)
         if self._closing:
             return None       # stopping: the controller_stopped event must stay the last one
         jpeg: bytes = result["jpeg"]
-        path = self.directory / f"{request_id}.jpg"
+        n: int = result["n"]
+        path = self.directory / (f"{request_id}.jpg" if n == 1 else f"{request_id}.{n}.jpg")
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(jpeg)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(jpeg)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:           # a full disk: the ring goes on without this photo
+            tmp.unlink(missing_ok=True)
+            return self._fail(request_id, f"snapshot not saved: {exc}", press)
         self.last_capture_seconds = result["seconds"]
         self._set_health(True, None)
         event = self._recorder.append(
             ev.SNAPSHOT_CAPTURED, request_id, size=len(jpeg), sha256=hashlib.sha256(jpeg).hexdigest(),
-            content_type="image/jpeg", capture_ms=round(result["seconds"] * 1000, 1))
+            content_type="image/jpeg", capture_ms=round(result["seconds"] * 1000, 1), snapshot=n,
+            press=press)
+        self._done(request_id, n, press, getattr(event, "ts", None))
         self._maybe_prune()
         return event
 
-    def _fail(self, request_id: str, reason: str) -> Any:
+    def _next_number(self, request_id: str) -> int:
+        with self._again_lock:
+            n = self._counts.get(request_id, 0) + 1
+            self._counts[request_id] = n
+            self._counts.move_to_end(request_id)
+            while len(self._counts) > self.KEEP_COUNTS:
+                self._counts.popitem(last=False)
+        return n
+
+    def _done(self, request_id: str, n: int | None, press: int, at: datetime | None) -> None:
+        if self.on_done is not None:
+            try:
+                self.on_done(request_id, n, press, at)
+            except Exception:
+                log.exception("snapshot completion callback failed")
+
+    def _fail(self, request_id: str, reason: str, press: int = 1) -> Any:
         if self._closing:
             return None
         log.warning("camera failed for ring %s: %s", request_id, reason)
         self._set_health(False, reason)
-        return self._recorder.append(ev.CAMERA_FAILED, request_id, reason=reason[:300])
+        event = self._recorder.append(ev.CAMERA_FAILED, request_id, reason=reason[:300], press=press)
+        self._done(request_id, None, press, None)
+        return event
 
     def _set_health(self, ok: bool, error: str | None) -> None:
         changed = ok != self.ok

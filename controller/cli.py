@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Sequence
 
 from . import config as cfg
-from . import simulate as sim
 
 log = logging.getLogger("entry-buzzer")
 
@@ -32,10 +31,13 @@ def _load(path: str, sections: tuple[str, ...] | None = None) -> cfg.Settings:
         for line in exc.errors:
             print(f"error: {line}", file=sys.stderr)
         raise SystemExit(2) from None
+    except Exception as exc:  # hostile input must still give one line, never a traceback
+        print(f"error: {path}: cannot be loaded ({type(exc).__name__})", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    settings = _load(args.file)
+    settings = _load(args.file or args.config)
     print(settings.summary())
     print("config OK")
     return 0
@@ -44,17 +46,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_relock(args: argparse.Namespace) -> int:
     """Drive the strike locked without starting the daemon (systemd ExecStopPost backstop).
 
-    Reads only [gpio]: the backstop must work even where the panel's secrets are unreadable.
+    Reads only [gpio] and falls back to the last-known-good strike settings: see controller/relock.py.
     """
-    settings = _load(args.config, ("gpio",))
-    from .gpio import relock
-    try:
-        relock(settings.gpio)
-    except Exception as exc:  # report, but a failing backstop must be loud, not a traceback
-        print(f"error: relock of GPIO {settings.gpio.strike_pin} failed: {exc}", file=sys.stderr)
-        return 1
-    print(f"strike on GPIO {settings.gpio.strike_pin} driven locked")
-    return 0
+    from .relock import main as relock_main
+    return relock_main(args.config)
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
@@ -70,23 +65,26 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     _setup_logging(args.verbose)
-    from .daemon import run
+    from .daemon import exit_now_if_stuck, run
     try:
-        return run(settings)
+        code = run(settings)
     except Exception as exc:
         log.error("controller could not start: %s", exc)
-        return 1
+        code = 1
+    return exit_now_if_stuck(code)   # a stop abandoned past its budget must not hold the exit
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from . import simulate as sim     # lazy: it pulls in the whole daemon
     _setup_logging(args.verbose)
     base = _load(args.config) if args.config else cfg.Settings()
     state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="entry-buzzer-sim-"))
     mqtt_on = not args.no_mqtt and (args.mqtt_port is not None or _broker_reachable("127.0.0.1", 1883))
     settings = sim.simulated_settings(base, state_dir, web_port=args.port, mqtt=mqtt_on,
                                       mqtt_port=args.mqtt_port or 1883, web=not args.no_web)
-    return sim.run_simulation(settings, console_enabled=args.console or sys.stdin.isatty(),
-                              duration=args.duration)
+    from .daemon import exit_now_if_stuck
+    return exit_now_if_stuck(sim.run_simulation(settings, console_enabled=args.console or sys.stdin.isatty(),
+                                                duration=args.duration))
 
 
 def _broker_reachable(host: str, port: int) -> bool:
@@ -102,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run the door controller daemon")
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", default=cfg.DEFAULT_CONFIG, help=f"default {cfg.DEFAULT_CONFIG}")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_run)
 
@@ -119,27 +117,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("check-config", help="validate a config file: exit 0 with a summary, or 2 with every error")
-    p.add_argument("file")
+    p.add_argument("file", nargs="?", help=f"the config file (default {cfg.DEFAULT_CONFIG})")
+    p.add_argument("--config", default=cfg.DEFAULT_CONFIG, help="the same, as an option")
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("relock", help="drive the strike locked without starting the daemon")
-    p.add_argument("--config", required=True)
-    p.set_defaults(func=cmd_relock)
+    _relock_arguments(p)
 
     p = sub.add_parser("selftest", help="check the installation at the door: buzzer, LEDs, strike, camera")
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", default=cfg.DEFAULT_CONFIG, help=f"default {cfg.DEFAULT_CONFIG}")
     p.add_argument("--buzzer-wait", type=float, default=20.0, help="seconds to wait for a press (default 20)")
     p.add_argument("--no-strike", action="store_true", help="never offer to pulse the strike")
     p.set_defaults(func=cmd_selftest)
 
     from web.cli import add_commands   # panel: user accounts and make-cert
     add_commands(sub, _load)
+    from .journal_cli import add_commands as add_journal_commands   # journal accept-new
+    add_journal_commands(sub, _load)
     return parser
 
 
+def _relock_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=cfg.DEFAULT_CONFIG, help=f"default {cfg.DEFAULT_CONFIG}")
+    p.set_defaults(func=cmd_relock)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["relock"]:
+        # The backstop first, before the full parser: that one imports the panel's commands
+        # (Flask), and relock must work where Flask, paho or the panel are broken.
+        parser = argparse.ArgumentParser(prog="entry-buzzer relock",
+                                         description="drive the strike locked without starting the daemon")
+        _relock_arguments(parser)
+        args = parser.parse_args(argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except SystemExit as exc:

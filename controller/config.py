@@ -11,10 +11,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from . import secret_files
 
 UNLOCK_CAP_SECONDS = 30.0
 """Hard cap on strike on-time. Not configurable: a config cannot raise it."""
@@ -23,6 +26,22 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # BCM pins 0-8 are pulled up at power-on, 14/15 are the UART and toggle during
 # boot. A strike on any of them could unlock while the Pi boots.
 STRIKE_UNSAFE_PINS = set(range(0, 9)) | {14, 15}
+
+
+DEFAULT_CONFIG = "/etc/entry-buzzer/config.toml"
+"""The installed config (deploy/install.sh): every command's --config defaults to it."""
+
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A real config is a few KB; anything near this is not a config (and must not cost memory)."""
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """repr() for error lines: bounded in length, and safe on absurdly nested values."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<{type(value).__name__} nested too deeply>"
+    return text if len(text) <= limit else text[:limit] + "...(truncated)"
 
 
 class ConfigError(ValueError):
@@ -116,6 +135,9 @@ class WebSettings:
     tls_key_file: str = ""
     session_idle_minutes: int = 30
     threads: int = 32
+    session_max_hours: float = 12.0         # absolute session lifetime, even for an open dashboard
+    streams_per_session: int = 4            # live dashboards (SSE streams) one sign-in may hold open
+    streams_per_user: int = 8               # ... and one staff account, across its sessions
 
 
 @dataclass(frozen=True)
@@ -155,20 +177,20 @@ Check = Callable[[Any], str | None]  # returns the reason, or None when fine
 def _between(lo: float, hi: float, unit: str = "") -> Check:
     def check(v: Any) -> str | None:
         if not lo <= v <= hi:
-            return f"{v!r} is out of range; use {lo:g} to {hi:g}{unit}"
+            return f"{_show(v)} is out of range; use {lo:g} to {hi:g}{unit}"
         return None
     return check
 
 
 def _one_of(*choices: str) -> Check:
     def check(v: Any) -> str | None:
-        return None if v in choices else f"{v!r} is not one of {', '.join(map(repr, choices))}"
+        return None if v in choices else f"{_show(v)} is not one of {', '.join(map(repr, choices))}"
     return check
 
 
 def _slug(v: str) -> str | None:
     return None if SLUG.match(v) else (
-        f"{v!r} is not a slug; use lowercase letters, digits, '-' or '_' (it becomes an MQTT topic level)")
+        f"{_show(v)} is not a slug; use lowercase letters, digits, '-' or '_' (it becomes an MQTT topic level)")
 
 
 def _nonempty(v: str) -> str | None:
@@ -178,13 +200,13 @@ def _nonempty(v: str) -> str | None:
 def _gpio_pin(v: int | None) -> str | None:
     if v is None:
         return None
-    return None if 2 <= v <= 27 else f"{v!r} is not a usable BCM GPIO; use 2-27"
+    return None if 2 <= v <= 27 else f"{_show(v)} is not a usable BCM GPIO; use 2-27"
 
 
 def _strike_pin(v: int) -> str | None:
     if v in STRIKE_UNSAFE_PINS:
         return (f"{v} is pulled high or toggles at boot; use a pin in 9-27 other than 14/15")
-    return None if 9 <= v <= 27 else f"{v!r} is not a BCM GPIO; use a pin in 9-27 other than 14/15"
+    return None if 9 <= v <= 27 else f"{_show(v)} is not a BCM GPIO; use a pin in 9-27 other than 14/15"
 
 
 def _strike_active_high(v: bool) -> str | None:
@@ -194,7 +216,7 @@ def _strike_active_high(v: bool) -> str | None:
 
 
 def _port(v: int) -> str | None:
-    return None if 1 <= v <= 65535 else f"{v!r} is not a TCP port; use 1-65535"
+    return None if 1 <= v <= 65535 else f"{_show(v)} is not a TCP port; use 1-65535"
 
 
 CHECKS: dict[str, dict[str, list[Check]]] = {
@@ -234,6 +256,8 @@ CHECKS: dict[str, dict[str, list[Check]]] = {
     "web": {
         "port": [_port], "session_idle_minutes": [_between(1, 24 * 60, " min")],
         "threads": [_between(4, 256)],
+        "session_max_hours": [_between(0.25, 7 * 24, " h")],
+        "streams_per_session": [_between(1, 64)], "streams_per_user": [_between(1, 256)],
     },
 }
 
@@ -266,7 +290,7 @@ def _coerce(key: str, value: Any, annotation: str, errors: list[str]) -> Any:
     else:
         ok = isinstance(value, str)
     if not ok:
-        errors.append(f"{key}: {value!r} is not {_type_name(py)}")
+        errors.append(f"{key}: {_show(value)} is not {_type_name(py)}")
         return dataclasses.MISSING
     return Path(value) if py is Path else value
 
@@ -277,7 +301,7 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> Settings:
     sections: dict[str, Any] = {}
     for name in data:
         if name not in SECTION_CLASSES:
-            errors.append(f"{name}: unknown section; expected one of {', '.join(SECTION_CLASSES)}")
+            errors.append(f"{_show(name)[1:-1]}: unknown section; expected one of {', '.join(SECTION_CLASSES)}")
     for name, cls in SECTION_CLASSES.items():
         raw = data.get(name, {})
         if not isinstance(raw, dict):
@@ -286,7 +310,7 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> Settings:
         known = {f.name: f for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
         for key, value in raw.items():
-            full = f"{name}.{key}"
+            full = f"{name}.{_show(key)[1:-1]}"
             if key not in known:
                 errors.append(f"{full}: unknown key; expected one of {', '.join(known)}")
                 continue
@@ -322,8 +346,8 @@ def _cross_checks(s: Settings, data: dict[str, Any]) -> list[str]:
         errors.append("door.unlock_seconds: must be shorter than door.ring_timeout_seconds")
     for key in ("password_file", "tls_ca_file", "tls_cert_file", "tls_key_file"):
         value = getattr(s.mqtt, key)
-        if s.mqtt.enabled and value and not _secret_path(value).is_file():
-            errors.append(f"mqtt.{key}: {value!r} does not exist or is not a file")
+        if s.mqtt.enabled and value and (problem := secret_files.check(f"mqtt.{key}", value, key in PRIVATE)):
+            errors.append(problem)
     if bool(s.mqtt.tls_cert_file) != bool(s.mqtt.tls_key_file):
         errors.append("mqtt.tls_cert_file: a client certificate needs mqtt.tls_key_file too (and vice versa)")
     if s.mqtt.reconnect_min_seconds > s.mqtt.reconnect_max_seconds:
@@ -335,8 +359,8 @@ def _cross_checks(s: Settings, data: dict[str, Any]) -> list[str]:
                       "passwords are never written inline")
     for key in ("secret_key_file", "tls_cert_file", "tls_key_file"):
         value = getattr(s.web, key)
-        if s.web.enabled and value and not _secret_path(value).is_file():
-            errors.append(f"web.{key}: {value!r} does not exist or is not a file")
+        if s.web.enabled and value and (problem := secret_files.check(f"web.{key}", value, key in PRIVATE)):
+            errors.append(problem)
     if bool(s.web.tls_cert_file) != bool(s.web.tls_key_file):
         errors.append("web.tls_cert_file: HTTPS needs both web.tls_cert_file and web.tls_key_file")
     for section, keys in (("mqtt", ("password",)), ("web", ("secret_key", "password"))):
@@ -348,11 +372,13 @@ def _cross_checks(s: Settings, data: dict[str, Any]) -> list[str]:
     return errors
 
 
+PRIVATE = {"password_file", "secret_key_file", "tls_key_file"}
+"""Settings naming private files: no links, mode 0600 (see controller/secret_files.py)."""
+
+
 def _secret_path(value: str) -> Path:
-    """Resolve 'credential:NAME' to systemd's $CREDENTIALS_DIRECTORY/NAME, else a plain path."""
-    if value.startswith("credential:"):
-        return Path(os.environ.get("CREDENTIALS_DIRECTORY", "/nonexistent")) / value.split(":", 1)[1]
-    return Path(value)
+    """Resolve 'credential:NAME' ($CREDENTIALS_DIRECTORY, else the installed credentials), else a path."""
+    return secret_files.secret_path(value)
 
 
 def read_secret(value: str) -> str:
@@ -360,18 +386,60 @@ def read_secret(value: str) -> str:
     return _secret_path(value).read_text(encoding="utf-8").strip()
 
 
-def load(path: str | os.PathLike[str]) -> Settings:
-    """Load and validate a TOML config file. Raises ConfigError (a ValueError)."""
+def read_text(path: str | os.PathLike[str]) -> str:
+    """Read a config file's text, turning anything hostile into one ConfigError line.
+
+    Refused: not a regular file (a FIFO would block relock forever), larger than
+    MAX_CONFIG_BYTES, NUL bytes, not UTF-8.
+    """
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise ConfigError([f"{p}: cannot read config file ({exc.strerror or exc})"]) from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{p}: not valid TOML ({exc})"]) from None
-    return from_dict(data, source=str(p))
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError([f"{p}: not a regular file"])
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{p}: too large ({st.st_size} bytes; a config is a few KB, "
+                               f"the limit is {MAX_CONFIG_BYTES} bytes)"])
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read config file ({exc.strerror or exc})"]) from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{p}: too large (over {MAX_CONFIG_BYTES} bytes)"])
+    if b"\x00" in raw:
+        raise ConfigError([f"{p}: contains NUL bytes (offset {raw.find(0)}): not a text config file"])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{p}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"]) from None
+
+
+def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and parse a config file: errors, including nesting so deep that the parser runs
+    out of stack (RecursionError), are one ConfigError line naming the file and the problem."""
+    p = Path(path)
+    text = read_text(p)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{p}: not valid TOML ({str(exc).splitlines()[0][:200]})"]) from None
+    except RecursionError:
+        raise ConfigError([f"{p}: not valid TOML (arrays or tables nested too deeply)"]) from None
+
+
+def load(path: str | os.PathLike[str]) -> Settings:
+    """Load and validate a TOML config file. Raises ConfigError (a ValueError)."""
+    data = _read_toml(path)
+    try:
+        return from_dict(data, source=str(Path(path)))
+    except RecursionError:
+        raise ConfigError([f"{path}: values nested too deeply"]) from None
 
 
 def load_sections(path: str | os.PathLike[str], sections: tuple[str, ...]) -> Settings:
@@ -380,14 +448,11 @@ def load_sections(path: str | os.PathLike[str], sections: tuple[str, ...]) -> Se
     For the hardware-only commands (``relock``, ``selftest``): they must work where the
     panel's and broker's secrets are not readable (outside systemd, or in ExecStopPost).
     """
-    full = Path(path)
+    data = _read_toml(path)
     try:
-        data = tomllib.loads(full.read_bytes().decode("utf-8"))
-    except OSError as exc:
-        raise ConfigError([f"{full}: cannot read config file ({exc.strerror or exc})"]) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{full}: not valid TOML ({exc})"]) from None
-    return from_dict({k: v for k, v in data.items() if k in sections}, source=str(full))
+        return from_dict({k: v for k, v in data.items() if k in sections}, source=str(Path(path)))
+    except RecursionError:
+        raise ConfigError([f"{path}: values nested too deeply"]) from None
 
 
 def with_overrides(settings: Settings, **sections: dict[str, Any]) -> Settings:

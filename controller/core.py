@@ -17,7 +17,14 @@ Safety rules enforced here:
 - lockdown refuses every unlock and ends a running pulse; presses are still
   recorded;
 - if the journal cannot be written the core fails closed: strike locked,
-  unlocks refused, a ``journal_failure`` alarm, until a write succeeds again.
+  unlocks refused, a ``journal_failure`` alarm, until a write succeeds again; what it
+  could not journal meanwhile is counted in ``journal_recovered`` (controller/faults.py);
+- a lockdown is saved to the lockdown store before it is reported as started and is
+  lifted only by a journaled end; a failed write first releases the disk reserve;
+- only a journaled ring can be approved (``ring_not_recorded``), and only by someone who
+  saw its newest press and photo (``stale``: "a new press: look again");
+- a journal that is not the installation's (``journal_lost``) refuses every unlock until
+  an admin accepts it.
 """
 
 from __future__ import annotations
@@ -33,12 +40,14 @@ from functools import wraps
 from typing import Any, Callable, Protocol
 
 from . import events as ev
+from .faults import FaultLog, LockdownStore, SpaceReserve
 
 log = logging.getLogger(__name__)
 
 UNLOCK_CAP = 30.0
 FAULT_RETRY_SECONDS = 10.0
 HANDLED_MEMORY = 1000
+MAX_PRESS_TIMES = 20
 
 
 # ------------------------------------------------------------------ ports
@@ -109,6 +118,18 @@ class _Ring:
     expires_at: float
     presses: int = 1
     last_journaled: float = 0.0
+    recorded: bool = True          # False: its buzzer_pressed never reached the journal
+    press_times: list[datetime] | None = None   # wall time of each press (the first 20)
+    photo: int = 0                 # newest photo captured for this ring (0: none yet)
+    photo_at: datetime | None = None
+    photo_press: int = 0           # the press that photo shows
+    photo_wanted: int = 0          # newest press a photo was asked for
+    photo_done: int = 0            # newest press whose capture finished (photo or failure)
+
+    @property
+    def photo_pending(self) -> bool:
+        """A photo for a later press than the first is still being taken."""
+        return self.photo_wanted > 1 and self.photo_wanted > self.photo_done
 
 
 @dataclass
@@ -126,6 +147,12 @@ class _Lockdown:
     actor: str
     reason: str
     source: str
+    id: str = ""
+    journaled: bool = True         # False: started while the journal failed; journaled on recovery
+
+    def record(self) -> dict[str, Any]:
+        return {"id": self.id, "since": ev.utc_iso(self.since), "actor": self.actor,
+                "reason": self.reason, "source": self.source}
 
 
 class _RecordFailed(Exception):
@@ -150,8 +177,16 @@ def _transition(method: Callable[..., Any]) -> Callable[..., Any]:
 class EntryCore:
     def __init__(self, recorder: Recorder, strike: Strike, rules: Rules | None = None, *,
                  clock: Clock | None = None, indicators: Indicators | None = None,
-                 on_ring: Callable[[str], None] | None = None, has_door_contact: bool = False):
+                 on_ring: Callable[[str], None] | None = None, has_door_contact: bool = False,
+                 lockdown_store: LockdownStore | None = None, reserve: SpaceReserve | None = None,
+                 on_press_again: Callable[[str, int], None] | None = None):
         self.rules = rules or Rules()
+        self._lockdown_store = lockdown_store
+        self._on_press_again = on_press_again
+        self._reserve = reserve
+        self._reserve_retry_at = 0.0
+        self._fault_log: FaultLog | None = None
+        self._journal_lost: str | None = None
         self._recorder = recorder
         self._strike = strike
         self._clock = clock or SystemClock()
@@ -198,12 +233,28 @@ class EntryCore:
             return Decision(False, "debounced", "press within the debounce window",
                             self._ring.request_id if self._ring else None)
         self._last_press = now
+        try:
+            return self._press(now)
+        finally:
+            if self._fault_log is not None:      # counted for the journal_recovered summary
+                self._fault_log.presses += 1
+
+    def _press(self, now: float) -> Decision:
         ring = self._ring
         if ring is not None:
             ring.presses += 1
+            if ring.press_times is not None and len(ring.press_times) < MAX_PRESS_TIMES:
+                ring.press_times.append(self._clock.now())
             if now - ring.last_journaled >= self.rules.repeat_press_journal_seconds:
                 ring.last_journaled = now
                 self._try_record(ev.BUZZER_REPEATED, ring.request_id, presses=ring.presses)
+            if ring.recorded and self._on_press_again is not None:
+                # a new press may be a new person: take a fresh photo (coalesced by the camera)
+                ring.photo_wanted = ring.presses
+                try:
+                    self._on_press_again(ring.request_id, ring.presses)
+                except Exception:
+                    log.exception("snapshot request failed for %s", ring.request_id)
             return Decision(True, "coalesced", "counted against the pending ring", ring.request_id)
         request_id = str(uuid.uuid4())
         ring = _Ring(request_id=request_id, started_at=now, started_wall=self._clock.now(),
@@ -213,8 +264,11 @@ class EntryCore:
         recorded = self._try_record(ev.BUZZER_PRESSED, request_id, presses=1,
                                     expires_in=self.rules.ring_timeout_seconds,
                                     lockdown=self._lockdown is not None)
+        ring.recorded = recorded
+        ring.press_times = [ring.started_wall]
         self._ring = ring
         if recorded and self._on_ring is not None:
+            ring.photo_wanted = 1
             try:
                 self._on_ring(request_id)
             except Exception:
@@ -222,8 +276,24 @@ class EntryCore:
         return Decision(True, "ringing", "new ring", request_id)
 
     @_transition
-    def approve(self, request_id: Any, actor: Any) -> Decision:
-        """Staff approval of one pending ring: journal it, then pulse the strike once."""
+    def photo_done(self, request_id: str, snapshot: int | None, press: int,
+                   at: datetime | None) -> None:
+        """The camera finished a capture for a ring (``snapshot`` None: it failed)."""
+        ring = self._ring
+        if ring is None or ring.request_id != request_id:
+            return
+        ring.photo_done = max(ring.photo_done, int(press))
+        if snapshot is not None and snapshot > ring.photo:
+            ring.photo, ring.photo_at, ring.photo_press = int(snapshot), at or self._clock.now(), int(press)
+
+    @_transition
+    def approve(self, request_id: Any, actor: Any, seen_snapshot: Any = None,
+                seen_presses: Any = None) -> Decision:
+        """Staff approval of one pending ring: journal it, then pulse the strike once.
+
+        The panel names what the staff member was looking at (photo number and press count).
+        If a newer press or photo exists, or a photo for a newer press is still being taken,
+        the approval is refused (``stale``): a new press may be a different person."""
         refused = self._check_ring_action("approve", request_id, actor)
         if refused:
             return refused
@@ -231,8 +301,20 @@ class EntryCore:
             return self._refuse("approve", request_id, actor, "lockdown", "lockdown is active")
         ring = self._ring
         assert ring is not None
+        if not ring.recorded:
+            return self._refuse("approve", request_id, actor, "ring_not_recorded",
+                                "this ring was never journaled: ask the visitor to press again")
+        if seen_snapshot is not None or seen_presses is not None:
+            if not all(v is None or (isinstance(v, int) and 0 <= v <= 1_000_000)
+                       for v in (seen_snapshot, seen_presses)):
+                return self._refuse("approve", request_id, actor, "invalid", "snapshot/presses malformed")
+            if ((seen_presses is not None and seen_presses < ring.presses)
+                    or (seen_snapshot is not None and seen_snapshot < ring.photo)
+                    or ring.photo_pending):
+                return self._refuse("approve", request_id, actor, "stale", "a new press: look again")
         try:
-            self._record(ev.ENTRY_APPROVED, ring.request_id, actor, presses=ring.presses)
+            self._record(ev.ENTRY_APPROVED, ring.request_id, actor, presses=ring.presses,
+                         snapshot=ring.photo if seen_snapshot is None else seen_snapshot)
         except _RecordFailed:
             return Decision(False, "fault", "journal unavailable: failing closed", ring.request_id)
         self._close_ring("approved")
@@ -261,8 +343,8 @@ class EntryCore:
             return Decision(False, "invalid", "a named staff member is required")
         if self._lockdown is not None:
             return self._refuse("unlock", None, actor, "lockdown", "lockdown is active")
-        if self._fault is not None:
-            return Decision(False, "fault", f"failing closed: {self._fault}")
+        if self._blocked():
+            return self._refuse("unlock", None, actor, "fault", f"failing closed: {self._blocked()}")
         if not self._start_pulse(None, actor, "staff_unlock", note=str(note)[:200]):
             return Decision(False, "fault", "journal or strike unavailable; door stays locked")
         return Decision(True, "ok", "unlocked")
@@ -270,23 +352,35 @@ class EntryCore:
     @_transition
     def start_lockdown(self, actor: str, reason: str = "", source: str = "panel",
                        command_id: str | None = None) -> Decision:
-        """Lockdown takes effect before it is journaled: it is the safe direction."""
+        """Lockdown takes effect at once (the safe direction) and is made durable in the lockdown
+        store before it is reported as started; then it is journaled. If the journal cannot take
+        it now, it is journaled (``during_fault: true``) when the journal recovers."""
         if self._lockdown is not None:
             return Decision(True, "already", "lockdown already active")
-        self._lockdown = _Lockdown(self._clock.now(), str(actor), str(reason)[:200], source)
-        self._try_record(ev.LOCKDOWN_STARTED, None, str(actor), reason=str(reason)[:200],
-                         source=source, command_id=command_id)
+        lk = _Lockdown(self._clock.now(), str(actor), str(reason)[:200], str(source), str(uuid.uuid4()))
+        self._lockdown = lk
         if self._pulse is not None:
             self._end_pulse("lockdown")
+        durable = self._save_lockdown(lk.record())
+        lk.journaled = self._try_record(ev.LOCKDOWN_STARTED, None, lk.actor, reason=lk.reason,
+                                        source=lk.source, command_id=command_id, lockdown_id=lk.id)
+        if not durable:
+            self._raise_alarm("lockdown_not_durable")
         return Decision(True, "ok", "lockdown started")
 
-    def restore_lockdown(self, since: datetime, actor: str, reason: str, source: str) -> None:
-        """At start-up: a lockdown still open in the journal stays in force across a restart
-        (crash, watchdog, power loss). Not journaled again: its lockdown_started is there."""
+    def restore_lockdown(self, since: datetime, actor: str, reason: str, source: str,
+                         lockdown_id: str | None = None, journaled: bool = True) -> None:
+        """At start-up: an open lockdown (from the lockdown store or the journal) stays in force
+        across a restart (crash, watchdog, power loss, a lost journal). It is written back to the
+        store; if the journal never recorded it, it is journaled now (``during_fault: true``)."""
         with self._lock:
-            self._lockdown = _Lockdown(since, actor, reason, source)
+            lk = _Lockdown(since, actor, reason, source, lockdown_id or str(uuid.uuid4()), journaled)
+            self._lockdown = lk
             if self._pulse is not None:
                 self._end_pulse("lockdown")
+            self._save_lockdown(lk.record())
+            if not journaled:
+                self._journal_missed_lockdown()
             self._refresh_indicators()
         self._after_change()
 
@@ -296,13 +390,50 @@ class EntryCore:
         """Ending a lockdown is journaled first: if it cannot be recorded, lockdown stays."""
         if self._lockdown is None:
             return Decision(True, "already", "no lockdown active")
+        lk = self._lockdown
+        if not lk.journaled and not self._journal_missed_lockdown():
+            return Decision(False, "fault", "journal unavailable: lockdown stays")
         try:
             self._record(ev.LOCKDOWN_ENDED, None, str(actor), reason=str(reason)[:200],
-                         source=source, command_id=command_id)
+                         source=source, command_id=command_id, lockdown_id=lk.id)
         except _RecordFailed:
             return Decision(False, "fault", "journal unavailable: lockdown stays")
         self._lockdown = None
+        # The end is journaled; if the file cannot go now, start-up sees the matching
+        # lockdown_ended and clears it then.
+        self._save_lockdown(None)
+        self._clear_alarm("lockdown_not_durable")
         return Decision(True, "ok", "lockdown ended")
+
+    def journal_lost(self, why: str, previous: list[str]) -> None:
+        """At start-up: the journal is not the installation's (missing, emptied or foreign).
+        The door stays locked and unlocks are refused until an admin accepts the new journal."""
+        with self._lock:
+            self._journal_lost = why
+            self._raise_alarm("journal_lost", reason=why[:300], previous_epochs=previous)
+            self._refresh_indicators()
+        self._after_change()
+
+    @_transition
+    def accept_new_journal(self, actor: Any, source: str, epoch: str, previous: list[str]) -> Decision:
+        """An admin accepts the journal in use as the installation's. Journaled first."""
+        if not _valid_actor(actor):
+            return Decision(False, "invalid", "a named admin is required")
+        if self._journal_lost is None:
+            return Decision(True, "already", "the journal is the installation's; nothing to accept")
+        try:
+            self._record(ev.JOURNAL_ACCEPTED, None, str(actor), source=source, epoch=epoch,
+                         previous_epochs=previous, reason=self._journal_lost[:300])
+        except _RecordFailed:
+            return Decision(False, "fault", "journal unavailable: the new journal is not accepted")
+        self._journal_lost = None
+        self._clear_alarm("journal_lost", actor=str(actor))
+        return Decision(True, "ok", "new journal accepted")
+
+    @property
+    def journal_is_lost(self) -> bool:
+        with self._lock:
+            return self._journal_lost is not None
 
     @_transition
     def door_changed(self, is_open: bool) -> None:
@@ -348,12 +479,28 @@ class EntryCore:
     def acknowledge_alarm(self, alarm: str, actor: Any) -> Decision:
         if not _valid_actor(actor):
             return Decision(False, "invalid", "a named staff member is required")
-        if alarm not in self._alarms or alarm == "journal_failure":
+        if alarm not in self._alarms or alarm in ("journal_failure", "journal_lost", "disk_full",
+                                                  "lockdown_not_durable"):
             return Decision(False, "unknown", f"no active alarm {alarm!r} to acknowledge")
         if alarm == "held_open" and self._door_open:
             return Decision(False, "busy", "the door is still held open")
         self._clear_alarm(alarm, actor=str(actor))
         return Decision(True, "ok", "acknowledged")
+
+    @_transition
+    def audit(self, type: str, actor: str | None = None, **data: Any) -> bool:
+        """Journal an adapter's audit event (sign-ins, account changes) the way the core's own
+        are: a full disk releases the reserve, and what cannot be written is counted for
+        ``journal_recovered``. True when it was journaled."""
+        if type not in ev.ALL_TYPES:
+            raise ValueError(f"unknown event type {type!r}")
+        return self._try_record(type, None, actor, **data)
+
+    @_transition
+    def use_reserve(self) -> bool:
+        """An adapter's write failed on a full disk (e.g. a staff sign-in): release the disk
+        reserve so it can retry; raises the ``disk_full`` alarm. True when space was freed."""
+        return self._release_reserve()
 
     @_transition
     def set_alarm(self, alarm: str, active: bool, **data: Any) -> None:
@@ -402,6 +549,8 @@ class EntryCore:
                 times.append(self._denied_until)
             if self._fault is not None:
                 times.append(self._fault_retry_at)
+            if "disk_full" in self._alarms:
+                times.append(self._reserve_retry_at)
             return min(times) if times else None
 
     # Queries take the lock so a reader never sees a transition half-done (e.g. the
@@ -432,6 +581,10 @@ class EntryCore:
                 r = self._ring
                 ring = {"request_id": r.request_id, "started": ev.utc_iso(r.started_wall),
                         "presses": r.presses, "seconds_left": round(max(0.0, r.expires_at - now), 1),
+                        "press_times": [ev.utc_iso(t) for t in r.press_times or []],
+                        "photo": ({"n": r.photo, "at": ev.utc_iso(r.photo_at) if r.photo_at else None,
+                                   "press": r.photo_press} if r.photo else None),
+                        "photo_pending": r.photo_pending,
                         "expires": ev.utc_iso(wall.fromtimestamp(wall.timestamp() + r.expires_at - now,
                                                                  timezone.utc))}
             pulse = None
@@ -448,7 +601,7 @@ class EntryCore:
                     "door_open": self._door_open if self.has_door_contact else None,
                     "ring": ring, "pulse": pulse, "lockdown": lockdown,
                     "alarms": {k: ev.utc_iso(v) for k, v in self._alarms.items()},
-                    "fault": self._fault}
+                    "fault": self._blocked()}
 
     # ------------------------------------------------------------ internals
     def _check_ring_action(self, action: str, request_id: Any, actor: Any) -> Decision | None:
@@ -460,11 +613,22 @@ class EntryCore:
             outcome = self._handled.get(request_id)
             if outcome == "expired":
                 return self._refuse(action, request_id, actor, "expired", "the ring has expired")
+            if outcome == "not_recorded":
+                return self._refuse(action, request_id, actor, "ring_not_recorded",
+                                    "this ring was never journaled: ask the visitor to press again")
             if outcome is not None:
                 return self._refuse(action, request_id, actor, "handled", f"already {outcome}")
             return self._refuse(action, request_id, actor, "unknown", "no such pending ring")
-        if action == "approve" and self._fault is not None:
-            return self._refuse(action, request_id, actor, "fault", f"failing closed: {self._fault}")
+        if action == "approve" and self._blocked():
+            return self._refuse(action, request_id, actor, "fault", f"failing closed: {self._blocked()}")
+        return None
+
+    def _blocked(self) -> str | None:
+        """Why unlocks are refused right now (journal fault or a lost journal), or None."""
+        if self._fault is not None:
+            return self._fault
+        if self._journal_lost is not None:
+            return f"journal lost: {self._journal_lost} (an admin must accept the new journal)"
         return None
 
     def _refuse(self, action: str, request_id: str | None, actor: Any, code: str,
@@ -544,6 +708,12 @@ class EntryCore:
             self._close_ring("expired")
             self._try_record(ev.RING_EXPIRED, ring.request_id, presses=ring.presses)
             fired = True
+        if "disk_full" in self._alarms and now >= self._reserve_retry_at:
+            if self._reserve is not None and self._reserve.restore():
+                self._clear_alarm("disk_full")
+            else:
+                self._reserve_retry_at = now + FAULT_RETRY_SECONDS
+            fired = True
         if (self._door_open and "held_open" not in self._alarms
                 and now >= self._door_opened_at + self.rules.held_open_seconds):
             self._raise_alarm("held_open", seconds=self.rules.held_open_seconds)
@@ -552,25 +722,85 @@ class EntryCore:
             self._denied_until = 0.0
             fired = True
         if self._fault is not None and now >= self._fault_retry_at:
+            summary = self._fault_log.summary(self._clock.now()) if self._fault_log else {}
             try:
-                self._recorder.append(ev.JOURNAL_RECOVERED, fault=self._fault)
+                self._recorder.append(ev.JOURNAL_RECOVERED, fault=self._fault, **summary)
             except Exception:
                 self._fault_retry_at = now + FAULT_RETRY_SECONDS
             else:
-                log.warning("journal recovered after fault: %s", self._fault)
+                log.warning("journal recovered after fault: %s (%s)", self._fault, summary)
                 self._fault = None
+                self._fault_log = None
                 self._alarms.pop("journal_failure", None)
+                if self._lockdown is not None and not self._lockdown.journaled:
+                    self._journal_missed_lockdown()
+                if self._ring is not None and not self._ring.recorded:
+                    # Never journaled, so never approvable: close it so the next press is a
+                    # fresh, journaled ring with its own photo.
+                    self._close_ring("not_recorded")
                 fired = True
         return fired
 
     def _record(self, type: str, request_id: str | None = None, actor: str | None = None,
                 **data: Any) -> None:
-        """Commit an event or enter fault (strike locked) and raise _RecordFailed."""
+        """Commit an event or enter fault (strike locked) and raise _RecordFailed.
+
+        A failed write releases the disk reserve (if one is held) and is tried once more, so
+        safety events reach the journal on a full disk. What still fails is counted for the
+        ``journal_recovered`` summary."""
         try:
             self._recorder.append(type, request_id, actor, **data)
+            return
         except Exception as exc:
-            self._enter_fault(f"journal write failed: {exc}")
-            raise _RecordFailed() from exc
+            error: Exception = exc
+        if _no_space(error) and self._release_reserve():
+            try:
+                self._recorder.append(type, request_id, actor, **data)
+                return
+            except Exception as exc:
+                error = exc
+        self._enter_fault(f"journal write failed: {error}")
+        assert self._fault_log is not None
+        self._fault_log.note(type, self._clock.now())
+        raise _RecordFailed() from error
+
+    def _release_reserve(self) -> bool:
+        """Give the disk reserve back (once per full-disk episode); True when space was freed."""
+        if self._reserve is None or "disk_full" in self._alarms:
+            return False
+        try:
+            freed = self._reserve.release()
+        except Exception:
+            log.exception("disk reserve release failed")
+            return False
+        if freed:
+            self._alarms["disk_full"] = self._clock.now()
+            self._reserve_retry_at = self._clock.monotonic() + FAULT_RETRY_SECONDS
+            self._try_record(ev.ALARM_RAISED, alarm="disk_full", reserve_released=True)
+        return freed
+
+    def _save_lockdown(self, record: dict[str, Any] | None) -> bool:
+        """Write the lockdown store (releasing the disk reserve and retrying once if needed)."""
+        if self._lockdown_store is None:
+            return True
+        for attempt in (1, 2):
+            try:
+                self._lockdown_store.save(record)
+                return True
+            except Exception as exc:
+                log.error("lockdown state could not be written (attempt %d): %s", attempt, exc)
+                if attempt == 1 and not self._release_reserve():
+                    return False
+        return False
+
+    def _journal_missed_lockdown(self) -> bool:
+        """Journal a lockdown that started while the journal could not take it (original time)."""
+        lk = self._lockdown
+        assert lk is not None
+        lk.journaled = self._try_record(ev.LOCKDOWN_STARTED, None, lk.actor, reason=lk.reason,
+                                        source=lk.source, lockdown_id=lk.id, during_fault=True,
+                                        at=ev.utc_iso(lk.since))
+        return lk.journaled
 
     def _try_record(self, type: str, request_id: str | None = None, actor: str | None = None,
                     **data: Any) -> bool:
@@ -590,6 +820,8 @@ class EntryCore:
         if self._fault is None:
             self._fault = why
             self._fault_retry_at = self._clock.monotonic() + FAULT_RETRY_SECONDS
+        if self._fault_log is None:
+            self._fault_log = FaultLog(since=self._clock.now())
         self._alarms.setdefault("journal_failure", self._clock.now())
 
     def _refresh_indicators(self) -> None:
@@ -609,6 +841,20 @@ class EntryCore:
                 self._indicators.show(state)
             except Exception:
                 log.exception("indicator update failed")
+
+
+def _no_space(exc: BaseException) -> bool:
+    """A write failed for want of space (SQLite's 'database or disk is full', ENOSPC, or the
+    I/O error SQLite reports when a WAL write hits ENOSPC), not e.g. a closed journal."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "errno", None) in (28, 122):          # ENOSPC, EDQUOT
+            return True
+        text = str(seen).lower()
+        if "full" in text or "no space" in text or "disk i/o error" in text:
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def _valid_actor(actor: Any) -> bool:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import shutil
 import signal
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,9 +22,11 @@ from . import __version__
 from . import events as ev
 from .camera import Camera, SnapshotService, build_camera
 from .config import Settings
+from .identity import JournalIdentity, hold_lock, identity_paths
+from .durable import LOCKDOWN_FILE, RESERVE_BYTES, RESERVE_FILE, DiskReserve, FileLockdownStore
 from .core import Clock, Decision, EntryCore, Rules, SystemClock
 from .gpio import DoorHardware, factory_name, uses_mock_pins
-from .journal import Journal
+from .journal import Journal, JournalError
 from .memory import tune_malloc
 from .notify import Notifier, watchdog_interval
 
@@ -59,14 +63,20 @@ class Controller:
     services: list[Service] = field(default_factory=list)
     simulated: bool = False
     station: Any = None          # the simulated visitor station (simulate only)
+    lockdown_store: FileLockdownStore | None = None
+    reserve: DiskReserve | None = None
+    identity: JournalIdentity | None = None
+    journal_lost: str | None = None   # why the journal is not the installation's (start-up check)
+    lock_file: Any = None
     started_monotonic: float = field(default_factory=time.monotonic)
 
     # ---- commands (delegates, so callers never need the core's internals)
     def press(self) -> Decision:
         return self.core.press()
 
-    def approve(self, request_id: Any, actor: Any) -> Decision:
-        return self.core.approve(request_id, actor)
+    def approve(self, request_id: Any, actor: Any, seen_snapshot: Any = None,
+                seen_presses: Any = None) -> Decision:
+        return self.core.approve(request_id, actor, seen_snapshot, seen_presses)
 
     def deny(self, request_id: Any, actor: Any) -> Decision:
         return self.core.deny(request_id, actor)
@@ -82,11 +92,24 @@ class Controller:
                      command_id: str | None = None) -> Decision:
         return self.core.end_lockdown(actor, reason, source, command_id)
 
+    def accept_new_journal(self, actor: Any, source: str = "panel") -> Decision:
+        """An admin accepts the journal in use after a ``journal_lost`` alarm (journaled, then
+        the installation identity is rewritten to this journal's epoch)."""
+        previous = self.identity.previous() if self.identity else []
+        decision = self.core.accept_new_journal(actor, source, self.journal.epoch, previous)
+        if decision.ok and decision.code == "ok" and self.identity is not None:
+            problems = self.identity.write(self.journal.epoch)
+            if problems and problems[0].startswith(str(self.identity.paths[0])):
+                return Decision(False, "fault", "accepted in the journal, but journal.id could not be "
+                                f"written ({problems[0]}); the alarm returns at the next start")
+            self.journal_lost = None
+        return decision
+
     # ---- queries
     def status(self) -> dict[str, Any]:
         status = self.core.status()
         status.update(campus=self.settings.site.campus, door_id=self.settings.site.door,
-                      last_seq=self.journal.last_seq, version=__version__,
+                      last_seq=self.journal.last_seq, epoch=self.journal.epoch, version=__version__,
                       camera_ok=self.snapshots.ok)
         return status
 
@@ -154,23 +177,88 @@ class CoreLoop(threading.Thread):
         self.wake.set()
 
 
-def previous_stop(journal: Journal) -> str:
+def previous_stop(journal: Journal, journal_lost: bool = False) -> str:
+    """none (first start), clean, unclean; ``unknown`` when the journal was lost: the history
+    that would tell is gone, and "none" would claim a first boot."""
+    if journal_lost:
+        return "unknown"
     last = journal.last_event()
     if last is None:
         return "none"
     return "clean" if last.type == ev.CONTROLLER_STOPPED else "unclean"
 
 
+def _parse_time(text: Any, default: datetime) -> datetime:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return default
+
+
 def restore_lockdown(controller: Controller) -> bool:
-    """A lockdown survives restarts: if the journal's last lockdown event is a start, keep it."""
-    last = controller.journal.query(types=[ev.LOCKDOWN_STARTED, ev.LOCKDOWN_ENDED], limit=1)
-    if not last or last[0].type != ev.LOCKDOWN_STARTED:
+    """A lockdown survives restarts and journal faults.
+
+    The lockdown file (controller/durable.py) is the first authority: a lockdown in it stays in
+    force unless the journal holds the ``lockdown_ended`` for that very lockdown (the end was
+    journaled but the file could not be removed). A lockdown open in the journal but missing
+    from the file (older version, file lost) is kept too. One the journal never recorded is
+    journaled now, ``during_fault: true``.
+    """
+    c = controller
+    recent = c.journal.query(types=[ev.LOCKDOWN_STARTED, ev.LOCKDOWN_ENDED], limit=200)
+    record = c.lockdown_store.load() if c.lockdown_store is not None else None
+    if record is not None:
+        lid = record.get("id")
+        if lid and any(e.type == ev.LOCKDOWN_ENDED and e.data.get("lockdown_id") == lid for e in recent):
+            c.lockdown_store.save(None)
+            record = None
+    if record is not None:
+        lid = record.get("id")
+        journaled = bool(lid) and any(e.type == ev.LOCKDOWN_STARTED and e.data.get("lockdown_id") == lid
+                                      for e in recent)
+        since = _parse_time(record.get("since"), c.clock.now())
+        c.core.restore_lockdown(since, str(record.get("actor") or "unknown"), str(record.get("reason") or ""),
+                                str(record.get("source") or ""), lockdown_id=lid, journaled=journaled)
+        log.warning("lockdown from %s by %s is still in force after restart (lockdown file)",
+                    ev.utc_iso(since), record.get("actor"))
+        return True
+    if not recent or recent[0].type != ev.LOCKDOWN_STARTED:
         return False
-    e = last[0]
-    controller.core.restore_lockdown(e.ts, e.actor or "unknown", str(e.data.get("reason", "")),
-                                     str(e.data.get("source", "")))
+    e = recent[0]
+    c.core.restore_lockdown(e.ts, e.actor or "unknown", str(e.data.get("reason", "")),
+                            str(e.data.get("source", "")), lockdown_id=e.data.get("lockdown_id"))
     log.warning("lockdown from %s by %s is still in force after restart", ev.utc_iso(e.ts), e.actor)
     return True
+
+
+def close_open_pulse(controller: Controller) -> bool:
+    """Every pulse is closed in the audit: after a crash mid-pulse the last door event is a
+    ``door_unlocked``; the strike was driven locked at start-up, so say so (reason startup)."""
+    last = controller.journal.query(types=[ev.DOOR_UNLOCKED, ev.DOOR_LOCKED], limit=1)
+    if not last or last[0].type != ev.DOOR_UNLOCKED:
+        return False
+    controller.journal.append(ev.DOOR_LOCKED, last[0].request_id, reason="startup",
+                              unlocked_seq=last[0].seq)
+    return True
+
+
+def open_journal(path: Path, settings: Settings, clock: Clock) -> Journal:
+    """Open the journal. One that is not a database at all (garbage, a half-written copy) is
+    moved aside and a new one started, so the controller runs (locked, panel and alarms up)
+    instead of crash-looping; the identity check then raises ``journal_lost``."""
+    try:
+        return Journal(path, settings.site.campus, settings.site.door, now=clock.now)
+    except JournalError as exc:
+        if type(exc.__cause__) is not sqlite3.DatabaseError:    # not disk full, not permissions
+            raise
+        aside = path.with_name(f"{path.name}.corrupt-{clock.now().strftime('%Y%m%dT%H%M%SZ')}")
+        log.error("journal %s is corrupt (%s): moved to %s", path, exc.__cause__, aside.name)
+        path.rename(aside)
+        for suffix in ("-wal", "-shm"):
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                side.rename(aside.with_name(aside.name + suffix))
+        return Journal(path, settings.site.campus, settings.site.door, now=clock.now)
 
 
 def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = None,
@@ -181,7 +269,12 @@ def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = N
         state_dir = Path(settings.storage.state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         clock = clock or SystemClock()
-        journal = Journal(state_dir / JOURNAL_FILE, settings.site.campus, settings.site.door, now=clock.now)
+        lock_file = hold_lock(state_dir)
+        journal = open_journal(state_dir / JOURNAL_FILE, settings, clock)
+        identity = JournalIdentity(identity_paths(state_dir, settings.source))
+        lost = identity.check(journal.epoch, journal.created)
+        if lost:
+            log.error("JOURNAL LOST: %s; starting locked, unlocks refused until an admin accepts it", lost)
         camera = camera or build_camera(settings.camera.kind, settings.camera.width,
                                         settings.camera.height, settings.camera.jpeg_quality,
                                         settings.site.door_name)
@@ -189,23 +282,36 @@ def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = N
             camera, state_dir / SNAPSHOT_DIR, journal, timeout=settings.camera.capture_timeout_seconds,
             retention_days=settings.storage.snapshot_retention_days,
             max_bytes=int(settings.storage.snapshot_max_mb * 1024 * 1024))
+        lockdown_store = FileLockdownStore(state_dir / LOCKDOWN_FILE)
+        reserve = DiskReserve(state_dir / RESERVE_FILE, RESERVE_BYTES)
+        reserve.restore()              # best effort: a full disk at start-up still starts (locked)
         core = EntryCore(journal, hardware.strike, Rules.from_settings(settings.door), clock=clock,
                          indicators=hardware.leds, on_ring=snapshots.request,
-                         has_door_contact=hardware.door_contact is not None)
+                         has_door_contact=hardware.door_contact is not None,
+                         lockdown_store=lockdown_store, reserve=reserve,
+                         on_press_again=snapshots.request_again)
+        snapshots.on_done = core.photo_done
     except Exception:
         hardware.close()
         raise
     return Controller(settings=settings, journal=journal, core=core, hardware=hardware,
-                      snapshots=snapshots, clock=clock, simulated=simulated)
+                      snapshots=snapshots, clock=clock, simulated=simulated,
+                      lockdown_store=lockdown_store, reserve=reserve, identity=identity,
+                      journal_lost=lost, lock_file=lock_file)
 
 
 def start(controller: Controller) -> None:
     """Journal the start, sync the door contact, start the camera and connect the inputs."""
     c = controller
     restored = restore_lockdown(c)
-    c.journal.append(ev.CONTROLLER_STARTED, version=__version__, previous_stop=previous_stop(c.journal),
+    c.journal.append(ev.CONTROLLER_STARTED, version=__version__,
+                     previous_stop=previous_stop(c.journal, c.journal_lost is not None),
+                     journal_lost=c.journal_lost is not None,
                      gpio_factory=factory_name(c.hardware.pin_factory), camera=c.snapshots.camera.name,
                      simulated=c.simulated, lockdown_restored=restored)
+    close_open_pulse(c)
+    if c.journal_lost:
+        c.core.journal_lost(c.journal_lost, c.identity.previous() if c.identity else [])
     if c.hardware.door_is_open:
         c.core.door_changed(True)
     if c.hardware.tamper_active:
@@ -215,22 +321,65 @@ def start(controller: Controller) -> None:
                        on_exit_request=c.core.exit_requested)
 
 
-def stop(controller: Controller, reason: str) -> None:
-    """Every exit path: relock, stop services, journal controller_stopped, close. Never raises."""
+STOP_BUDGET_SECONDS = 2.5
+"""How long services (MQTT link, panel, camera) get to stop, together, once the strike is locked.
+Past it they are abandoned (their threads are daemon threads) and ``controller_stopped`` is
+journaled anyway: a hung camera or broker must never hold the stop to systemd's kill."""
+
+
+def _stop_all_within(jobs: list[tuple[str, Callable[[], Any]]], budget: float) -> list[str]:
+    """Run every stop in its own daemon thread, at once; return the names still running at the deadline."""
+    threads = []
+    for name, fn in jobs:
+        def call(name: str = name, fn: Callable[[], Any] = fn) -> None:
+            try:
+                fn()
+            except Exception:
+                log.exception("stopping %s failed", name)
+        thread = threading.Thread(target=call, name=f"stop-{name}", daemon=True)
+        thread.start()
+        threads.append((name, thread))
+    deadline = time.monotonic() + budget
+    for _name, thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [name for name, thread in threads if thread.is_alive()]
+    for name in stuck:
+        log.error("stopping %s did not finish within %.1fs: abandoned", name, budget)
+    return stuck
+
+
+def stop(controller: Controller, reason: str, budget: float = STOP_BUDGET_SECONDS) -> None:
+    """Every exit path: relock, stop services (bounded), journal controller_stopped, close. Never raises."""
     c = controller
-    c.core.shutdown(reason)
-    for service in reversed(c.services):
-        try:
-            service.stop()
-        except Exception:
-            log.exception("stopping %s failed", service.name)
-    c.snapshots.close()
+    c.core.shutdown(reason)                       # the strike is locked (and journaled) first
+    jobs: list[tuple[str, Callable[[], Any]]] = [(s.name, s.stop) for s in reversed(c.services)]
+    jobs.append(("camera", c.snapshots.close))
+    stuck = _stop_all_within(jobs, budget)
     try:
-        c.journal.append(ev.CONTROLLER_STOPPED, reason=reason)
+        extra = {"unfinished": stuck} if stuck else {}
+        c.journal.append(ev.CONTROLLER_STOPPED, reason=reason, **extra)
     except Exception:
         log.exception("could not journal controller_stopped")
     c.hardware.close()
     c.journal.close()
+    if c.lock_file is not None:
+        c.lock_file.close()
+
+
+def exit_now_if_stuck(code: int) -> int:
+    """After ``run`` returns: if an abandoned non-daemon thread would keep the interpreter alive
+    at exit (Python joins those), end the process now. The journal is closed by then."""
+    others = [t.name for t in threading.enumerate()
+              if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if others:
+        log.error("exiting with threads still stuck: %s", ", ".join(others))
+        logging.shutdown()
+        import os
+        import sys
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 ServiceFactory = Callable[[Controller], Service]
@@ -275,6 +424,7 @@ def run(settings: Settings, pin_factory: Any = None, camera: Camera | None = Non
             service = make(controller)
             controller.services.append(service)
             service.start()
+        remember_strike(settings)
         notifier.ready(f"door {settings.site.campus}/{settings.site.door} locked, journal open")
         log.info("controller ready: %s/%s", settings.site.campus, settings.site.door)
         if on_ready is not None:
@@ -294,6 +444,15 @@ def run(settings: Settings, pin_factory: Any = None, camera: Camera | None = Non
         stop(controller, reason)
         log.info("controller stopped (%s)", reason)
     return return_code
+
+
+def remember_strike(settings: Settings) -> None:
+    """A successful start: keep the strike settings for relock when the config breaks later."""
+    from .relock import save_last_good
+    try:
+        save_last_good(settings.gpio, Path(settings.storage.state_dir), settings.source)
+    except OSError as exc:
+        log.warning("could not save the last-known-good strike settings: %s", exc)
 
 
 def default_services(settings: Settings) -> list[ServiceFactory]:

@@ -35,22 +35,24 @@ LOCKDOWN_ENDED = "lockdown_ended"
 COMMAND_REJECTED = "command_rejected"      # source, reason
 CONTROLLER_STARTED = "controller_started"  # version, previous_stop: none | clean | unclean
 CONTROLLER_STOPPED = "controller_stopped"  # reason
-JOURNAL_RECOVERED = "journal_recovered"    # the journal accepted writes again after a fault
+JOURNAL_RECOVERED = "journal_recovered"    # the journal accepted writes again after a fault: counts
+JOURNAL_ACCEPTED = "journal_accepted"      # an admin accepted a new journal after journal_lost
 # Panel (staff sign-in and accounts)
 LOGIN_SUCCEEDED = "login_succeeded"        # username, address, session
 LOGIN_FAILED = "login_failed"              # username, address
-LOGIN_THROTTLED = "login_throttled"        # username, address, limits: address | user
+LOGIN_THROTTLED = "login_throttled"        # username, address, limits: address | user_address
 ACCOUNT_CHANGED = "account_changed"        # actor; action: add | remove | password | revoke_session
 
 ALL_TYPES = (
     BUZZER_PRESSED, BUZZER_REPEATED, SNAPSHOT_CAPTURED, CAMERA_FAILED, ENTRY_APPROVED,
     ENTRY_DENIED, RING_EXPIRED, ACTION_REFUSED, DOOR_UNLOCKED, DOOR_LOCKED, DOOR_OPENED,
     DOOR_CLOSED, ALARM_RAISED, ALARM_CLEARED, LOCKDOWN_STARTED, LOCKDOWN_ENDED,
-    COMMAND_REJECTED, CONTROLLER_STARTED, CONTROLLER_STOPPED, JOURNAL_RECOVERED,
+    COMMAND_REJECTED, CONTROLLER_STARTED, CONTROLLER_STOPPED, JOURNAL_RECOVERED, JOURNAL_ACCEPTED,
     LOGIN_SUCCEEDED, LOGIN_FAILED, LOGIN_THROTTLED, ACCOUNT_CHANGED,
 )
 
-ALARMS = ("held_open", "forced_open", "tamper", "outbox_backlog", "journal_failure")
+ALARMS = ("held_open", "forced_open", "tamper", "outbox_backlog", "journal_failure", "journal_lost",
+          "disk_full", "lockdown_not_durable")
 
 
 def utc_iso(ts: datetime) -> str:
@@ -69,12 +71,15 @@ class Event:
     request_id: str | None = None
     actor: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    epoch: str | None = None       # the journal's id: a new epoch means a new journal, not a re-send
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": self.id, "seq": self.seq, "type": self.type, "ts": utc_iso(self.ts),
             "campus": self.campus, "door": self.door,
         }
+        if self.epoch is not None:
+            out["epoch"] = self.epoch
         if self.request_id is not None:
             out["request_id"] = self.request_id
         if self.actor is not None:

@@ -9,14 +9,16 @@ not consume a number. Undelivered events are never deleted.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sqlite3
 import threading
 import uuid
 from datetime import datetime, timezone
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from .events import Event
 
@@ -37,6 +39,7 @@ CREATE INDEX IF NOT EXISTS events_undelivered ON events(seq) WHERE delivered = 0
 CREATE INDEX IF NOT EXISTS events_type_seq ON events(type, seq);
 CREATE INDEX IF NOT EXISTS events_request ON events(request_id);
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 # The journal's durability settings, in one place so the benchmark's raw
@@ -44,6 +47,24 @@ CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000")
 
 Listener = Callable[[Event], None]
+
+_ACTOR_USERNAME: contextvars.ContextVar[str | None] = contextvars.ContextVar("actor_username", default=None)
+
+
+@contextmanager
+def attributed_to(username: str) -> Iterator[None]:
+    """Inside the block, events this thread commits with an actor also record ``actor_username``.
+
+    Why: the core names staff by their display name (shown on dashboards and to the district),
+    but the audit must also say which account acted. The panel knows the account and wraps
+    each staff action in this block; the core stays free of accounts and web concerns.
+    """
+    token = _ACTOR_USERNAME.set(username)
+    try:
+        yield
+    finally:
+        _ACTOR_USERNAME.reset(token)
+
 
 
 def _ts_text(ts: datetime) -> str:
@@ -56,6 +77,9 @@ class JournalError(RuntimeError):
 
 
 class Journal:
+    epoch: str | None = None       # this journal's id (meta table): every event carries it
+    created: bool = False          # opened as a brand-new, empty journal (see controller/identity.py)
+
     def __init__(self, path: str | Path, campus: str, door: str,
                  now: Callable[[], datetime] | None = None):
         self.path = Path(path)
@@ -71,11 +95,22 @@ class Journal:
             self._db.executescript(SCHEMA)
             row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
             undelivered = self._db.execute("SELECT COUNT(*) FROM events WHERE delivered = 0").fetchone()[0]
+            self.epoch, self.created = self._identify(int(row[0]))
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
         self._last_seq = int(row[0])
         self._undelivered = int(undelivered)
         self._closed = False
+
+    def _identify(self, last_seq: int) -> tuple[str, bool]:
+        """This journal's id (its epoch, see controller/identity.py) and whether it was created
+        just now (no id and no events: a first boot, or a journal that was lost)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'journal_id'").fetchone()
+        if row is not None:
+            return str(row[0]), False
+        epoch = uuid.uuid4().hex
+        self._db.execute("INSERT INTO meta(key, value) VALUES ('journal_id', ?)", (epoch,))
+        return epoch, last_seq == 0
 
     # ------------------------------------------------------------- writing
     def subscribe(self, listener: Listener) -> None:
@@ -91,12 +126,15 @@ class Journal:
     def append(self, type: str, request_id: str | None = None, actor: str | None = None,
                **data: Any) -> Event:
         """Commit one event durably and return it; raise JournalError if it is not on disk."""
+        username = _ACTOR_USERNAME.get()
+        if actor is not None and username and "actor_username" not in data:
+            data = {**data, "actor_username": username}
         with self._lock:
             if self._closed:
                 raise JournalError("journal is closed")
             event = Event(id=str(uuid.uuid4()), seq=self._last_seq + 1, type=type, ts=self._now(),
                           campus=self.campus, door=self.door, request_id=request_id, actor=actor,
-                          data=data)
+                          data=data, epoch=self.epoch)
             try:
                 self._db.execute(
                     "INSERT INTO events(seq, id, type, ts, request_id, actor, data) VALUES (?,?,?,?,?,?,?)",
@@ -189,7 +227,8 @@ class Journal:
             except sqlite3.Error as exc:
                 raise JournalError(f"journal read failed: {exc}") from exc
         return [Event(id=r[1], seq=r[0], type=r[2], ts=datetime.fromisoformat(r[3]), campus=self.campus,
-                      door=self.door, request_id=r[4], actor=r[5], data=json.loads(r[6])) for r in rows]
+                      door=self.door, request_id=r[4], actor=r[5], data=json.loads(r[6]),
+                      epoch=self.epoch) for r in rows]
 
     def close(self) -> None:
         """Close the database; safe to call twice."""

@@ -507,7 +507,7 @@ class MqttLink:
         return {"campus": status["campus"], "door_id": status["door_id"], "door": status["door"],
                 "lockdown": status["lockdown"],
                 "ringing": (status["ring"] or {}).get("request_id"),
-                "last_seq": status["last_seq"], "outbox_depth": self._depth if self._depth is not None
+                "last_seq": status["last_seq"], "epoch": status.get("epoch"), "outbox_depth": self._depth if self._depth is not None
                 else self.controller.journal.outbox_depth(),
                 "camera_ok": bool(status["camera_ok"]), "version": status["version"],
                 "alarms": sorted(status["alarms"]), "fault": status["fault"],

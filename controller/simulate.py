@@ -104,6 +104,7 @@ HELP = """commands:
   lockdown start|end        start or end a lockdown
   open | close              open or close the door (door contact)
   exit                      someone inside walks up to leave (request-to-exit sensor)
+  camera hang|fail|ok       the next capture never returns | fails | the camera works again
   status                    door, ring, strike and LED state
   events [N]                the last N journal events (default 10)
   quit                      stop the simulated campus"""
@@ -143,6 +144,11 @@ def console(controller: Controller, station: SimulatedStation, stop: threading.E
         elif verb in ("open", "close"):
             station.set_door(verb == "open")
             result = f"door {verb}"
+        elif verb == "camera" and rest and rest[0] in ("hang", "fail", "ok"):
+            camera = controller.snapshots.camera
+            camera.delay_seconds = 10 ** 9 if rest[0] == "hang" else 0.0
+            camera.fail_next = "simulated camera failure" if rest[0] == "fail" else None
+            result = f"camera {rest[0]}"
         elif verb == "status":
             result = {**controller.status(), "strike_pin": station.strike_on, "leds": station.leds()}
         elif verb == "events":

@@ -26,6 +26,7 @@ usage: install.sh [options]
   --campus SLUG      site.campus for a new config (default: the example's)
   --door SLUG        site.door for a new config (default: the example's)
   --admin NAME       create the first admin account NAME (asks for the password)
+  --admin-password-file FILE   with --admin: read its password from FILE instead
   --no-start         enable the service but do not start it now
   --uninstall        stop and remove the service and program; keeps config and journal
   --purge            with --uninstall: also remove config, secrets, journal and the user
@@ -36,7 +37,7 @@ EOF
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ROOT=""
 DRY=0 NO_VENV=0 NO_APT=0 MOSQUITTO=0 UNINSTALL=0 PURGE=0 START=1
-CAMPUS="" DOOR="" ADMIN="" OFFLINE=""
+CAMPUS="" DOOR="" ADMIN="" ADMIN_PASSWORD_FILE="" OFFLINE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=1 ;;
@@ -49,6 +50,7 @@ while [ $# -gt 0 ]; do
     --campus) CAMPUS="${2:?--campus needs a slug}"; shift ;;
     --door) DOOR="${2:?--door needs a slug}"; shift ;;
     --admin) ADMIN="${2:?--admin needs a name}"; shift ;;
+    --admin-password-file) ADMIN_PASSWORD_FILE="${2:?--admin-password-file needs a file}"; shift ;;
     --no-start) START=0 ;;
     --uninstall) UNINSTALL=1 ;;
     --purge) PURGE=1 ;;
@@ -101,6 +103,7 @@ ETC=/etc/entry-buzzer
 CRED=$ETC/credentials
 CONFIG=$ETC/config.toml
 STATE=/var/lib/entry-buzzer
+LINK=/usr/local/bin/entry-buzzer     # on PATH, so the README's commands run verbatim
 UNIT_DIR=/etc/systemd/system
 UNITS=(entry-buzzer-relock.service entry-buzzer.service)
 APT_PACKAGES=(python3-venv python3-picamera2 python3-lgpio openssl)
@@ -178,6 +181,10 @@ uninstall() {
     if [ -e "$ROOT$UNIT_DIR/$unit" ]; then run rm -f "$ROOT$UNIT_DIR/$unit"; removed=1; else ok "$unit already removed"; fi
   done
   [ "$removed" = 1 ] && system systemctl daemon-reload
+  step "remove the command $LINK"
+  if [ -L "$ROOT$LINK" ] && [ "$(readlink "$ROOT$LINK")" = "$VENV/bin/entry-buzzer" ]; then
+    run rm -f "$ROOT$LINK"
+  else ok "$LINK not ours or already removed"; fi
   step "remove the program ($PREFIX)"
   if [ -e "$ROOT$PREFIX" ]; then run rm -rf "$ROOT$PREFIX"; else ok "$PREFIX already removed"; fi
   if [ "$PURGE" = 1 ]; then
@@ -283,6 +290,12 @@ step "documentation and helpers in $SHARE and $BIN"
 write_file "$ROOT$SHARE/hardware.md" 0644 hardware.md <"$SRC/hardware.md"
 write_file "$ROOT$SHARE/config.example.toml" 0644 deploy/config.example.toml <"$SRC/deploy/config.example.toml"
 write_file "$ROOT$BIN/selftest" 0755 deploy/selftest.sh <"$SRC/deploy/selftest.sh"
+if [ -L "$ROOT$LINK" ] && [ "$(readlink "$ROOT$LINK")" = "$VENV/bin/entry-buzzer" ]; then ok "$LINK"
+elif [ -e "$ROOT$LINK" ] && [ ! -L "$ROOT$LINK" ]; then say "    warning: $LINK exists and is not a link: left alone"
+else
+  [ -d "$ROOT$(dirname "$LINK")" ] || run install -d -m 0755 "$ROOT$(dirname "$LINK")"
+  run ln -sfn "$VENV/bin/entry-buzzer" "$ROOT$LINK"
+fi
 
 step "config $CONFIG (from deploy/config.example.toml; an existing config is never overwritten)"
 if [ -e "$ROOT$CONFIG" ]; then ok "kept existing $CONFIG"; else
@@ -335,23 +348,34 @@ done
 if [ "$units_changed" = 1 ]; then system systemctl daemon-reload; fi
 
 step "first admin account"
-add_admin_cmd="runuser -u $USER_NAME -- env CREDENTIALS_DIRECTORY=$CRED $VENV/bin/entry-buzzer user add --config $CONFIG --role admin NAME"
+# Run as root: the command reads the config and the root-only credentials, then works on the
+# panel database as the owner of the state directory (the service user).
+add_admin_cmd="entry-buzzer user add NAME --role admin"
+state_dir_in_root() {  # --root: only when the config's state_dir is inside the root
+  local dir
+  dir="$(ENTRY_BUZZER_CREDENTIALS_DIR="$ROOT$CRED" "$EB_BIN" check-config "$ROOT$CONFIG" 2>/dev/null \
+    | sed -n 's/^storage: \(.*\) (snapshots.*/\1/p')"
+  case "$dir" in "$ROOT"/*) return 0 ;; *) return 1 ;; esac
+}
 if [ -e "$ROOT$STATE/.first-admin" ]; then
   ok "first admin already created ($(cat "$ROOT$STATE/.first-admin"))"
-elif [ "$DRY" = 1 ] || [ -n "$ROOT" ]; then
-  say "    [not run here] sudo $add_admin_cmd"
+elif [ "$DRY" = 1 ]; then
+  say "    [dry-run] sudo $add_admin_cmd"
 elif [ ! -x "$EB_BIN" ] || ! "$EB_BIN" user add --help >/dev/null 2>&1; then
   say "    this version of entry-buzzer has no 'user add' command yet; when it has, run:"
   say "      sudo $add_admin_cmd"
 elif [ -z "$ADMIN" ]; then
   say "    no --admin NAME given; create the first admin with:"
   say "      sudo $add_admin_cmd"
+elif [ -n "$ROOT" ] && ! state_dir_in_root; then
+  say "    [skipped: --root] the config's state_dir is outside $ROOT; later run: sudo $add_admin_cmd"
 else
-  role_flag=(--role admin)
-  "$EB_BIN" user add --help 2>/dev/null | grep -q -- '--role' || role_flag=(--admin)
-  run runuser -u "$USER_NAME" -- env CREDENTIALS_DIRECTORY="$CRED" "$EB_BIN" user add --config "$CONFIG" \
-    "${role_flag[@]}" "$ADMIN"
-  echo "$ADMIN" >"$STATE/.first-admin"
+  pw_args=()
+  [ -n "$ADMIN_PASSWORD_FILE" ] && pw_args=(--password-file "$ADMIN_PASSWORD_FILE")
+  run env -u CREDENTIALS_DIRECTORY ENTRY_BUZZER_CREDENTIALS_DIR="$ROOT$CRED" "$EB_BIN" user add "$ADMIN" \
+    --config "$ROOT$CONFIG" --role admin "${pw_args[@]}"
+  echo "$ADMIN" >"$ROOT$STATE/.first-admin"
+  chown --reference="$ROOT$STATE" "$ROOT$STATE/.first-admin"
 fi
 
 step "enable and start the service"

@@ -116,6 +116,7 @@ class Broker:
         (self.dir / "acl").write_text(acl)
         for user, password in accounts.items():
             (self.dir / f"{user}.pass").write_text(password + "\n")
+            (self.dir / f"{user}.pass").chmod(0o600)      # secret files must be private
         lines = [
             "per_listener_settings false",
             "allow_anonymous false",

@@ -18,7 +18,7 @@ from tests.conftest import wait_for  # noqa: F401  (re-exported for the tests)
 from controller import daemon
 from controller.simulate import SimulatedStation
 
-PASSWORDS = {"admin": "admin-password-1", "sam": "staff-password-1"}
+PASSWORDS = {"admin": "orbit-lantern-quietly-7", "sam": "maple-kettle-sparrow-4"}
 NAMES = {"admin": "Ada Admin", "sam": "Sam Staff"}
 # Cheaper scrypt keeps ~200 sign-ins fast; the production cost is tested in test_web_store.py.
 TEST_CONFIG = {"TESTING": True, "SSE_HEARTBEAT_SECONDS": 0.2, "PASSWORD_SCRYPT_N": 2 ** 10}

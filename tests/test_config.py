@@ -133,6 +133,7 @@ def test_secrets_from_file_and_systemd_credential(tmp_path, monkeypatch):
 
 def test_secret_values_never_appear_in_summary(tmp_path):
     (tmp_path / "pw").write_text("s3cret-value")
+    (tmp_path / "pw").chmod(0o600)                 # a secret file must be private (finding 9)
     text = GOOD + f'\n[mqtt]\nenabled = true\nusername = "door"\npassword_file = "{tmp_path / "pw"}"\n'
     s = cfg.load(write(tmp_path, text))
     assert "s3cret-value" not in s.summary()

@@ -227,12 +227,14 @@ def test_example_config_passes_check_config(tmp_path: Path) -> None:
         for value in section.values():
             if isinstance(value, str) and value.startswith("credential:"):
                 (creds / value.split(":", 1)[1]).write_text("placeholder\n")
+                (creds / value.split(":", 1)[1]).chmod(0o600)
     env = dict(os.environ, CREDENTIALS_DIRECTORY=str(creds))
     proc = subprocess.run([str(ENTRY_BUZZER), "check-config", str(EXAMPLE)], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     # and without the credentials the same file is refused, naming the key
     env.pop("CREDENTIALS_DIRECTORY")
+    env["ENTRY_BUZZER_CREDENTIALS_DIR"] = str(tmp_path / "no-credentials")
     proc = subprocess.run([str(ENTRY_BUZZER), "check-config", str(EXAMPLE)], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "web.secret_key_file" in proc.stderr

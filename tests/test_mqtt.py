@@ -107,6 +107,8 @@ def test_every_event_type_arrives_schema_valid_in_seq_order(linked, subscriber, 
     wait_event(lc, ev.COMMAND_REJECTED)
     # The core's fault-recovery path is the core tests' business; here only its wire form matters.
     lc.journal.append(ev.JOURNAL_RECOVERED, fault="simulated")
+    lc.journal.append(ev.JOURNAL_ACCEPTED, actor="Ada Admin", source="panel", epoch=lc.journal.epoch,
+                      previous_epochs=["0" * 32])
     # Panel sign-in and account audit events, in the shapes web/auth.py and web/admin.py write.
     lc.journal.append(ev.LOGIN_SUCCEEDED, username="sam", address="10.0.0.5", session="0123456789abcdef")
     lc.journal.append(ev.LOGIN_FAILED, username="sam", address="10.0.0.5")

@@ -24,6 +24,8 @@ ROUTES = [
     ("POST", "/sim/press", "staff"), ("POST", "/sim/door", "staff"), ("POST", "/sim/exit", "staff"),
     ("POST", "/admin/users", "admin"), ("POST", "/admin/users/sam/remove", "admin"),
     ("POST", "/admin/users/sam/password", "admin"), ("POST", "/admin/sessions/abc/revoke", "admin"),
+    ("POST", "/admin/journal/accept", "admin"),
+    ("POST", "/admin/throttles/clear", "admin"),
 ]
 ADMIN_ROUTES = [r for r in ROUTES if r[2] == "admin"]
 POSTS = [r for r in ROUTES if r[0] == "POST"]
@@ -57,8 +59,8 @@ def test_anonymous_is_rejected(app, controller, method, path, role):
 def test_expired_session_is_rejected(app, controller, method, path, role):
     user = Signed(app.test_client(), "admin")
     store = app.extensions["panel_store"]
-    later = time.time() + store.idle_seconds + 60
-    store.now = lambda: later
+    later = time.monotonic() + store.idle_seconds + 60
+    store.clock = lambda: later
     resp = user.post(path, {"confirm": "yes"}) if method == "POST" else user.get(path)
     _assert_rejected_anonymous(resp, method)
     assert controller.status()["lockdown"] is None
@@ -132,25 +134,79 @@ def test_wrong_password_is_refused_and_journaled(app, controller):
     assert len(failed) == 1 and failed[0].data["username"] == "sam"
 
 
-def test_login_is_throttled_per_username(app, controller):
-    limit = app.config["LOGIN_LIMIT_PER_USER"]
-    for i in range(limit):
-        # from different addresses: the per-user limit must still apply
-        client = app.test_client()
-        page = client.get("/login", environ_base={"REMOTE_ADDR": f"10.0.0.{i + 1}"})
-        token = CSRF_INPUT.search(page.get_data(as_text=True)).group(1)
-        resp = client.post("/login", data={"username": "sam", "password": "guess-%d" % i, "csrf_token": token},
-                           environ_base={"REMOTE_ADDR": f"10.0.0.{i + 1}"})
-        assert resp.status_code == 401
-    # even the right password is now refused for that user
-    resp = login(app.test_client(), "sam")
-    assert resp.status_code == 429
-    assert "Retry-After" in resp.headers
+def login_from(app, address, username, password=None):
+    """Sign in through the real form from a given client address."""
+    client = app.test_client()
+    env = {"REMOTE_ADDR": address}
+    page = client.get("/login", environ_base=env)
+    token = CSRF_INPUT.search(page.get_data(as_text=True)).group(1)
+    return client.post("/login", data={"username": username, "password": password or PASSWORDS[username],
+                                       "csrf_token": token, "next": "/"}, environ_base=env)
+
+
+def test_nobody_can_lock_admin_out_from_another_address(app, controller):
+    """Finding 4: failures for a username from other devices never refuse its right password elsewhere."""
+    limit = app.config["LOGIN_LIMIT_PER_USER_ADDRESS"]
+    for i in range(4):                                  # four attacking devices, each up to its pair limit
+        for n in range(limit):
+            assert login_from(app, f"10.0.0.{i + 1}", "admin", f"guess-{i}-{n}").status_code == 401
+    # the attackers are now refused, even with the right password, and that is journaled
+    resp = login_from(app, "10.0.0.1", "admin")
+    assert resp.status_code == 429 and "Retry-After" in resp.headers
     throttled = controller.journal.query(types=[ev.LOGIN_THROTTLED])
-    assert len(throttled) == 1 and "user" in throttled[0].data["limits"]
-    # another user from the same test address is not blocked by sam's limit
-    assert login(app.test_client(), "admin").status_code == 303
-    assert len(controller.journal.query(types=[ev.LOGIN_FAILED])) == limit
+    assert len(throttled) == 1 and throttled[0].data["limits"] == ["user_address"]
+    assert throttled[0].data["address"] == "10.0.0.1" and throttled[0].data["username"] == "admin"
+    # the real admin at the office PC, which has not failed, signs in
+    assert login_from(app, "10.0.0.200", "admin").status_code == 303
+    # so does another user from an attacking address (only that pair is throttled there)
+    assert login_from(app, "10.0.0.1", "sam").status_code == 303
+    assert len(controller.journal.query(types=[ev.LOGIN_FAILED])) == 4 * limit
+
+
+def test_a_correct_password_forgives_the_pair_but_not_the_address(app):
+    limit = app.config["LOGIN_LIMIT_PER_USER_ADDRESS"]
+    for n in range(limit - 1):
+        assert login_from(app, "10.0.1.1", "sam", f"typo-{n}").status_code == 401
+    assert login_from(app, "10.0.1.1", "sam").status_code == 303
+    for n in range(limit - 1):                          # the pair count started again
+        assert login_from(app, "10.0.1.1", "sam", f"typo-again-{n}").status_code == 401
+    assert login_from(app, "10.0.1.1", "sam").status_code == 303
+
+
+def test_throttle_memory_is_bounded_under_a_spray():
+    from web.throttle import LoginThrottle
+    t = LoginThrottle(per_user_address=5, per_address=20, max_keys=200)
+    for i in range(20_000):
+        t.failed(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", f"user{i}")
+        t.should_announce(["address", "user_address"], f"10.0.0.{i % 256}", f"user{i}")
+    assert len(t) <= 200 and len(t._announced) <= 200
+    # the newest keys are the ones kept, and the oldest were evicted
+    assert any(e.username == "user19999" for e in t.entries())
+    assert not any(e.username == "user0" for e in t.entries())
+    t.failed("10.9.9.9", "x")
+    assert len(t) <= 200
+
+
+def test_admin_sees_and_clears_a_throttle(app, admin, controller):
+    limit = app.config["LOGIN_LIMIT_PER_USER_ADDRESS"]
+    for n in range(limit):
+        assert login_from(app, "10.0.2.7", "sam", f"typo-{n}").status_code == 401
+    assert login_from(app, "10.0.2.7", "sam").status_code == 429
+    page = admin.get("/admin").get_data(as_text=True)
+    assert "10.0.2.7" in page and "blocked" in page
+    assert admin.post("/admin/throttles/clear", {"kind": "user_address", "address": "10.0.2.7",
+                                                 "username": "sam"}).status_code == 200
+    assert login_from(app, "10.0.2.7", "sam").status_code == 303
+    assert admin.post("/admin/throttles/clear", {"kind": "user_address", "address": "10.0.2.7",
+                                                 "username": "sam"}).status_code == 404
+    assert admin.post("/admin/throttles/clear", {"kind": "nope", "address": "x"}).status_code == 400
+    assert admin.post("/admin/throttles/clear", {"all": "1"}).status_code == 200
+    cleared = [e for e in controller.journal.query(types=[ev.ACCOUNT_CHANGED])
+               if e.data["action"] == "clear_throttle"]
+    assert len(cleared) == 2
+    first = cleared[-1]
+    assert first.actor == "Ada Admin" and first.data["actor_username"] == "admin"
+    assert first.data["address"] == "10.0.2.7" and first.data["username"] == "sam"
 
 
 def test_login_is_throttled_per_address(app, controller):
@@ -199,3 +255,32 @@ def test_open_redirect_is_refused(app):
     resp = client.post("/login", data={"username": "sam", "password": PASSWORDS["sam"], "csrf_token": token,
                                        "next": "//evil.example/"})
     assert resp.headers["Location"] == "/"
+
+
+def test_in_page_sign_in_answers_json_and_replaces_the_old_session(app, controller):
+    """The dashboard's sign-in dialog: JSON in and out, same CSRF and throttling rules as the form."""
+    client = app.test_client()
+    assert login(client, "sam").status_code == 303
+    old = client.get_cookie("eb_session").value
+    json_headers = {"Accept": "application/json"}
+    token = client.get("/login", headers=json_headers).get_json()["login_csrf"]
+    resp = client.post("/login", data={"username": "sam", "password": "nope", "csrf_token": token},
+                       headers=json_headers)
+    assert resp.status_code == 401 and resp.get_json()["error"] == "Wrong username or password."
+    resp = client.post("/login", data={"username": "sam", "password": PASSWORDS["sam"]}, headers=json_headers)
+    assert resp.status_code == 400 and "CSRF" in resp.get_json()["error"]          # no token
+    token = client.get("/login", headers=json_headers).get_json()["login_csrf"]
+    resp = client.post("/login", data={"username": "sam", "password": PASSWORDS["sam"], "csrf_token": token},
+                       headers=json_headers)
+    body = resp.get_json()
+    assert resp.status_code == 200 and body["ok"] and body["username"] == "sam" and body["csrf"]
+    assert body["expires_in"] == app.config["SESSION_MAX_HOURS"] * 3600
+    assert app.extensions["panel_store"].session(old) is None                      # replaced
+    assert client.post("/api/lockdown/start", headers={"X-CSRF-Token": body["csrf"]}).status_code == 200
+    for _ in range(app.config["LOGIN_LIMIT_PER_USER_ADDRESS"]):
+        token = client.get("/login", headers=json_headers).get_json()["login_csrf"]
+        client.post("/login", data={"username": "sam", "password": "x", "csrf_token": token}, headers=json_headers)
+    token = client.get("/login", headers=json_headers).get_json()["login_csrf"]
+    resp = client.post("/login", data={"username": "sam", "password": "x", "csrf_token": token},
+                       headers=json_headers)
+    assert resp.status_code == 429 and "Retry-After" in resp.headers and resp.get_json()["ok"] is False

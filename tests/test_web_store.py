@@ -37,7 +37,7 @@ def test_session_tokens_are_stored_hashed_and_expire_when_idle(store, tmp_path):
         assert token not in str(db.execute("SELECT * FROM sessions").fetchall())
     db.close()
     now = [1_000_000.0]
-    store.now = lambda: now[0]
+    store.clock = lambda: now[0]
     token, session = store.create_session(user, "10.0.0.9", "tablet")
     now[0] += 29 * 60
     assert store.session(token).id == session.id        # activity resets the idle clock
@@ -108,5 +108,91 @@ def test_simulated_campus_admin_gets_a_generated_password(settings):
     try:
         assert store.authenticate("admin", first) is None
         assert store.authenticate("admin", second).role == "admin"
+    finally:
+        store.close()
+
+
+class Clocks:
+    """An injected wall clock and monotonic clock, stepped by hand."""
+
+    def __init__(self) -> None:
+        self.wall = 1_800_000_000.0
+        self.mono = 5_000.0
+
+    def advance(self, seconds: float) -> None:
+        self.wall += seconds
+        self.mono += seconds
+
+
+def test_a_wall_clock_stepped_back_does_not_extend_a_session(tmp_path):
+    """Finding 7 (session timing): a clock stepped back one day must not add a day of idle time."""
+    c = Clocks()
+    store = PanelStore(tmp_path / "p.sqlite3", idle_minutes=30, now=lambda: c.wall, clock=lambda: c.mono)
+    try:
+        user = store.add_user("ann", "correct horse battery")
+        token, _ = store.create_session(user, "10.0.0.9", "tablet")
+        c.advance(20 * 60)
+        assert store.session(token, touch=False) is not None
+        c.wall -= 86_400                               # NTP (or a person) steps the clock back a day
+        c.advance(11 * 60)                             # 31 min idle in real time
+        assert store.session(token) is None
+        assert store.sessions() == []
+    finally:
+        store.close()
+
+
+def test_a_wall_clock_stepped_forward_neither_crashes_nor_ends_a_session(tmp_path):
+    c = Clocks()
+    store = PanelStore(tmp_path / "p.sqlite3", idle_minutes=30, now=lambda: c.wall, clock=lambda: c.mono)
+    try:
+        user = store.add_user("ann", "correct horse battery")
+        token, _ = store.create_session(user, "10.0.0.9", "tablet")
+        c.wall += 86_400 * 365
+        c.advance(60)
+        assert store.session(token) is not None and len(store.sessions()) == 1
+        c.wall -= 86_400 * 365 * 2                     # and back again, past the session's creation
+        c.advance(60)
+        assert store.session(token) is not None
+        c.advance(31 * 60)
+        assert store.session(token) is None
+    finally:
+        store.close()
+
+
+def test_absolute_lifetime_ends_even_an_active_session(tmp_path):
+    c = Clocks()
+    store = PanelStore(tmp_path / "p.sqlite3", idle_minutes=30, max_hours=12, now=lambda: c.wall,
+                       clock=lambda: c.mono)
+    try:
+        user = store.add_user("ann", "correct horse battery")
+        token, session = store.create_session(user, "10.0.0.9", "tablet")
+        assert session.expires_in == 12 * 3600
+        for _ in range(11 * 4 + 3):                    # active every 15 minutes for 11 h 45 min
+            c.advance(15 * 60)
+            live = store.session(token)
+            assert live is not None
+        assert 0 < live.expires_in <= 15 * 60
+        c.advance(15 * 60 + 1)
+        assert store.session(token) is None
+    finally:
+        store.close()
+
+
+def test_sessions_resumed_after_a_restart_fail_closed_on_a_clock_stepped_back(tmp_path):
+    c = Clocks()
+    store = PanelStore(tmp_path / "p.sqlite3", now=lambda: c.wall, clock=lambda: c.mono)
+    user = store.add_user("ann", "correct horse battery")
+    kept, _ = store.create_session(user, "10.0.0.9", "tablet")
+    stale, _ = store.create_session(user, "10.0.0.9", "tablet")
+    store.close()
+    c.advance(60)
+    c.mono = 10.0                                      # a new process: a new monotonic origin
+    store = PanelStore(tmp_path / "p.sqlite3", now=lambda: c.wall, clock=lambda: c.mono)
+    try:
+        assert store.session(kept) is not None         # resumed: 1 min idle of 30
+        c.wall -= 86_400                               # clock stepped back before the next one is seen
+        assert store.session(stale) is None
+        c.advance(29 * 60)
+        assert store.session(kept) is not None         # the running process keeps monotonic time
     finally:
         store.close()

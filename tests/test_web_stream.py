@@ -4,6 +4,7 @@ requests, every stream hears journal events, and gone clients are noticed and fr
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import ssl
 import statistics
@@ -61,7 +62,9 @@ def test_ten_dashboards_do_not_starve_requests_and_gone_clients_are_freed(web_se
     cookie = session_cookie(web_server, "sam")
     hub = web_server.app.extensions["stream_hub"]
     quiet = request_seconds(web_server.port, cookie)
-    streams = [StreamReader(web_server.port, cookie) for _ in range(10)]
+    # ten dashboards from four sign-ins of two staff (within the per-session and per-user shares)
+    cookies = [session_cookie(web_server, name) for name in ("sam", "sam", "admin", "admin")]
+    streams = [StreamReader(web_server.port, cookies[i % 4]) for i in range(10)]
     try:
         for s in streams:
             head = s.read_until(b"event: state")
@@ -162,3 +165,76 @@ def test_https_with_a_generated_certificate(settings, pin_factory, tmp_path):
     finally:
         server.stop()
         stop_controller(c)
+
+
+def test_one_session_cannot_take_every_stream_slot(web_server):
+    """Finding 6: 4 streams per sign-in, 8 per account; others still get theirs; refusals are clear."""
+    hub = web_server.app.extensions["stream_hub"]
+    assert (hub.per_session, hub.per_user) == (4, 8)
+    sam = [session_cookie(web_server, "sam") for _ in range(3)]
+    greedy = []
+    try:
+        for _ in range(4):
+            greedy.append(StreamReader(web_server.port, sam[0]))
+            greedy[-1].read_until(b"event: state")
+        resp = get(web_server.port, "/events", sam[0])
+        assert resp.status == 429 and b"4 live dashboards" in resp.body
+        share = json.loads(get(web_server.port, "/api/status", sam[0]).body)["streams"]
+        assert share["session"] == 4 and share["available"] is False and "4 live dashboards" in share["reason"]
+        assert resp.getheader("Retry-After") == "5"
+        for _ in range(4):                                   # another sign-in of the same account
+            greedy.append(StreamReader(web_server.port, sam[1]))
+            greedy[-1].read_until(b"event: state")
+        resp = get(web_server.port, "/events", sam[2])       # a third sign-in: the account's share is used
+        assert resp.status == 429 and b"8 live dashboards" in resp.body
+        other = StreamReader(web_server.port, session_cookie(web_server, "admin"))
+        greedy.append(other)
+        assert b"200 OK" in other.read_until(b"event: state")   # other staff still get a dashboard
+        assert hub.count == 9
+        assert get(web_server.port, "/api/status", sam[0]).status == 200   # and actions still run
+    finally:
+        for s in greedy:
+            s.close()
+    wait_for(lambda: hub.count == 0)
+
+
+def test_an_open_stream_keeps_its_session_alive_and_idle_sessions_still_end(controller):
+    """Finding 5: the live stream counts as activity (up to the absolute lifetime); without one the
+    idle timeout still ends a session, so it cannot act."""
+    from web.server import WebServer
+    idle = 1.5
+    server = WebServer(controller, test_config={**TEST_CONFIG, "SESSION_IDLE_SECONDS": idle},
+                       host="127.0.0.1", port=0)
+    add_users(server.app.extensions["panel_store"])
+    server.start()
+    try:
+        display, idle_cookie = session_cookie(server, "sam"), session_cookie(server, "admin")
+        stream = StreamReader(server.port, display)
+        try:
+            head = stream.read_until(b"event: session")
+            assert b'"expires_in":' in head and b'"warn_before":600' in head
+            time.sleep(idle * 3)
+            assert get(server.port, "/api/status", display).status == 200
+            assert get(server.port, "/api/status", idle_cookie).status == 401
+        finally:
+            stream.close()
+        wait_for(lambda: server.app.extensions["stream_hub"].count == 0)
+        time.sleep(idle * 2)
+        assert get(server.port, "/api/status", display).status == 401
+    finally:
+        server.stop()
+
+
+def test_stream_shares_and_session_lifetime_are_configurable(settings, tmp_path):
+    from web.store import PanelStore
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.from_dict({"web": {"streams_per_session": 0, "streams_per_user": "8", "session_max_hours": 0}})
+    text = str(err.value)
+    assert "web.streams_per_session" in text and "web.streams_per_user" in text and "web.session_max_hours" in text
+    s = cfg.from_dict({"web": {"streams_per_session": 2, "streams_per_user": 3, "session_max_hours": 8}})
+    assert (s.web.streams_per_session, s.web.streams_per_user, s.web.session_max_hours) == (2, 3, 8.0)
+    store = PanelStore(tmp_path / "p.sqlite3", max_hours=s.web.session_max_hours)
+    try:
+        assert store.max_seconds == 8 * 3600
+    finally:
+        store.close()

@@ -30,12 +30,18 @@ def create_app(controller: Any, settings: cfg.Settings | None = None,
         MAX_CONTENT_LENGTH=64 * 1024,
         PANEL_DB=str(Path(settings.storage.state_dir) / PANEL_DB),
         SESSION_IDLE_MINUTES=settings.web.session_idle_minutes,
+        SESSION_IDLE_SECONDS=None,              # tests only: overrides the minutes
+        SESSION_MAX_HOURS=settings.web.session_max_hours,
+        SESSION_WARN_SECONDS=600,               # the dashboard warns this long before the session ends
         SSE_HEARTBEAT_SECONDS=3.0,
         SSE_STATE_EVERY=5,                      # a full state refresh every 5th heartbeat
         SSE_QUEUE_SIZE=200,
         SSE_MAX_STREAMS=max(1, threads * 3 // 4),  # a quarter of the threads stay for requests
-        LOGIN_LIMIT_PER_USER=5,
+        SSE_STREAMS_PER_SESSION=settings.web.streams_per_session,
+        SSE_STREAMS_PER_USER=settings.web.streams_per_user,
+        LOGIN_LIMIT_PER_USER_ADDRESS=5,         # never per username alone: that locks staff out
         LOGIN_LIMIT_PER_ADDRESS=20,
+        LOGIN_THROTTLE_MAX_KEYS=4096,           # about 5 MB for both tables when full
         LOGIN_WINDOW_SECONDS=900.0,
         PASSWORD_SCRYPT_N=SCRYPT_N,
     )
@@ -45,16 +51,26 @@ def create_app(controller: Any, settings: cfg.Settings | None = None,
                       else secrets.token_hex(32))
 
     store = PanelStore(app.config["PANEL_DB"], idle_minutes=app.config["SESSION_IDLE_MINUTES"],
-                       scrypt_n=app.config["PASSWORD_SCRYPT_N"])
+                       scrypt_n=app.config["PASSWORD_SCRYPT_N"], max_hours=app.config["SESSION_MAX_HOURS"],
+                       idle_seconds=app.config["SESSION_IDLE_SECONDS"])
     app.extensions["entry_controller"] = controller
     app.extensions["panel_store"] = store
     app.extensions["login_throttle"] = LoginThrottle(
-        per_user=app.config["LOGIN_LIMIT_PER_USER"], per_address=app.config["LOGIN_LIMIT_PER_ADDRESS"],
-        window_seconds=app.config["LOGIN_WINDOW_SECONDS"])
+        per_user_address=app.config["LOGIN_LIMIT_PER_USER_ADDRESS"],
+        per_address=app.config["LOGIN_LIMIT_PER_ADDRESS"], window_seconds=app.config["LOGIN_WINDOW_SECONDS"],
+        max_keys=app.config["LOGIN_THROTTLE_MAX_KEYS"])
+    warn = app.config["SESSION_WARN_SECONDS"]
+
+    def stream_session(token: str) -> dict[str, Any] | None:
+        """An open live stream keeps its session alive (a front-office display) and learns its end."""
+        sess = store.session(token, touch=True)
+        return None if sess is None else {"expires_in": round(sess.expires_in, 1), "warn_before": warn}
+
     app.extensions["stream_hub"] = stream.StreamHub(
-        controller, lambda token: store.session(token, touch=False) is not None,
+        controller, stream_session,
         max_streams=app.config["SSE_MAX_STREAMS"], queue_size=app.config["SSE_QUEUE_SIZE"],
-        heartbeat_seconds=app.config["SSE_HEARTBEAT_SECONDS"], state_every=app.config["SSE_STATE_EVERY"])
+        heartbeat_seconds=app.config["SSE_HEARTBEAT_SECONDS"], state_every=app.config["SSE_STATE_EVERY"],
+        per_session=app.config["SSE_STREAMS_PER_SESSION"], per_user=app.config["SSE_STREAMS_PER_USER"])
 
     security.init_app(app)
     for bp in (auth.bp, panel.bp, stream.bp, history.bp, admin.bp):

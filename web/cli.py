@@ -2,12 +2,16 @@
 
 Passwords come from an interactive prompt or a file (``--password-file``), never
 from the command line, where they would land in shell history and ``ps`` output.
+Run as root (``sudo``), the user commands read the config and its credentials as root,
+then work on the panel database as the service user (see ``become_state_owner``).
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -36,9 +40,52 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
+def become_state_owner(state_dir: Path) -> str | None:
+    """As root, switch to the owner of the state directory (the service user) for good.
+
+    Why: an admin runs ``sudo entry-buzzer user add ...``; the database files it creates
+    (panel.sqlite3 and its -wal/-shm) must stay the service's, or the panel can no longer
+    write them. Files an older root run left behind are handed back first. The config and
+    its credentials were already read as root. Returns the user switched to, or None.
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        st = state_dir.stat()
+    except OSError:
+        return None
+    if st.st_uid == 0:
+        return None
+    for path in state_dir.glob(PANEL_DB + "*"):
+        try:
+            if path.lstat().st_uid == 0 and path.is_file():
+                os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+        except OSError:
+            pass
+    os.setgroups([])
+    os.setgid(st.st_gid)
+    os.setuid(st.st_uid)
+    try:
+        import pwd
+        return pwd.getpwuid(st.st_uid).pw_name
+    except (ImportError, KeyError):
+        return str(st.st_uid)
+
+
 def cmd_user(args: argparse.Namespace, load: Callable[[str], cfg.Settings]) -> int:
     settings = load(args.config)
-    store = _store(settings)
+    try:
+        if args.action in ("add", "passwd") and not args.username:
+            raise StoreError("give the USERNAME")
+        password = _password(args) if args.action in ("add", "passwd") else ""   # read as the caller
+        become_state_owner(Path(settings.storage.state_dir))
+        store = _store(settings)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error) as exc:
+        print(f"error: panel database in {settings.storage.state_dir}: {exc}", file=sys.stderr)
+        return 1
     try:
         if args.action == "list":
             for u in store.users():
@@ -47,18 +94,21 @@ def cmd_user(args: argparse.Namespace, load: Callable[[str], cfg.Settings]) -> i
         if not args.username:
             raise StoreError("give the USERNAME")
         if args.action == "add":
-            user = store.add_user(args.username, _password(args), args.role, args.name)
+            user = store.add_user(args.username, password, args.role, args.name)
             print(f"added {user.username} ({user.role}, shown as {user.display_name!r})")
         elif args.action == "remove":
             store.remove_user(args.username)
             print(f"removed {args.username}; their sessions ended")
         elif args.action == "passwd":
-            store.set_password(args.username, _password(args))
+            store.set_password(args.username, password)
             print(f"password changed for {args.username}; their sessions ended")
         return 0
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except sqlite3.Error as exc:
+        print(f"error: panel database in {settings.storage.state_dir}: {exc}", file=sys.stderr)
+        return 1
     finally:
         store.close()
 
@@ -80,7 +130,7 @@ def add_commands(sub: Any, load: Callable[[str], cfg.Settings]) -> None:
     p = sub.add_parser("user", help="manage panel staff accounts: add | list | remove | passwd")
     p.add_argument("action", choices=["add", "list", "remove", "passwd"])
     p.add_argument("username", nargs="?")
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", default=cfg.DEFAULT_CONFIG, help=f"default {cfg.DEFAULT_CONFIG}")
     p.add_argument("--role", choices=ROLES, default="staff")
     p.add_argument("--name", help="display name shown in the audit log (default: the username)")
     p.add_argument("--password-file", help="read the password from this file instead of prompting")

@@ -23,6 +23,7 @@ bp = Blueprint("history", __name__)
 
 PAGE_SIZE = 50
 CSV_LIMIT = 10_000
+CSV_COLUMNS = ("seq", "time", "type", "request_id", "staff", "outcome", "note", "details")
 OUTCOME_TYPES = {ev.ENTRY_APPROVED: "approved", ev.ENTRY_DENIED: "denied", ev.RING_EXPIRED: "expired"}
 
 
@@ -124,10 +125,22 @@ def history() -> Any:
                            next_before=page[-1]["seq"] if page and more else None)
 
 
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> str:
-    """Spreadsheet-safe text: a cell starting with = + - @ is not run as a formula."""
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    """Spreadsheet-safe text: a cell starting with = + - @ tab or CR is not run as a formula.
+
+    Applied to every column, not only the free-text ones: a request id, an event type or a
+    time comes from the journal, and the journal takes whatever a caller wrote.
+    """
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = str(value)
+    else:
+        text = json.dumps(value, sort_keys=True)
+    return "'" + text if text.startswith(FORMULA_LEADS) else text
 
 
 @bp.get("/history.csv")
@@ -139,10 +152,9 @@ def history_csv() -> Any:
         return sec.error(400, str(exc))
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["seq", "time", "type", "request_id", "staff", "outcome", "note", "details"])
+    writer.writerow(CSV_COLUMNS)
     for r in rows(CSV_LIMIT, f):
-        writer.writerow([r["seq"], r["time"], r["type"], r["request_id"], _cell(r["staff"]),
-                         r["outcome"], _cell(r["note"]), _cell(r["details"])])
+        writer.writerow([_cell(r[key]) for key in CSV_COLUMNS])
     resp = Response(buf.getvalue(), mimetype="text/csv")
     resp.headers["Content-Disposition"] = 'attachment; filename="entry-history.csv"'
     return resp
@@ -151,7 +163,9 @@ def history_csv() -> Any:
 @bp.get("/snapshot/<request_id>")
 @sec.require()
 def snapshot(request_id: str) -> Any:
-    path = current_app.extensions["entry_controller"].snapshots.path_for(request_id)
+    n = request.args.get("n", "")
+    path = current_app.extensions["entry_controller"].snapshots.path_for(
+        request_id, int(n) if n.isdigit() and len(n) < 6 else None)
     if path is None:
         return sec.error(404, "no snapshot for that request id")
     try:

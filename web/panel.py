@@ -8,12 +8,13 @@ core's Decision codes to HTTP statuses.
 from __future__ import annotations
 
 import logging
+from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
 from controller.core import Decision
-from controller.journal import JournalError
+from controller.journal import JournalError, attributed_to
 
 from . import security as sec
 
@@ -21,8 +22,10 @@ log = logging.getLogger(__name__)
 bp = Blueprint("panel", __name__)
 
 DECISION_STATUS = {"ok": 200, "already": 200, "unknown": 404, "handled": 409, "expired": 409,
-                   "lockdown": 409, "busy": 409, "invalid": 400, "fault": 503}
-ALARM_NAMES = ("held_open", "forced_open", "tamper", "outbox_backlog", "journal_failure", "strike_failure")
+                   "lockdown": 409, "busy": 409, "invalid": 400, "fault": 503,
+                   "ring_not_recorded": 409, "stale": 409}
+ALARM_NAMES = ("held_open", "forced_open", "tamper", "outbox_backlog", "journal_failure", "strike_failure",
+               "journal_lost", "disk_full", "lockdown_not_durable")
 
 
 def controller() -> Any:
@@ -66,6 +69,17 @@ def panel_state(c: Any, recent: bool = True) -> dict[str, Any]:
     return state
 
 
+def staff_action(view: Any) -> Any:
+    """Staff actions run attributed to the signed-in account: journaled with ``actor_username``."""
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        sess = sec.current_session()
+        assert sess is not None  # @require runs first
+        with attributed_to(sess.user.username):
+            return view(*args, **kwargs)
+    return wrapper
+
+
 def decision_response(d: Decision) -> Response:
     resp = jsonify(ok=d.ok, code=d.code, reason=d.reason, request_id=d.request_id)
     resp.status_code = DECISION_STATUS.get(d.code, 409)
@@ -92,20 +106,34 @@ def dashboard() -> str:
 @bp.get("/api/status")
 @sec.require()
 def status() -> Response:
-    return jsonify(panel_state(controller()))
+    sess = sec.current_session()
+    assert sess is not None  # guaranteed by @require
+    state = panel_state(controller())
+    state["streams"] = current_app.extensions["stream_hub"].share(sess.id, sess.user.username)
+    return jsonify(state)
 
 
 @bp.post("/api/approve")
 @sec.require()
+@staff_action
 def approve() -> Response:
     rid = _field("request_id", 100)
     if not rid:
         return sec.error(400, "request_id is required")
-    return decision_response(controller().approve(rid, _actor()))
+    seen: list[int | None] = []
+    for name in ("snapshot", "presses"):     # what the staff member was looking at
+        raw = _field(name, 12)
+        if raw and not raw.isdigit():
+            return sec.error(400, f"{name} must be a number")
+        seen.append(int(raw) if raw else None)
+    # A caller that does not say how many presses it saw (an old page from a browser cache, a
+    # script) saw at most the first: it cannot approve a ring that has been pressed again.
+    return decision_response(controller().approve(rid, _actor(), seen[0], 1 if seen[1] is None else seen[1]))
 
 
 @bp.post("/api/deny")
 @sec.require()
+@staff_action
 def deny() -> Response:
     rid = _field("request_id", 100)
     if not rid:
@@ -115,6 +143,7 @@ def deny() -> Response:
 
 @bp.post("/api/unlock")
 @sec.require()
+@staff_action
 def unlock() -> Response:
     if request.form.get("confirm") != "yes":
         return sec.error(400, "unlock needs confirm=yes (the panel asks first)")
@@ -123,12 +152,14 @@ def unlock() -> Response:
 
 @bp.post("/api/lockdown/start")
 @sec.require()
+@staff_action
 def lockdown_start() -> Response:
     return decision_response(controller().start_lockdown(_actor(), _field("reason"), "panel"))
 
 
 @bp.post("/api/lockdown/end")
 @sec.require()
+@staff_action
 def lockdown_end() -> Response:
     if request.form.get("confirm") != "yes":
         return sec.error(400, "ending a lockdown needs confirm=yes (the panel asks first)")
@@ -137,6 +168,7 @@ def lockdown_end() -> Response:
 
 @bp.post("/api/alarm/ack")
 @sec.require()
+@staff_action
 def alarm_ack() -> Response:
     alarm = _field("alarm", 40)
     if alarm not in ALARM_NAMES:

@@ -15,6 +15,9 @@ from typing import Any, Callable
 from flask import Flask, Response, current_app, g, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
+import errno
+import sqlite3
+
 from controller.journal import JournalError
 
 from .store import PanelStore, Session
@@ -133,6 +136,25 @@ def _journal_down(exc: Exception) -> Response:
     return error(503, "the journal cannot be read right now; the door stays locked (see the controller log)")
 
 
+STORAGE_DOWN = ("the controller's storage is full or failing, so this cannot be recorded right now. "
+                "The door stays locked and keeps working; staff can still start a lockdown. "
+                "Tell the district IT (see the controller log).")
+
+
+def disk_full(exc: BaseException) -> bool:
+    """SQLite's 'database or disk is full' and ENOSPC/EDQUOT/EIO from the filesystem."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return True
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS)
+
+
+def _storage_down(exc: Exception) -> Response:
+    if not disk_full(exc):
+        return _unexpected(exc)
+    log.error("storage unavailable for %s %s: %s", request.method, request.path, exc)
+    return error(503, STORAGE_DOWN)
+
+
 def _unexpected(exc: Exception) -> Response:
     log.exception("panel request failed: %s %s", request.method, request.path)
     return error(500, "internal error; the door state is unchanged")
@@ -143,6 +165,8 @@ def init_app(app: Flask) -> None:
     app.after_request(_headers)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(JournalError, _journal_down)
+    app.register_error_handler(sqlite3.OperationalError, _storage_down)
+    app.register_error_handler(OSError, _storage_down)
     app.register_error_handler(Exception, _unexpected)
 
     @app.context_processor

@@ -22,13 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from . import policy
+
 PANEL_DB = "panel.sqlite3"
 ROLES = ("staff", "admin")
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
-MIN_PASSWORD = 10
-MAX_PASSWORD = 256
+MIN_PASSWORD = policy.MIN_LENGTH["staff"]
+MAX_PASSWORD = policy.MAX_LENGTH
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
-TOUCH_EVERY_SECONDS = 15.0   # idle-timeout bookkeeping without a write on every request
+TOUCH_EVERY_SECONDS = 15.0   # the listing's last-seen is written at most this often
+CLOCK_SLACK_SECONDS = 5.0    # stored session times this far in the future mean the clock went back
+SESSION_SELECT = ("SELECT s.token_hash, s.id, u.username, u.display_name, u.role, s.csrf, s.created, "
+                  "s.last_seen, s.address, s.agent FROM sessions s JOIN users u ON u.username = s.username ")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -75,6 +80,7 @@ class Session:
     last_seen: float
     address: str
     agent: str
+    expires_in: float = 0.0  # seconds until the absolute lifetime ends (web.session_max_hours)
 
 
 def hash_password(password: str, n: int = SCRYPT_N) -> str:
@@ -112,16 +118,19 @@ def check_username(username: object) -> str:
     return username
 
 
-def check_password(password: object) -> str:
-    if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise StoreError(f"password: use {MIN_PASSWORD} to {MAX_PASSWORD} characters")
-    return password
+def check_password(password: object, role: str = "staff", names: tuple[str, ...] = ()) -> str:
+    """Long and strong enough for the role (web.policy: zxcvbn, stricter for admins)."""
+    try:
+        return policy.check_password(password, role, names)
+    except policy.PolicyError as exc:
+        raise StoreError(str(exc)) from None
 
 
 def check_display_name(name: object) -> str:
-    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 60 or not name.isprintable():
-        raise StoreError("display name: use 1-60 printable characters")
-    return name.strip()
+    try:
+        return policy.check_display_name(name)
+    except policy.PolicyError as exc:
+        raise StoreError(str(exc)) from None
 
 
 def check_role(role: object) -> str:
@@ -131,14 +140,22 @@ def check_role(role: object) -> str:
 
 
 class PanelStore:
-    """Accounts and sessions. Thread-safe (one connection, one lock); ``now`` is injectable."""
+    """Accounts and sessions. Thread-safe (one connection, one lock).
+
+    ``now`` (wall clock: stored, shown) and ``clock`` (monotonic: every timeout) are injectable.
+    """
 
     def __init__(self, path: str | Path, idle_minutes: float = 30.0,
-                 now: Callable[[], float] = time.time, scrypt_n: int = SCRYPT_N):
+                 now: Callable[[], float] = time.time, scrypt_n: int = SCRYPT_N,
+                 max_hours: float = 12.0, clock: Callable[[], float] = time.monotonic,
+                 idle_seconds: float | None = None):
         self.path = Path(path)
         self.scrypt_n = scrypt_n     # tests lower the cost to stay fast; production keeps 2**14
-        self.idle_seconds = idle_minutes * 60.0
+        self.idle_seconds = idle_seconds if idle_seconds is not None else idle_minutes * 60.0
+        self.max_seconds = max_hours * 3600.0
         self.now = now
+        self.clock = clock
+        self._live: dict[str, list[float]] = {}
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -159,11 +176,12 @@ class PanelStore:
     def add_user(self, username: str, password: str, role: str = "staff",
                  display_name: str | None = None) -> User:
         username = check_username(username)
-        check_password(password)
         role = check_role(role)
         display = check_display_name(display_name if display_name else username)
+        check_password(password, role, (username, display))
         pw_hash = hash_password(password, self.scrypt_n)
         with self._lock:
+            self._guard_unique_name(username, display)
             try:
                 self._db.execute("INSERT INTO users VALUES (?,?,?,?,?)",
                                  (username, display, role, pw_hash, self.now()))
@@ -192,7 +210,10 @@ class PanelStore:
 
     def set_password(self, username: str, password: str) -> None:
         """Change a password and end every session of that user."""
-        check_password(password)
+        user = self.get_user(username)
+        if user is None:
+            raise StoreError(f"no user {username!r}")
+        check_password(password, user.role, (user.username, user.display_name))
         pw_hash = hash_password(password, self.scrypt_n)
         with self._lock:
             cur = self._db.execute("UPDATE users SET pw_hash = ? WHERE username = ?", (pw_hash, str(username)))
@@ -208,6 +229,14 @@ class PanelStore:
             cur = self._db.execute("UPDATE users SET role = ? WHERE username = ?", (role, str(username)))
         if cur.rowcount == 0:
             raise StoreError(f"no user {username!r}")
+
+    def _guard_unique_name(self, username: str, display: str) -> None:
+        """No two accounts show the same name, look-alikes included (caller holds the lock)."""
+        key = policy.name_key(display)
+        for other, other_display in self._db.execute("SELECT username, display_name FROM users"):
+            if other != username and key in (policy.name_key(other_display), policy.name_key(other)):
+                raise StoreError(f"display name: {display!r} is already used by, or looks like, "
+                                 f"another account's name ({other}); choose a distinct one")
 
     def _guard_last_admin(self, username: str, removing: bool) -> None:
         row = self._db.execute("SELECT role FROM users WHERE username = ?", (str(username),)).fetchone()
@@ -231,44 +260,78 @@ class PanelStore:
         return User(row[0], row[1], row[2]) if verify_password(password, row[3]) else None
 
     # ------------------------------------------------------------ sessions
+    # Timing runs on a monotonic clock held in memory (``_live``: token hash -> [born, seen,
+    # written]), so stepping the wall clock back or forward neither extends nor cuts a session.
+    # The wall-clock columns are for the admin listing and for sessions that outlive a restart;
+    # those are resumed from the wall clock once, and ended if their times lie in the future
+    # (the clock was stepped back while the daemon was down: fail closed, signing in is cheap).
+
     def create_session(self, user: User, address: str, agent: str) -> tuple[str, Session]:
         """Returns (token for the cookie, session). Only the token's hash is stored."""
         token = secrets.token_urlsafe(32)
         sid = secrets.token_hex(8)
         csrf = secrets.token_urlsafe(32)
-        now = self.now()
+        now, mono = self.now(), self.clock()
+        key = _token_hash(token)
         with self._lock:
             self._db.execute("INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?)",
-                             (_token_hash(token), sid, user.username, csrf, now, now,
-                              address[:64], agent[:200]))
-        return token, Session(sid, user, csrf, now, now, address[:64], agent[:200])
+                             (key, sid, user.username, csrf, now, now, address[:64], agent[:200]))
+            self._live[key] = [mono, mono, mono]
+        return token, Session(sid, user, csrf, now, now, address[:64], agent[:200], self.max_seconds)
+
+    def _check(self, row: tuple, key: str, now: float, mono: float, touch: bool) -> Session | None:
+        """The session for a row if it is still live (caller holds the lock); ends it if not."""
+        live = self._live.get(key)
+        if live is None:                      # first sight since start-up: resume from the wall clock
+            created, last_seen = row[5], row[6]
+            if created > now + CLOCK_SLACK_SECONDS or last_seen > now + CLOCK_SLACK_SECONDS:
+                live = None
+            else:
+                live = [mono - max(0.0, now - created), mono - max(0.0, now - last_seen), mono]
+        if live is None or mono - live[1] > self.idle_seconds or mono - live[0] > self.max_seconds:
+            try:
+                self._db.execute("DELETE FROM sessions WHERE token_hash = ?", (key,))
+            except sqlite3.OperationalError:
+                pass    # ended either way; the row goes at the next chance (e.g. a full disk)
+            self._live.pop(key, None)
+            return None
+        self._live[key] = live
+        last_seen = row[6]
+        if touch:
+            live[1] = mono
+            if mono - live[2] >= TOUCH_EVERY_SECONDS:      # the listing's copy, without a write per request
+                try:
+                    self._db.execute("UPDATE sessions SET last_seen = ? WHERE token_hash = ?",
+                                     (max(now, row[5]), key))
+                    last_seen = max(now, row[5])
+                except sqlite3.OperationalError:
+                    pass    # a full disk: the listing's copy waits; the signed-in user keeps working
+                live[2] = mono
+        return Session(row[0], User(row[1], row[2], row[3]), row[4], row[5], last_seen, row[7], row[8],
+                       max(0.0, self.max_seconds - (mono - live[0])))
 
     def session(self, token: object, touch: bool = True) -> Session | None:
-        """The live session for a cookie token, or None (unknown, revoked or idle too long)."""
+        """The live session for a cookie token, or None (unknown, revoked, idle too long, too old).
+
+        ``touch`` counts this as activity (a request, or an open live stream's heartbeat).
+        """
         if not isinstance(token, str) or not 10 <= len(token) <= 100:
             return None
         key = _token_hash(token)
-        now = self.now()
+        now, mono = self.now(), self.clock()
         with self._lock:
-            row = self._db.execute(
-                "SELECT s.id, u.username, u.display_name, u.role, s.csrf, s.created, s.last_seen, "
-                "s.address, s.agent FROM sessions s JOIN users u ON u.username = s.username "
-                "WHERE s.token_hash = ?", (key,)).fetchone()
+            row = self._db.execute(SESSION_SELECT + "WHERE s.token_hash = ?", (key,)).fetchone()
             if row is None:
+                self._live.pop(key, None)
                 return None
-            if now - row[6] > self.idle_seconds:
-                self._db.execute("DELETE FROM sessions WHERE token_hash = ?", (key,))
-                return None
-            last_seen = row[6]
-            if touch and now - last_seen >= TOUCH_EVERY_SECONDS:
-                self._db.execute("UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, key))
-                last_seen = now
-        return Session(row[0], User(row[1], row[2], row[3]), row[4], row[5], last_seen, row[7], row[8])
+            return self._check(row[1:], key, now, mono, touch)
 
     def end_session(self, token: object) -> None:
         if isinstance(token, str):
+            key = _token_hash(token)
             with self._lock:
-                self._db.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
+                self._db.execute("DELETE FROM sessions WHERE token_hash = ?", (key,))
+                self._live.pop(key, None)
 
     def revoke(self, session_id: str) -> bool:
         with self._lock:
@@ -276,15 +339,15 @@ class PanelStore:
         return cur.rowcount > 0
 
     def sessions(self) -> list[Session]:
-        """Live sessions (idle ones are purged first), newest activity first."""
-        cutoff = self.now() - self.idle_seconds
+        """Live sessions (idle and too old ones are ended first), newest activity first."""
+        now, mono = self.now(), self.clock()
         with self._lock:
-            self._db.execute("DELETE FROM sessions WHERE last_seen < ?", (cutoff,))
-            rows = self._db.execute(
-                "SELECT s.id, u.username, u.display_name, u.role, s.csrf, s.created, s.last_seen, "
-                "s.address, s.agent FROM sessions s JOIN users u ON u.username = s.username "
-                "ORDER BY s.last_seen DESC").fetchall()
-        return [Session(r[0], User(r[1], r[2], r[3]), r[4], r[5], r[6], r[7], r[8]) for r in rows]
+            rows = self._db.execute(SESSION_SELECT + "ORDER BY s.last_seen DESC").fetchall()
+            alive = [self._check(r[1:], r[0], now, mono, touch=False) for r in rows]
+            keys = {r[0] for r in rows}
+            for key in [k for k in self._live if k not in keys]:     # ended by another process
+                del self._live[key]
+        return [s for s in alive if s is not None]
 
 
 def generate_password() -> str:

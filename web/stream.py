@@ -5,14 +5,19 @@ Why this shape:
   them) and status changes from ``core.add_listener``; both listeners only put into
   bounded per-client queues and never block the core;
 - each stream holds one server thread, so the number of streams is capped below the
-  thread count: normal requests always have threads left;
+  thread count: normal requests always have threads left; and it is shared fairly: one
+  sign-in may hold at most ``per_session`` streams and one account ``per_user``, so a
+  single session (a script, a stolen cookie) cannot take every slot from the other staff;
 - a heartbeat (a tiny ``ping`` event, not a comment, so the page can notice a silent stall)
   every few seconds makes a write to every stream, so a client that went away raises on
   write, the generator ends and its slot is freed within seconds;
 - a client that falls behind (queue full) is cut off and reconnects with a fresh state
   instead of growing memory;
-- each heartbeat re-checks the session, so sign-out, revocation and idle timeout also end
-  open streams.
+- every few seconds the stream re-checks its session, so sign-out, revocation and the
+  absolute lifetime also end open streams; the same check counts as activity, so a
+  front-office display that is open and streaming stays signed in (and keeps alerting)
+  until ``web.session_max_hours``, and is told how long it has left (a ``session`` event)
+  so it can warn before then. A session with no open stream still times out when idle.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from typing import Any, Callable, Iterator
 
 from flask import Blueprint, Response, current_app, request
@@ -48,9 +54,20 @@ def _signature(status: dict[str, Any]) -> str:
     return json.dumps(stable, sort_keys=True, default=str)
 
 
+class StreamRefused(Exception):
+    """No stream for this caller: ``status`` (429 for its own share, 503 when all are taken) and why."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class StreamClient:
-    def __init__(self, token: str, queue_size: int):
+    def __init__(self, token: str, queue_size: int, session_id: str = "", username: str = ""):
         self.token = token
+        self.session_id = session_id
+        self.username = username
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=queue_size)
         self.overflowed = False
         self._status_pending = threading.Event()
@@ -72,11 +89,15 @@ class StreamClient:
 
 
 class StreamHub:
-    def __init__(self, controller: Any, session_valid: Callable[[str], bool], max_streams: int = 24,
-                 queue_size: int = 200, heartbeat_seconds: float = 3.0, state_every: int = 5):
+    def __init__(self, controller: Any, session_check: Callable[[str], dict[str, Any] | None],
+                 max_streams: int = 24,
+                 queue_size: int = 200, heartbeat_seconds: float = 3.0, state_every: int = 5,
+                 per_session: int = 4, per_user: int = 8):
         self.controller = controller
-        self.session_valid = session_valid
+        self.session_check = session_check    # touches the session; its info, or None when it ended
         self.max_streams = max_streams
+        self.per_session = per_session
+        self.per_user = per_user
         self.queue_size = queue_size
         self.heartbeat = heartbeat_seconds
         self.state_every = max(1, state_every)
@@ -114,11 +135,36 @@ class StreamHub:
         for client in self._each():
             client.offer_status()
 
-    def open(self, token: str) -> StreamClient | None:
+    def _refusal(self, session_id: str, username: str) -> StreamRefused | None:
+        """Why a new stream would be refused, or None (caller holds the lock)."""
+        if self._closed:
+            return StreamRefused(503, "the panel is shutting down; retry in a moment")
+        if session_id and sum(c.session_id == session_id for c in self._clients) >= self.per_session:
+            return StreamRefused(429, f"this sign-in already has {self.per_session} live dashboards "
+                                      "open; close one (another tab or window) and retry")
+        if username and sum(c.username == username for c in self._clients) >= self.per_user:
+            return StreamRefused(429, f"{username} already has {self.per_user} live dashboards open "
+                                      "across all sign-ins; close one and retry")
+        if len(self._clients) >= self.max_streams:
+            return StreamRefused(503, "too many live dashboards are open; close one and retry")
+        return None
+
+    def share(self, session_id: str, username: str) -> dict[str, Any]:
+        """This caller's use of the stream slots, so a dashboard can say why it cannot connect."""
         with self._lock:
-            if self._closed or len(self._clients) >= self.max_streams:
-                return None
-            client = StreamClient(token, self.queue_size)
+            refused = self._refusal(session_id, username)
+            return {"session": sum(c.session_id == session_id for c in self._clients),
+                    "per_session": self.per_session,
+                    "user": sum(c.username == username for c in self._clients), "per_user": self.per_user,
+                    "available": refused is None, "reason": refused.message if refused else None}
+
+    def open(self, token: str, session_id: str = "", username: str = "") -> StreamClient:
+        """A new stream slot, or StreamRefused saying whose share is used up."""
+        with self._lock:
+            refused = self._refusal(session_id, username)
+            if refused is not None:
+                raise refused
+            client = StreamClient(token, self.queue_size, session_id, username)
             self._clients.add(client)
             self._last_signature = ""    # changes skipped while nobody listened must not mask the next one
             return client
@@ -151,7 +197,13 @@ class StreamHub:
         try:
             yield b"retry: 2000\n\n"
             yield sse("state", panel_state(self.controller))
+            info = self.session_check(client.token)
+            if info is None:
+                yield sse("signed_out", {})
+                return
+            yield sse("session", info)
             beats = 0
+            checked = time.monotonic()
             while True:
                 if client.overflowed:
                     yield sse("reset", {"reason": "client fell behind"})
@@ -159,17 +211,29 @@ class StreamHub:
                 try:
                     kind, payload = client.queue.get(timeout=self.heartbeat)
                 except queue.Empty:
-                    beats += 1
-                    if not self.session_valid(client.token):
+                    kind, payload = "beat", None
+                if kind == "stop":
+                    return
+                if kind == "beat" or time.monotonic() - checked >= self.heartbeat:
+                    # also while events keep coming: the session must stay live and be re-checked
+                    checked = time.monotonic()
+                    try:
+                        info = self.session_check(client.token)
+                    except Exception:       # the account store failed: reconnect rather than guess
+                        log.exception("session check failed for a live stream")
+                        yield sse("reset", {"reason": "session check failed"})
+                        return
+                    if info is None:
                         yield sse("signed_out", {})
                         return
+                if kind == "beat":
+                    beats += 1
                     if beats % self.state_every == 0:
                         yield sse("state", panel_state(self.controller, recent=False))
+                        yield sse("session", info)
                     else:
                         yield b"event: ping\ndata: {}\n\n"
                     continue
-                if kind == "stop":
-                    return
                 if kind == "status":
                     client.status_taken()
                     yield sse("state", panel_state(self.controller, recent=False))
@@ -183,9 +247,12 @@ class StreamHub:
 @sec.require()
 def events() -> Response:
     hub: StreamHub = current_app.extensions["stream_hub"]
-    client = hub.open(request.cookies.get(sec.SESSION_COOKIE, ""))
-    if client is None:
-        resp = sec.error(503, "too many live dashboards are open; close one and retry")
+    sess = sec.current_session()
+    assert sess is not None  # guaranteed by @require
+    try:
+        client = hub.open(request.cookies.get(sec.SESSION_COOKIE, ""), sess.id, sess.user.username)
+    except StreamRefused as refused:
+        resp = sec.error(refused.status, refused.message)
         resp.headers["Retry-After"] = "5"
         return resp
     resp = Response(hub.generate(client), mimetype="text/event-stream",

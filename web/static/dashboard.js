@@ -9,10 +9,11 @@
   const bump = (k) => { counters[k] = String(Number(counters[k] || 0) + 1); };
 
   let es = null, lastSeq = 0, retryMs = 1000, watchdog = null, reconnectTimer = null;
-  let ring = null;            // {id, deadline}
+  let ring = null;            // {id, deadline, photo (number shown), photoAt, presses (count shown)}
   let alertedFor = null, outcomeTimer = null, audio = null;
   const baseTitle = document.title;
   const STALL_MS = 15000;     // the server sends a ping every few seconds
+  const CONN_LOST_TEXT = document.getElementById("conn-lost").textContent;
 
   // ---------------------------------------------------------------- sound and notifications
   function audioCtx() {
@@ -65,20 +66,30 @@
   ["click", "keydown", "touchstart"].forEach((t) => document.addEventListener(t, () => { audioCtx(); alertsState(); }, { passive: true }));
 
   // ---------------------------------------------------------------- ring
-  function showRing(id, secondsLeft, snapshot, presses) {
+  const hhmmss = (iso) => new Date(iso).toLocaleTimeString();
+  // detail (from the status): press_times, photo {n, at, press}, photo_pending
+  function showRing(id, secondsLeft, snapshot, presses, detail) {
     const isNew = !ring || ring.id !== id;
-    ring = { id, deadline: performance.now() + secondsLeft * 1000 };
+    const prev = isNew ? { photo: 0, photoAt: null } : ring;
+    ring = { id, deadline: performance.now() + secondsLeft * 1000, photo: prev.photo, photoAt: prev.photoAt,
+      presses: presses || 1 };
     $("ring").hidden = false;
     $("ring").dataset.requestId = id;
     $("approve").disabled = false; $("deny").disabled = false;
     if (isNew) {
-      $("ring-message").textContent = "";
+      $("ring-message").textContent = ""; $("snapshot-time").textContent = "";
       $("snapshot").hidden = true; $("snapshot").removeAttribute("src");
       $("snapshot-wait").textContent = "Waiting for the camera…"; $("snapshot-wait").hidden = false;
       $("outcome").hidden = true;
     }
-    if (snapshot) showSnapshot(id);
-    $("presses").textContent = presses > 1 ? "Pressed " + presses + " times" : "";
+    const d = detail || {};
+    if (snapshot && d.photo) showSnapshot(id, d.photo.n, d.photo.at);
+    else if (snapshot && !ring.photo) showSnapshot(id, 1, null);
+    const times = (d.press_times || []).map(hhmmss);
+    $("presses").textContent = presses > 1 ? "Pressed " + presses + " times: " + times.join(", ")
+      : (times.length ? "Pressed at " + times[0] : "");
+    if (d.photo_pending) $("snapshot-wait").textContent = "New press — taking a new photo…";
+    $("snapshot-wait").hidden = !d.photo_pending && !!ring.photo;
     if (alertedFor !== id) {
       alertedFor = id;
       bump("alerts");
@@ -88,11 +99,15 @@
     }
     tick();
   }
-  function showSnapshot(id) {
-    if (!ring || ring.id !== id) return;
+  function showSnapshot(id, n, at) {
+    if (!ring || ring.id !== id || (n && n < ring.photo)) return;
     const img = $("snapshot");
-    const src = "/snapshot/" + encodeURIComponent(id);
+    const src = "/snapshot/" + encodeURIComponent(id) + (n > 1 ? "?n=" + n : "");
     if (img.getAttribute("src") !== src) { img.src = src; }
+    if (n) ring.photo = n;
+    if (at) ring.photoAt = at;
+    img.dataset.photo = String(ring.photo);
+    $("snapshot-time").textContent = ring.photoAt ? "Photo " + ring.photo + " taken " + hhmmss(ring.photoAt) : "";
     img.hidden = false; $("snapshot-wait").hidden = true;
   }
   function clearRing() {
@@ -118,8 +133,15 @@
     if (!ring) return;
     const id = ring.id;
     $("approve").disabled = true; $("deny").disabled = true;
-    const r = await Panel.post("/api/" + kind, { request_id: id });
-    if (!r.ok) {
+    // Name what this screen shows: if a newer press or photo exists, the core refuses.
+    const body = kind === "approve" ? { request_id: id, snapshot: String(ring.photo || 0), presses: String(ring.presses || 1) }
+      : { request_id: id };
+    const r = await Panel.post("/api/" + kind, body);
+    if (!r.ok && r.data.code === "stale") {
+      $("ring-message").textContent = "A new press: look again at the new photo before you approve.";
+      refreshStatus();
+    }
+    if (!r.ok && r.data.code !== "stale") {
       $("ring-message").textContent = (r.data.reason || r.data.error || "refused") + " (" + r.status + ")";
       if (ring && ring.id === id) { $("approve").disabled = false; $("deny").disabled = false; }
     }
@@ -147,7 +169,11 @@
   // ---------------------------------------------------------------- state
   const ALARM_TEXT = { held_open: "Door held open", forced_open: "Door forced open", tamper: "Station tamper",
     outbox_backlog: "District link backlog", journal_failure: "Journal cannot be written — door kept locked",
-    strike_failure: "Strike failure" };
+    strike_failure: "Strike failure",
+    journal_lost: "Journal lost or replaced — door kept locked until an admin accepts it (Admin page)",
+    disk_full: "Disk full — using the reserve kept for safety events",
+    lockdown_not_durable: "Lockdown could not be saved to disk — it holds until restart" };
+  const NO_ACK = ["journal_failure", "journal_lost", "disk_full", "lockdown_not_durable"];
   function fmtBytes(n) {
     if (n === null || n === undefined) return "unknown";
     const gb = n / 1e9;
@@ -174,7 +200,7 @@
     Object.entries(s.alarms || {}).forEach(([name, since]) => {
       const div = document.createElement("div"); div.className = "banner"; div.dataset.alarm = name;
       div.textContent = "Alarm: " + (ALARM_TEXT[name] || name) + " since " + new Date(since).toLocaleTimeString() + " ";
-      if (name !== "journal_failure") {
+      if (!NO_ACK.includes(name)) {
         const b = document.createElement("button"); b.type = "button"; b.textContent = "Acknowledge";
         b.addEventListener("click", async () => {
           const r = await Panel.post("/api/alarm/ack", { alarm: name });
@@ -184,7 +210,7 @@
       }
       box.appendChild(div);
     });
-    if (s.ring) { showRing(s.ring.request_id, s.ring.seconds_left, s.ring.snapshot, s.ring.presses); } else if (ring) { clearRing(); }
+    if (s.ring) { showRing(s.ring.request_id, s.ring.seconds_left, s.ring.snapshot, s.ring.presses, s.ring); } else if (ring) { clearRing(); }
     // Not lastSeq: a status refresh is computed when it is sent and may already count journal
     // events still queued behind it on the stream; only the full state (with recent) sets it.
     if (health) {
@@ -230,7 +256,7 @@
     if (e.type === "buzzer_pressed") {
       showRing(e.request_id, e.expires_in || 60, false, 1);
     } else if (e.type === "snapshot_captured") {
-      showSnapshot(e.request_id);
+      showSnapshot(e.request_id, e.snapshot || 1, e.ts);
     } else if (e.type === "camera_failed" && ring && ring.id === e.request_id) {
       $("snapshot-wait").textContent = "No snapshot: " + (e.reason || "camera failed");
     } else if (e.type === "entry_approved" || e.type === "entry_denied" || e.type === "ring_expired") {
@@ -239,6 +265,14 @@
       else if (e.type === "entry_denied") showOutcome("Denied by " + e.actor, "denied");
       else showOutcome("No answer — the ring expired", "expired");
     }
+  }
+
+  async function refreshStatus() {
+    try {
+      const resp = await fetch("/api/status", { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (resp.ok) { const st = await resp.json(); applyStatus(st.status, st.health); }
+    } catch (err) { /* the stream brings it soon */ }
+    if (ring) { $("approve").disabled = false; $("deny").disabled = false; }
   }
 
   // ---------------------------------------------------------------- stream
@@ -255,11 +289,49 @@
     clearTimeout(watchdog);
     watchdog = setTimeout(lost, STALL_MS);
   }
+  // ---------------------------------------------------------------- session: stay signed in, warn, sign in again
+  let sessionEnds = null, warnBefore = 600000;
+  function sessionTick() {
+    const left = sessionEnds === null ? Infinity : sessionEnds - performance.now();
+    if (left <= warnBefore && $("signed-out").hidden) {
+      const s = Math.max(0, Math.round(left / 1000));
+      $("session-warning-text").textContent = "This screen's sign-in ends in " + Math.floor(s / 60) + " min " +
+        (s % 60) + " s (maximum session length). Sign in again to keep it alerting.";
+      $("session-warning").hidden = false;
+    } else {
+      $("session-warning").hidden = true;
+    }
+  }
+  setInterval(sessionTick, 1000);
+  function stopStream() {
+    if (es) { es.close(); es = null; }
+    clearTimeout(watchdog); clearTimeout(reconnectTimer);
+  }
+  function signInAgain(reason) {
+    $("signed-out").hidden = false;
+    counters.connected = "no";
+    return Panel.reauth(reason);          // on success, onSignedIn below reconnects
+  }
+  Panel.onSignedIn(() => {
+    $("signed-out").hidden = true; sessionEnds = null; sessionTick();
+    stopStream(); retryMs = 1000; connect();
+  });
+  $("signed-out-signin").addEventListener("click", () => signInAgain());
+  $("session-renew").addEventListener("click", () => Panel.reauth("Sign in again to keep this screen signed in and alerting."));
+
   async function connect() {
     try {
       const probe = await fetch("/api/status", { credentials: "same-origin", headers: { Accept: "application/json" } });
-      if (probe.status === 401) { location.assign("/login?next=/"); return; }
+      if (probe.status === 401) { signInAgain(); return; }
+      const st = probe.ok ? await probe.json() : {};
+      if (st.streams && !st.streams.available) {      // refused a live stream: say why, keep retrying
+        lost();
+        $("conn-lost").textContent = "Not connected: " + st.streams.reason + ". Retrying…";
+        return;
+      }
     } catch (err) { lost(); return; }
+    $("conn-lost").textContent = CONN_LOST_TEXT;
+    stopStream();
     es = new EventSource("/events");
     es.addEventListener("state", (m) => {
       const st = JSON.parse(m.data);
@@ -273,7 +345,15 @@
     });
     es.addEventListener("journal", (m) => { alive(); onJournal(JSON.parse(m.data)); });
     es.addEventListener("ping", alive);
-    es.addEventListener("signed_out", () => { location.assign("/login?next=/"); });
+    es.addEventListener("session", (m) => {
+      const info = JSON.parse(m.data);
+      sessionEnds = performance.now() + info.expires_in * 1000;
+      warnBefore = info.warn_before * 1000;
+      $("signed-out").hidden = true;
+      sessionTick();
+    });
+    // the session ended: connect() finds out whether a newer sign-in exists, else asks for one
+    es.addEventListener("signed_out", () => { stopStream(); connect(); });
     es.addEventListener("reset", lost);
     es.onerror = lost;
   }

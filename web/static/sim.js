@@ -16,7 +16,7 @@
   async function poll() {
     try {
       const resp = await fetch("/sim/state", { credentials: "same-origin", headers: { Accept: "application/json" } });
-      if (resp.status === 401) { location.assign("/login?next=/sim"); return; }
+      if (resp.status === 401) { await Panel.reauth(); timer = setTimeout(poll, 250); return; }
       if (resp.ok) { show(await resp.json()); $("sim-message").textContent = ""; }
     } catch (err) {
       $("sim-message").textContent = "Connection lost; retrying…";
