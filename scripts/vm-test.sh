@@ -106,8 +106,8 @@ Restart=always
 WantedBy=multi-user.target
 EOF
 ln -sf /etc/systemd/system/vmrig-agent.service "$R/etc/systemd/system/multi-user.target.wants/vmrig-agent.service"
-# the owner's account, as on Raspberry Pi OS: "pi" with password-less sudo
-chroot "$R" useradd --create-home --shell /bin/bash --groups sudo pi
+# the owner's account, as on Raspberry Pi OS: "pi" with password-less sudo, in adm (reads the journal)
+chroot "$R" useradd --create-home --shell /bin/bash --groups sudo,adm,video pi
 echo "pi ALL=(ALL) NOPASSWD: ALL" >"$R/etc/sudoers.d/010_pi-nopasswd"
 chmod 0440 "$R/etc/sudoers.d/010_pi-nopasswd"
 # test-only: Debian's kernel has no gpio-sim/gpio-mockup, so the units get gpiozero's mock pins

@@ -176,11 +176,11 @@ def readme_commands_script() -> str:
     steps.append(("sudo entry-buzzer relock --config /etc/entry-buzzer/config.toml", ""))  # README: "Other commands"
     out = ["failed=0"]
     for line, pw in steps:
-        cmd = line
-        if "journalctl" in cmd and " -f" in cmd:
-            cmd = f"timeout 5 {cmd}; [ $? = 124 ]"      # follows forever: 5 s of it
+        cmd, expect = line, ""
+        if "journalctl" in cmd and " -f" in cmd:     # follows forever: 5 s of it, showing the service's log
+            cmd = f"timeout 5 {cmd}; [ $? = 124 ]"
+            expect = 'grep -q "entry-buzzer\\[" /tmp/cmd.out || { echo "(no lines of the service)"; rc=1; }' 
         shown = shlex.quote("$ " + line)
-        expect = ""
         if "selftest" in line:     # in a VM nobody presses the buzzer: that one FAIL is expected
             expect = ('if [ "$rc" = 1 ] && grep -q "RESULT: FAIL (.*, 1 failed" /tmp/cmd.out '
                       '&& grep -qE "^ *FAIL +buzzer" /tmp/cmd.out; then '
