@@ -15,7 +15,7 @@ from typing import Callable
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_PW = "vm-admin-pass-1"
-STAFF_PW = "vm-staff-pass-1"
+STAFF_PW = "vm-door-pass-22"
 
 PRELUDE = r"""
 set -uo pipefail
