@@ -39,6 +39,10 @@ def _load(path: str, sections: tuple[str, ...] | None = None) -> cfg.Settings:
 def cmd_check_config(args: argparse.Namespace) -> int:
     settings = _load(args.file or args.config)
     print(settings.summary())
+    if cfg.plain_http_exposed(settings):     # allowed only with web.allow_plain_http = true
+        print(f"warning: the panel serves PLAIN HTTP on {settings.web.host}:{settings.web.port} "
+              "(web.allow_plain_http = true): passwords and session cookies cross the network "
+              "unencrypted", file=sys.stderr)
     print("config OK")
     return 0
 

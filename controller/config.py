@@ -9,6 +9,7 @@ collected, not just the first, so a technician fixes the file in one pass.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import stat
@@ -138,6 +139,12 @@ class WebSettings:
     session_max_hours: float = 12.0         # absolute session lifetime, even for an open dashboard
     streams_per_session: int = 4            # live dashboards (SSE streams) one sign-in may hold open
     streams_per_user: int = 8               # ... and one staff account, across its sessions
+    # "unix": serve only on socket_path, behind the shipped nginx front (deploy/nginx/), which
+    # terminates TLS and holds off hostile clients; "tcp": serve host:port directly (simulated
+    # campus, localhost, or a direct HTTPS setup).
+    listen: str = "tcp"
+    socket_path: str = "/run/entry-buzzer/panel.sock"
+    allow_plain_http: bool = False          # plain HTTP on a non-loopback address: refused unless true
 
 
 @dataclass(frozen=True)
@@ -164,9 +171,18 @@ class Settings:
             f"storage: {self.storage.state_dir} (snapshots {self.storage.snapshot_retention_days:g} days, "
             f"{self.storage.snapshot_max_mb:g} MB)",
             f"mqtt: {'on ' + self.mqtt.host + ':' + str(self.mqtt.port) if self.mqtt.enabled else 'off'}",
-            f"web: {'on ' + self.web.host + ':' + str(self.web.port) if self.web.enabled else 'off'}",
+            f"web: {self._web_summary()}",
         ]
         return "\n".join(lines)
+
+    def _web_summary(self) -> str:
+        w = self.web
+        if not w.enabled:
+            return "off"
+        if w.listen == "unix":
+            return f"on unix:{w.socket_path} (behind the nginx front)"
+        scheme = "https" if w.tls_cert_file and w.tls_key_file else "http"
+        return f"on {scheme}://{w.host}:{w.port}"
 
 
 # ---------------------------------------------------------------- validation
@@ -219,6 +235,22 @@ def _port(v: int) -> str | None:
     return None if 1 <= v <= 65535 else f"{_show(v)} is not a TCP port; use 1-65535"
 
 
+def _socket_path(v: str) -> str | None:
+    if not v.startswith("/"):
+        return f"{v!r} is not an absolute path"
+    return None if len(v.encode()) <= 100 else f"{v!r} is too long for a Unix socket (at most 100 bytes)"
+
+
+def is_loopback(host: str) -> bool:
+    """True for a host name or address that only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 CHECKS: dict[str, dict[str, list[Check]]] = {
     "site": {"campus": [_slug], "door": [_slug], "campus_name": [_nonempty], "door_name": [_nonempty]},
     "gpio": {
@@ -258,6 +290,7 @@ CHECKS: dict[str, dict[str, list[Check]]] = {
         "threads": [_between(4, 256)],
         "session_max_hours": [_between(0.25, 7 * 24, " h")],
         "streams_per_session": [_between(1, 64)], "streams_per_user": [_between(1, 256)],
+        "listen": [_one_of("tcp", "unix")], "socket_path": [_socket_path],
     },
 }
 
@@ -363,6 +396,7 @@ def _cross_checks(s: Settings, data: dict[str, Any]) -> list[str]:
             errors.append(problem)
     if bool(s.web.tls_cert_file) != bool(s.web.tls_key_file):
         errors.append("web.tls_cert_file: HTTPS needs both web.tls_cert_file and web.tls_key_file")
+    errors.extend(_web_front_checks(s))
     for section, keys in (("mqtt", ("password",)), ("web", ("secret_key", "password"))):
         raw = data.get(section, {}) if isinstance(data.get(section), dict) else {}
         for k in keys:
@@ -374,6 +408,33 @@ def _cross_checks(s: Settings, data: dict[str, Any]) -> list[str]:
 
 PRIVATE = {"password_file", "secret_key_file", "tls_key_file"}
 """Settings naming private files: no links, mode 0600 (see controller/secret_files.py)."""
+def _web_front_checks(s: Settings) -> list[str]:
+    """Passwords and session cookies never cross the network in clear text by accident.
+
+    Behind nginx (web.listen = "unix") nginx terminates TLS; served directly, a non-loopback
+    address needs HTTPS or an explicit web.allow_plain_http = true (warned at every start).
+    """
+    w = s.web
+    if not w.enabled:
+        return []
+    if w.listen == "unix":
+        if w.tls_cert_file or w.tls_key_file:
+            return ["web.tls_cert_file: with web.listen = \"unix\" nginx terminates TLS (its site "
+                    "config names the certificate); leave web.tls_cert_file and web.tls_key_file empty"]
+        return []
+    if plain_http_exposed(s) and not w.allow_plain_http:
+        return [f"web.host: {w.host!r} would serve the panel as plain HTTP on the network (passwords "
+                "and session cookies in clear text); use web.listen = \"unix\" behind the shipped "
+                "nginx front, set web.tls_cert_file and web.tls_key_file, listen on 127.0.0.1, or set "
+                "web.allow_plain_http = true to accept the risk"]
+    return []
+
+
+def plain_http_exposed(s: Settings) -> bool:
+    """The panel would answer plain HTTP on an address other machines can reach."""
+    w = s.web
+    return (w.enabled and w.listen == "tcp" and not (w.tls_cert_file and w.tls_key_file)
+            and not is_loopback(w.host))
 
 
 def _secret_path(value: str) -> Path:

@@ -106,7 +106,7 @@ STATE=/var/lib/entry-buzzer
 LINK=/usr/local/bin/entry-buzzer     # on PATH, so the README's commands run verbatim
 UNIT_DIR=/etc/systemd/system
 UNITS=(entry-buzzer-relock.service entry-buzzer.service)
-APT_PACKAGES=(python3-venv python3-picamera2 python3-lgpio openssl)
+APT_PACKAGES=(python3-venv python3-picamera2 python3-lgpio openssl nginx)   # nginx: the panel's front
 # Only in the Raspberry Pi OS archive (archive.raspberrypi.com), not in Debian: missing ones are reported.
 PI_PACKAGES=(python3-picamera2 python3-lgpio)
 [ "$MOSQUITTO" = 1 ] && APT_PACKAGES+=(mosquitto)
@@ -163,6 +163,85 @@ source_hash() {  # a fingerprint of the program's sources: reinstall only when i
     | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64)
 }
 
+# ---------------------------------------------------------------- nginx front (issue 10)
+# The panel's front on the school network: nginx terminates HTTPS on $PANEL_PORT with the
+# credentials above and passes bounded requests to the controller's Unix socket. All of it
+# lives in this one function (called once, before the service starts) to keep merges simple.
+NGINX_SITE_SRC=deploy/nginx/entry-buzzer.conf
+NGINX_AVAILABLE=/etc/nginx/sites-available/entry-buzzer
+NGINX_ENABLED=/etc/nginx/sites-enabled/entry-buzzer
+NGINX_DEFAULT_SITE=/etc/nginx/sites-enabled/default
+PANEL_PORT=8443
+NGINX_USER=www-data
+
+# render_nginx_site SOCKET: the shipped template with its four tokens replaced (tests do the same).
+render_nginx_site() {
+  sed -e "s|@PANEL_PORT@|$PANEL_PORT|g" -e "s|@PANEL_SOCKET@|$1|g" \
+      -e "s|@TLS_CERT@|$CRED/web-tls.crt|g" -e "s|@TLS_KEY@|$CRED/web-tls.key|g" "$SRC/$NGINX_SITE_SRC"
+}
+
+setup_nginx_front() {
+  step "nginx front for the panel (HTTPS on port $PANEL_PORT)"
+  if ! grep -Eq '^[[:space:]]*listen[[:space:]]*=[[:space:]]*"unix"' "$ROOT$CONFIG" 2>/dev/null; then
+    say "    $CONFIG has no [web] listen = \"unix\": the controller serves the panel itself; nginx site not enabled."
+    say "    To put nginx in front (recommended, see README 'Serving'): set listen = \"unix\", empty"
+    say "    tls_cert_file and tls_key_file in [web], then run this installer again."
+    return 0
+  fi
+  local socket changed=0 before
+  socket="$(sed -n -E 's/^[[:space:]]*socket_path[[:space:]]*=[[:space:]]*"([^"]+)".*/\1/p' "$ROOT$CONFIG" | head -n1)"
+  socket="${socket:-/run/entry-buzzer/panel.sock}"
+  for dir in /etc/nginx /etc/nginx/sites-available /etc/nginx/sites-enabled; do
+    [ -d "$ROOT$dir" ] || run install -d -m 0755 "$ROOT$dir"
+  done
+  before="$CHANGES"
+  write_file "$ROOT$NGINX_AVAILABLE" 0644 "$NGINX_SITE_SRC (port $PANEL_PORT, unix:$socket)" < <(render_nginx_site "$socket")
+  if [ -L "$ROOT$NGINX_ENABLED" ] && [ "$(readlink "$ROOT$NGINX_ENABLED")" = "$NGINX_AVAILABLE" ]; then
+    ok "site enabled"
+  else
+    run ln -sfn "$NGINX_AVAILABLE" "$ROOT$NGINX_ENABLED"
+  fi
+  if [ -e "$ROOT$NGINX_DEFAULT_SITE" ] || [ -L "$ROOT$NGINX_DEFAULT_SITE" ]; then
+    run rm -f "$ROOT$NGINX_DEFAULT_SITE"     # Debian's welcome page on port 80: not on a door controller
+  else
+    ok "default site disabled"
+  fi
+  [ "$CHANGES" != "$before" ] && changed=1
+  # nginx's workers reach the socket through the service's group (socket 0660 in a 0750 dir).
+  if [ -n "$ROOT" ]; then
+    system usermod --append --groups "$USER_NAME" "$NGINX_USER"
+  elif id -nG "$NGINX_USER" 2>/dev/null | tr ' ' '\n' | grep -qx "$USER_NAME"; then
+    ok "$NGINX_USER in $USER_NAME"
+  else
+    run usermod --append --groups "$USER_NAME" "$NGINX_USER"; changed=1
+  fi
+  if [ -n "$ROOT" ]; then
+    system nginx -t
+    system systemctl enable nginx
+    system systemctl reload-or-restart nginx
+  elif [ "$DRY" = 1 ]; then
+    say "    [dry-run] nginx -t && systemctl enable nginx && systemctl reload-or-restart nginx"
+  elif [ "$changed" = 1 ] || ! systemctl is-active --quiet nginx 2>/dev/null; then
+    run nginx -t -q
+    run systemctl enable nginx
+    run systemctl reload-or-restart nginx
+  else
+    ok "nginx running with this site"
+  fi
+}
+
+remove_nginx_front() {   # uninstall: the site goes, nginx itself stays (it may serve more)
+  step "remove the panel's nginx site"
+  local removed=0 f
+  for f in "$NGINX_ENABLED" "$NGINX_AVAILABLE"; do
+    if [ -e "$ROOT$f" ] || [ -L "$ROOT$f" ]; then run rm -f "$ROOT$f"; removed=1; else ok "$f already removed"; fi
+  done
+  if [ "$removed" = 1 ]; then
+    if [ -n "$ROOT" ]; then system systemctl reload nginx
+    elif systemctl is-active --quiet nginx 2>/dev/null; then run systemctl reload nginx; fi
+  fi
+}
+
 # ---------------------------------------------------------------- uninstall
 uninstall() {
   step "stop and disable the service (ExecStopPost relocks the strike)"
@@ -185,6 +264,7 @@ uninstall() {
   if [ -L "$ROOT$LINK" ] && [ "$(readlink "$ROOT$LINK")" = "$VENV/bin/entry-buzzer" ]; then
     run rm -f "$ROOT$LINK"
   else ok "$LINK not ours or already removed"; fi
+  remove_nginx_front
   step "remove the program ($PREFIX)"
   if [ -e "$ROOT$PREFIX" ]; then run rm -rf "$ROOT$PREFIX"; else ok "$PREFIX already removed"; fi
   if [ "$PURGE" = 1 ]; then
@@ -377,6 +457,8 @@ else
   echo "$ADMIN" >"$ROOT$STATE/.first-admin"
   chown --reference="$ROOT$STATE" "$ROOT$STATE/.first-admin"
 fi
+
+setup_nginx_front
 
 step "enable and start the service"
 if [ -n "$ROOT" ]; then

@@ -9,6 +9,7 @@ need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+[ -x /usr/sbin/nginx ] || need_apt+=(nginx)     # the panel's front: tests run the shipped site config
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if [ "${WITH_BROWSER:-1}" = 1 ]; then
   [ -x /usr/bin/chromium ] || need_apt+=(chromium)

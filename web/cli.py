@@ -120,8 +120,11 @@ def cmd_make_cert(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"certificate: {cert}\nprivate key: {key} (mode 0600)\n\nadd to the config:\n[web]\n"
-          f"tls_cert_file = \"{cert.resolve()}\"\ntls_key_file = \"{key.resolve()}\"")
+    print(f"certificate: {cert}\nprivate key: {key} (mode 0600)\n\n"
+          "behind the nginx front (web.listen = \"unix\"): install them as "
+          "/etc/entry-buzzer/credentials/web-tls.crt and web-tls.key (mode 0600), then "
+          "systemctl reload nginx\n\nto serve HTTPS without nginx (web.listen = \"tcp\"), add to the config:\n"
+          f"[web]\ntls_cert_file = \"{cert.resolve()}\"\ntls_key_file = \"{key.resolve()}\"")
     return 0
 
 

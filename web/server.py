@@ -1,11 +1,18 @@
-"""The panel's production WSGI server: cheroot, a threaded server with built-in TLS.
+"""The panel's WSGI server: cheroot, a threaded server, behind nginx in production.
 
-Why cheroot rather than waitress: waitress cannot terminate TLS, and the panel must
-serve HTTPS on the Pi itself (no reverse proxy to install and keep patched). cheroot
-(CherryPy's server) is pure Python, speaks TLS through the stdlib ``ssl`` module, writes
-each streamed chunk straight to the socket (Server-Sent Events arrive at once), and
-keeps idle keep-alive connections out of its worker threads. Using the same server for
-plain HTTP (simulated campus, localhost) means the tests exercise the production path.
+In production (``web.listen = "unix"``) cheroot serves only a Unix socket and the shipped
+nginx site (deploy/nginx/entry-buzzer.conf) is the front the school network talks to: it
+terminates TLS, limits header and body sizes, times out slow and idle clients, and limits
+connections and request rates per address. Why: cheroot does the TLS handshake in its one
+accept thread and reads headers without a size limit, so one idle TCP connection froze the
+panel for 10 s and 100 MB of headers grew the daemon by 460 MB (issue 10). nginx is
+event-driven and built for hostile clients; what reaches the socket is a complete, bounded
+request. nginx's X-Forwarded-For/-Proto are trusted only on the socket (ProxyFix), so the
+sign-in throttle sees the real client address and cookies are Secure.
+
+``web.listen = "tcp"`` serves host:port directly (simulated campus, localhost, tests; plain
+HTTP off loopback is refused by the config unless ``web.allow_plain_http``). cheroot writes
+each streamed chunk straight to the socket (Server-Sent Events arrive at once).
 
 Each live stream holds one worker thread; the stream hub caps streams at three quarters
 of ``web.threads`` so ordinary requests always find a free thread.
@@ -14,17 +21,22 @@ of ``web.threads`` so ordinary requests always find a free thread.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from controller import config as cfg
 
 from . import close_app, create_app
 
 log = logging.getLogger(__name__)
+
+SOCKET_MODE = 0o660
+"""The socket: the service user and its group (nginx's www-data is added to it by the installer)."""
 
 
 def _resolve(value: str) -> str:
@@ -43,8 +55,13 @@ class WebServer:
         web = self.settings.web
         self.host = host if host is not None else web.host
         self.port = port if port is not None else web.port
-        self.tls = bool(web.tls_cert_file and web.tls_key_file)
+        self.socket_path = web.socket_path if web.listen == "unix" and host is None else None
+        self.tls = bool(web.tls_cert_file and web.tls_key_file) and self.socket_path is None
         self.app = create_app(controller, self.settings, test_config)
+        if self.socket_path is not None:
+            # Only nginx can reach the socket (mode 0660 in a 0750 directory), and it replaces
+            # any client-sent X-Forwarded-For with the address it saw: one proxy hop to trust.
+            self.app.wsgi_app = ProxyFix(self.app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
         self._server: wsgi.Server | None = None
         self._thread: threading.Thread | None = None
         self._error: str | None = None
@@ -55,6 +72,8 @@ class WebServer:
 
     @property
     def url(self) -> str:
+        if self.socket_path is not None:
+            return f"unix:{self.socket_path}"
         scheme = "https" if self.tls else "http"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{host}:{self.port}"
@@ -66,13 +85,20 @@ class WebServer:
     def start(self) -> None:
         """Bind now (so a busy port fails start-up loudly), then serve on a thread."""
         web = self.settings.web
-        server = wsgi.Server((self.host, self.port), self.app, numthreads=web.threads, max=web.threads,
+        bind: str | tuple[str, int] = self.socket_path if self.socket_path is not None else (self.host, self.port)
+        server = wsgi.Server(bind, self.app, numthreads=web.threads, max=web.threads,
                              server_name="entry-panel", timeout=10, shutdown_timeout=5,
                              request_queue_size=64)
         if self.tls:
             server.ssl_adapter = BuiltinSSLAdapter(_resolve(web.tls_cert_file), _resolve(web.tls_key_file))
         server.prepare()
-        self.port = server.bind_addr[1]       # the real port when 0 was asked for
+        if self.socket_path is not None:
+            os.chmod(self.socket_path, SOCKET_MODE)   # cheroot leaves it 0777; the directory guards meanwhile
+        else:
+            self.port = server.bind_addr[1]       # the real port when 0 was asked for
+        if cfg.plain_http_exposed(cfg.with_overrides(self.settings, web={"host": self.host})):
+            log.warning("panel serves PLAIN HTTP on %s (web.allow_plain_http = true): passwords and "
+                        "session cookies cross the network unencrypted; use the nginx front", self.url)
         self._server = server
         self._thread = threading.Thread(target=self._serve, name="web-server", daemon=True)
         self._thread.start()
@@ -96,6 +122,11 @@ class WebServer:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._server = None
+        if self.socket_path is not None:
+            try:
+                os.unlink(self.socket_path)
+            except OSError:
+                pass
 
     def health(self) -> dict[str, Any]:
         running = self._server is not None and self._thread is not None and self._thread.is_alive()

@@ -43,11 +43,14 @@ PY
 last_seq() { python3 -c 'import sqlite3; print(sqlite3.connect("file:/var/lib/entry-buzzer/journal.sqlite3?mode=ro", uri=True).execute("select max(seq) from events").fetchone()[0] or 0)'; }
 # front: the production front's URL and the certificate it serves (nginx site when installed)
 front() {
-  if ls /etc/nginx/sites-enabled/ 2>/dev/null | grep -q entry; then
-    base=https://127.0.0.1
-    cert=$(grep -h '^\s*ssl_certificate ' /etc/nginx/sites-enabled/* | head -1 | awk '{print $2}' | tr -d ';')
+  local site=/etc/nginx/sites-enabled/entry-buzzer
+  if [ -e $site ]; then
+    base=https://127.0.0.1:$(grep -Eo '^\s*listen\s+[0-9]+ ssl' $site | grep -Eo '[0-9]+' | head -1)
+    cert=$(grep -E '^\s*ssl_certificate\s' $site | head -1 | awk '{print $2}' | tr -d ';')
+    echo "front: nginx ($site) at $base"
   else
     base=https://127.0.0.1:8443; cert=/etc/entry-buzzer/credentials/web-tls.crt
+    echo "front: the controller itself at $base (no nginx site)"
   fi
 }
 ADMIN_PW='vm-admin-pass-1'
@@ -239,7 +242,12 @@ FRONT = Check("front", "HTTPS through the production front: sign in, ring on /si
               script=rf"""
 ensure_alice
 front
-echo "front: $base, certificate $cert"
+echo "certificate: $cert"
+if [ -e /etc/nginx/sites-enabled/entry-buzzer ]; then
+  port=$(echo "$base" | grep -Eo '[0-9]+$')
+  ss -ltnp | grep ":$port " | grep -q '"nginx"' || {{ ss -ltnp; fail "nginx is not the one listening on $port"; }}
+  ok "nginx listens on $port; the controller serves its unix socket: $(ss -lxp | grep -o '/run/entry-buzzer/[^ ]*' | head -1)"
+fi
 before=$(last_seq)
 timeout 120 mosquitto_sub -h 127.0.0.1 -v -t 'entry/#' >/tmp/mqtt.txt 2>&1 &
 sub=$!
