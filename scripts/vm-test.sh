@@ -111,8 +111,10 @@ chroot "$R" useradd --create-home --shell /bin/bash --groups sudo,adm,video pi
 echo "pi ALL=(ALL) NOPASSWD: ALL" >"$R/etc/sudoers.d/010_pi-nopasswd"
 chmod 0440 "$R/etc/sudoers.d/010_pi-nopasswd"
 # test-only: Debian's kernel has no gpio-sim/gpio-mockup, so the units get gpiozero's mock pins,
-# and so do the commands an owner types (sudo reads /etc/environment through pam_env)
-echo "GPIOZERO_PIN_FACTORY=mock" >>"$R/etc/environment"
+# and so do the commands the owner types (login shell, kept by sudo)
+echo "export GPIOZERO_PIN_FACTORY=mock" >"$R/etc/profile.d/vm-mock-gpio.sh"
+echo 'Defaults env_keep += "GPIOZERO_PIN_FACTORY"' >"$R/etc/sudoers.d/020_vm-mock-gpio"
+chmod 0440 "$R/etc/sudoers.d/020_vm-mock-gpio"
 for unit in entry-buzzer.service entry-buzzer-relock.service; do
   mkdir -p "$R/etc/systemd/system/$unit.d"
   printf '# VM test only: no GPIO hardware in the VM\n[Service]\nEnvironment=GPIOZERO_PIN_FACTORY=mock\n' \

@@ -68,7 +68,7 @@ ensure_alice() {
 stop_post_ok() {
   local sp; sp=$(systemctl show -p ExecStopPost --value $UNIT)
   echo "ExecStopPost: $(echo "$sp" | grep -o 'path=[^ ]*' | head -1) $(echo "$sp" | grep -o 'status=[^ ]*' | head -1)"
-  echo "$sp" | grep -q 'status=0/0' && ok "the relock after the stop ran and succeeded"
+  echo "$sp" | grep >/dev/null 'status=0/0' && ok "the relock after the stop ran and succeeded"
 }
 strike_locked() {  # the strike as the service's own mock pin shows it, through the station API is not
   # available without a session: read it from the journal's last door event instead
@@ -149,7 +149,7 @@ SERVICE = Check("service", "active and READY, live security score <= 2.0, sandbo
 systemctl is-active --quiet $UNIT || fail "service not active"
 # Type=notify: systemd shows 'active (running)' only after READY=1
 [ "$(systemctl show -p Type --value $UNIT)" = notify ] || fail "not Type=notify"
-journalctl -u $UNIT -b --no-pager | grep -q "controller ready" || fail "no 'controller ready' in the log"
+journalctl -u $UNIT -b --no-pager | grep >/dev/null "controller ready" || fail "no 'controller ready' in the log"
 ok "active (running) after READY=1: $(systemctl show -p ActiveState,SubState --value $UNIT | tr '\n' ' ')"
 systemd-analyze security $UNIT --no-pager >/tmp/security.txt 2>&1
 score=$(grep -o 'Overall exposure level for [^:]*: [0-9.]*' /tmp/security.txt | awk '{print $NF}')
@@ -205,7 +205,7 @@ if [ "$rc" = 0 ]; then echo "ok (exit 0)"; else echo "FAILED (exit $rc)"; failed
     out.append("""
 echo
 sudo -u entry-buzzer true 2>/dev/null
-events 200 | grep -q 'door_unlocked.*selftest' && ok "selftest pulse journaled (door_unlocked, reason selftest)" \
+events 200 | grep >/dev/null 'door_unlocked.*selftest' && ok "selftest pulse journaled (door_unlocked, reason selftest)" \
   || { echo "FAILED: no door_unlocked with reason selftest"; failed=$((failed + 1)); }
 systemctl is-active --quiet $UNIT && ok "service running after the README commands" \
   || { echo "FAILED: service not running"; failed=$((failed + 1)); }
@@ -245,7 +245,7 @@ front
 echo "certificate: $cert"
 if [ -e /etc/nginx/sites-enabled/entry-buzzer ]; then
   port=$(echo "$base" | grep -Eo '[0-9]+$')
-  ss -ltnp | grep ":$port " | grep -q '"nginx"' || {{ ss -ltnp; fail "nginx is not the one listening on $port"; }}
+  ss -ltnp | grep ":$port " | grep >/dev/null '"nginx"' || {{ ss -ltnp; fail "nginx is not the one listening on $port"; }}
   ok "nginx listens on $port; the controller serves its unix socket: $(ss -lxp | grep -o '/run/entry-buzzer/[^ ]*' | head -1)"
 fi
 before=$(last_seq)
@@ -259,7 +259,7 @@ echo "journal since the ring:"; events 40 $before | grep -v snapshot | cut -c1-1
 [ "$rc" = 0 ] || fail "panel flow"
 ev=$(events 40 $before | awk '{{print $2}}' | tr '\n' ' ')
 [[ "$ev" =~ buzzer_pressed.*entry_approved.*door_unlocked.*door_locked ]] || fail "journal order: $ev"
-events 40 $before | grep entry_approved | grep -q "Alice" || fail "approval not by Alice"
+events 40 $before | grep entry_approved | grep >/dev/null "Alice" || fail "approval not by Alice"
 ok "journal: buzzer_pressed, entry_approved by Alice, door_unlocked, door_locked"
 for t in buzzer_pressed entry_approved door_unlocked door_locked; do
   grep -aq "/events .*\"type\": *\"$t\"" /tmp/mqtt.txt || {{ head -c 2000 /tmp/mqtt.txt; fail "no $t event on the campus broker"; }}
@@ -284,10 +284,10 @@ wait_until 120 sh -c "[ \"\$(systemctl show -p NRestarts --value $UNIT)\" -gt $r
 newpid=$(mainpid); [ "$newpid" != "$pid" ] || fail "same pid"
 ok "systemd restarted it (pid $pid -> $newpid, NRestarts $(systemctl show -p NRestarts --value $UNIT))"
 journalctl -u $UNIT -n 60 --no-pager | grep -E "Main process exited|relock|Scheduled restart" | tail -5
-journalctl -u $UNIT -n 80 --no-pager | grep -q "status=9/KILL" || fail "journal of systemd shows no KILL"
+journalctl -u $UNIT -n 80 --no-pager | grep >/dev/null "status=9/KILL" || fail "journal of systemd shows no KILL"
 ev=$(events 40 $before | cut -c1-200)
 echo "$ev"
-echo "$ev" | grep -q 'controller_started.*"previous_stop": "unclean"' || fail "no controller_started with previous_stop unclean"
+echo "$ev" | grep >/dev/null 'controller_started.*"previous_stop": "unclean"' || fail "no controller_started with previous_stop unclean"
 echo "$ev" | awk '/controller_started/ {s = 1} s && $2 == "door_locked" {f = 1} END {exit !f}' || fail "no door_locked after the restart"
 ok "journal: unclean stop recorded and door_locked at start-up"
 stop_post_ok || fail "ExecStopPost relock did not succeed"
@@ -307,7 +307,7 @@ wait_until 90 sh -c "[ \"\$(systemctl show -p NRestarts --value $UNIT)\" -gt $re
 dt=$(( $(date +%s) - t0 ))
 ok "restarted $dt s after SIGSTOP (pid $pid -> $(mainpid))"
 journalctl -u $UNIT -n 80 --no-pager | grep -i "watchdog" | tail -2
-journalctl -u $UNIT -n 80 --no-pager | grep -qi "watchdog timeout" || fail "not a watchdog kill"
+journalctl -u $UNIT -n 80 --no-pager | grep -i >/dev/null "watchdog timeout" || fail "not a watchdog kill"
 # budget: WatchdogSec (10 s) + RestartSec (2 s) + start-up; a slow emulated VM gets 45 s of slack
 [ "$dt" -le 60 ] || fail "took $dt s"
 strike_locked || fail "the journal shows the strike unlocked"
@@ -342,7 +342,7 @@ s=$(systemctl show -p ExecMainStartTimestampMonotonic --value $UNIT)
 echo "boot relock finished at ${r}us, controller started at ${s}us (monotonic)"
 [ "$r" -gt 0 ] && [ "$r" -le "$s" ] || fail "the boot relock did not run before the controller"
 ok "boot relock ran before the service"
-events 10 | grep -q 'controller_started.*"lockdown_restored": true' || { events 10; fail "lockdown not restored"; }
+events 10 | grep >/dev/null 'controller_started.*"lockdown_restored": true' || { events 10; fail "lockdown not restored"; }
 python3 - <<'PY' || fail "lockdown not in force"
 import json, sqlite3
 db = sqlite3.connect("file:/var/lib/entry-buzzer/journal.sqlite3?mode=ro", uri=True)
