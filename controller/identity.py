@@ -4,9 +4,10 @@ Why: a truncated, deleted or swapped ``journal.sqlite3`` used to open as a fresh
 lifting the lockdown, restarting ``seq`` at 1 and claiming ``previous_stop: none``. Now every
 journal has an id (its *epoch*, stored in the database and carried by every event), and the
 installation remembers the id of the journal it is using in ``journal.id`` files: one in the
-state directory and a copy beside the config file (when that directory is writable; on an
-installed system ``/etc/entry-buzzer`` belongs to root, so the installer may create the copy
-writable by the service user, else only the state copy is kept).
+state directory and a copy beside the config file: in its ``identity/`` folder when that
+exists (the installer creates ``/etc/entry-buzzer/identity`` owned by the service user, the
+only part of /etc the unit lets it write), else in the config's own folder when writable.
+So wiping the whole state directory is still a lost journal, not a first boot.
 
 At start-up:
 - no identity file anywhere: first boot (or an upgrade): the journal's id is written;
@@ -42,7 +43,9 @@ def identity_paths(state_dir: Path, config_source: str | None) -> list[Path]:
     """Where the identity lives: the state directory first, then beside the config file."""
     paths = [Path(state_dir) / ID_FILE]
     if config_source and not config_source.startswith("<"):
-        beside = Path(config_source).resolve().parent / ID_FILE
+        config_dir = Path(config_source).resolve().parent
+        beside = (config_dir / "identity" / ID_FILE if (config_dir / "identity").is_dir()
+                  else config_dir / ID_FILE)
         if beside not in paths and beside.parent != Path(state_dir).resolve():
             paths.append(beside)
     return paths

@@ -350,6 +350,11 @@ ensure_dir "$ROOT$ETC" 0755
 ensure_dir "$ROOT$CRED" 0700
 ensure_dir "$ROOT$STATE" 0700
 ensure_owner "$USER_NAME:$USER_NAME" "$ROOT$STATE"
+# The journal's identity copy outside the state directory (controller/identity.py): wiping
+# /var/lib/entry-buzzer must not look like a first boot. The unit makes only this folder of
+# /etc writable to the service (ReadWritePaths=).
+ensure_dir "$ROOT$ETC/identity" 0755
+ensure_owner "$USER_NAME:$USER_NAME" "$ROOT$ETC/identity"
 
 step "program: venv with system site packages (picamera2, lgpio from apt) in $VENV"
 if [ "$NO_VENV" = 1 ]; then

@@ -208,3 +208,20 @@ def test_corrupt_journal_is_moved_aside_and_raises_journal_lost(settings, pin_fa
         assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not")
     finally:
         daemon.stop(c, "test done")
+
+
+def test_installed_identity_folder_keeps_the_copy_when_etc_is_read_only(conf, pin_factory):
+    """On an installed Pi /etc/entry-buzzer is read-only to the service except its identity/
+    folder (install.sh + ReadWritePaths=): the copy goes there, and a wiped state dir is lost."""
+    settings, path = conf
+    (path.parent / "identity").mkdir()
+    settings = cfg.load(path)
+    settings = cfg.with_overrides(settings, gpio=__import__("tests.conftest").conftest.SIM_GPIO,
+                                  camera={"kind": "simulated"}, mqtt={"enabled": False},
+                                  web={"enabled": False})
+    old = run_once(settings, pin_factory)
+    assert (path.parent / "identity" / "journal.id").read_text().strip() == old
+    assert not (path.parent / "journal.id").exists()   # the folder, not /etc/entry-buzzer itself
+    shutil.rmtree(settings.storage.state_dir)
+    c = check_lost(settings, pin_factory, old)
+    daemon.stop(c, "test done")
