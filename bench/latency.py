@@ -52,6 +52,8 @@ def _close(c: mqtt.Client) -> None:
 
 def start_broker(directory: Path) -> Broker:
     broker = Broker(directory, acl=BENCH_ACL, accounts=BENCH_ACCOUNTS)
+    # as in systemd/mosquitto/campus.conf: the command flood must not overflow the broker's queue
+    broker.conf.write_text(broker.conf.read_text() + "max_queued_messages 100000\n")
     broker.start()
     return broker
 
@@ -100,7 +102,8 @@ def baseline_paho_burst(broker: Broker, n: int) -> dict[str, Any]:
 class InProcessDaemon:
     """daemon.run() in a thread with MQTT (and optionally the panel) on the mock pins."""
 
-    def __init__(self, broker: Broker, state_dir: Path, web: bool = False, **door: Any):
+    def __init__(self, broker: Broker, state_dir: Path, web: bool = False, mqtt: dict[str, Any] | None = None,
+                 **door: Any):
         self.web_port = free_port()
         settings = cfg.with_overrides(
             cfg.Settings(), site={"campus": "bench", "door": "main"}, gpio=SIM_GPIO,
@@ -109,7 +112,7 @@ class InProcessDaemon:
             storage={"state_dir": state_dir},
             mqtt={"enabled": True, "host": "127.0.0.1", "port": broker.port, "username": "ctl",
                   "password_file": str(broker.password_file("ctl")), "reconnect_min_seconds": 0.1,
-                  "reconnect_max_seconds": 0.5, "outbox_alarm_depth": 100_000},
+                  "reconnect_max_seconds": 0.5, "outbox_alarm_depth": 100_000, **(mqtt or {})},
             web={"enabled": web, "host": "127.0.0.1", "port": self.web_port})
         self.settings = settings
         self.factory = MockFactory(pin_class=SimulatedPin)

@@ -123,7 +123,8 @@ class MqttSettings:
     allow_remote_lockdown_end: bool = False
     tls_min_version: str = "1.2"            # TLS is on when tls_ca_file is set; never below 1.2
     reconnect_min_seconds: float = 1.0      # backoff doubles from here, with random jitter
-    reconnect_max_seconds: float = 60.0
+    reconnect_max_seconds: float = 5.0      # cap: the district sees the door again within seconds
+    session_expiry_seconds: int = 86400     # broker keeps the session (and queued commands) this long
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,7 @@ CHECKS: dict[str, dict[str, list[Check]]] = {
         "tls_min_version": [_one_of("1.2", "1.3")],
         "reconnect_min_seconds": [_between(0.1, 60, " s")],
         "reconnect_max_seconds": [_between(1, 3600, " s")],
+        "session_expiry_seconds": [_between(0, 30 * 86400, " s")],
     },
     "web": {
         "port": [_port], "session_idle_minutes": [_between(1, 24 * 60, " min")],

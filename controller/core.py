@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import wraps
@@ -159,6 +159,18 @@ class _RecordFailed(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change feed: what one transition committed and the state it left.
+
+    ``events`` are the journal events the transition committed, in seq order (empty when it
+    changed nothing durable); ``status`` is ``EntryCore.status()`` taken under the lock right
+    after it. Consumers (MQTT state, panel streams) use these instead of re-reading status.
+    """
+    events: tuple[Any, ...]
+    status: dict[str, Any]
+
+
 def _transition(method: Callable[..., Any]) -> Callable[..., Any]:
     """Run a public command under the core lock, after due timers, then notify."""
     @wraps(method)
@@ -169,6 +181,7 @@ def _transition(method: Callable[..., Any]) -> Callable[..., Any]:
                 result = method(self, *args, **kwargs)
             finally:
                 self._refresh_indicators()
+                self._queue_change()
         self._after_change()
         return result
     return wrapper
@@ -194,7 +207,10 @@ class EntryCore:
         self._on_ring = on_ring
         self.has_door_contact = has_door_contact
         self._lock = threading.RLock()
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[Change], None]] = []
+        self._committed: list[Any] = []              # events of the running transition
+        self._feed: deque[Change] = deque()          # changes queued under the lock, in order
+        self._emit_lock = threading.Lock()           # one thread delivers the feed at a time
         self._ring: _Ring | None = None
         self._pulse: _Pulse | None = None
         self._lockdown: _Lockdown | None = None
@@ -213,16 +229,36 @@ class EntryCore:
         self._refresh_indicators()
 
     # ------------------------------------------------------------ listeners
-    def add_listener(self, callback: Callable[[], None]) -> None:
-        """callback() runs after every command (outside the lock): status may have changed."""
+    def add_listener(self, callback: Callable[[Change], None]) -> None:
+        """The change feed: callback(change) runs once per transition (commands, timers that
+        fired), outside the core lock, in the order the transitions happened."""
         self._listeners.append(callback)
 
+    def _queue_change(self) -> None:
+        """Under the lock: close the running transition into one Change (queued, not sent)."""
+        events, self._committed = tuple(self._committed), []
+        if self._listeners:
+            self._feed.append(Change(events, self.status()))
+
     def _after_change(self) -> None:
-        for callback in list(self._listeners):
+        """Outside the lock: deliver queued changes in order. If another thread is delivering,
+        it also delivers ours (it re-checks the queue after letting go), so nobody waits."""
+        while self._feed:
+            if not self._emit_lock.acquire(blocking=False):
+                return
             try:
-                callback()
-            except Exception:
-                log.exception("core listener failed")
+                while True:
+                    try:
+                        change = self._feed.popleft()
+                    except IndexError:
+                        break
+                    for callback in list(self._listeners):
+                        try:
+                            callback(change)
+                        except Exception:
+                            log.exception("core listener failed")
+            finally:
+                self._emit_lock.release()
 
     # ------------------------------------------------------------ commands
     @_transition
@@ -382,6 +418,7 @@ class EntryCore:
             if not journaled:
                 self._journal_missed_lockdown()
             self._refresh_indicators()
+            self._queue_change()
         self._after_change()
 
     @_transition
@@ -412,6 +449,7 @@ class EntryCore:
             self._journal_lost = why
             self._raise_alarm("journal_lost", reason=why[:300], previous_epochs=previous)
             self._refresh_indicators()
+            self._queue_change()
         self._after_change()
 
     @_transition
@@ -518,6 +556,8 @@ class EntryCore:
         with self._lock:
             fired = self._run_timers()
             self._refresh_indicators()
+            if fired:
+                self._queue_change()
         if fired:
             self._after_change()
 
@@ -724,7 +764,8 @@ class EntryCore:
         if self._fault is not None and now >= self._fault_retry_at:
             summary = self._fault_log.summary(self._clock.now()) if self._fault_log else {}
             try:
-                self._recorder.append(ev.JOURNAL_RECOVERED, fault=self._fault, **summary)
+                self._note_committed(self._recorder.append(ev.JOURNAL_RECOVERED, fault=self._fault,
+                                                           **summary))
             except Exception:
                 self._fault_retry_at = now + FAULT_RETRY_SECONDS
             else:
@@ -749,13 +790,13 @@ class EntryCore:
         safety events reach the journal on a full disk. What still fails is counted for the
         ``journal_recovered`` summary."""
         try:
-            self._recorder.append(type, request_id, actor, **data)
+            self._note_committed(self._recorder.append(type, request_id, actor, **data))
             return
         except Exception as exc:
             error: Exception = exc
         if _no_space(error) and self._release_reserve():
             try:
-                self._recorder.append(type, request_id, actor, **data)
+                self._note_committed(self._recorder.append(type, request_id, actor, **data))
                 return
             except Exception as exc:
                 error = exc
@@ -763,6 +804,10 @@ class EntryCore:
         assert self._fault_log is not None
         self._fault_log.note(type, self._clock.now())
         raise _RecordFailed() from error
+
+    def _note_committed(self, event: Any) -> None:
+        if event is not None:
+            self._committed.append(event)       # for the change feed
 
     def _release_reserve(self) -> bool:
         """Give the disk reserve back (once per full-disk episode); True when space was freed."""

@@ -151,7 +151,7 @@ class CoreLoop(threading.Thread):
         self.stopping = threading.Event()
         self.core.add_listener(self._wake)
 
-    def _wake(self) -> None:
+    def _wake(self, _change: Any = None) -> None:
         """Wake for commands from other threads; our own tick() must not re-wake us (busy loop)."""
         if threading.current_thread() is not self:
             self.wake.set()

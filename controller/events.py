@@ -33,6 +33,7 @@ ALARM_CLEARED = "alarm_cleared"
 LOCKDOWN_STARTED = "lockdown_started"      # actor, reason, source
 LOCKDOWN_ENDED = "lockdown_ended"
 COMMAND_REJECTED = "command_rejected"      # source, reason
+COMMANDS_REJECTED = "commands_rejected"    # source, total, reasons {category: count}: a flood, summarized
 CONTROLLER_STARTED = "controller_started"  # version, previous_stop: none | clean | unclean
 CONTROLLER_STOPPED = "controller_stopped"  # reason
 JOURNAL_RECOVERED = "journal_recovered"    # the journal accepted writes again after a fault: counts
@@ -47,7 +48,8 @@ ALL_TYPES = (
     BUZZER_PRESSED, BUZZER_REPEATED, SNAPSHOT_CAPTURED, CAMERA_FAILED, ENTRY_APPROVED,
     ENTRY_DENIED, RING_EXPIRED, ACTION_REFUSED, DOOR_UNLOCKED, DOOR_LOCKED, DOOR_OPENED,
     DOOR_CLOSED, ALARM_RAISED, ALARM_CLEARED, LOCKDOWN_STARTED, LOCKDOWN_ENDED,
-    COMMAND_REJECTED, CONTROLLER_STARTED, CONTROLLER_STOPPED, JOURNAL_RECOVERED, JOURNAL_ACCEPTED,
+    COMMAND_REJECTED, COMMANDS_REJECTED, CONTROLLER_STARTED, CONTROLLER_STOPPED, JOURNAL_RECOVERED,
+    JOURNAL_ACCEPTED,
     LOGIN_SUCCEEDED, LOGIN_FAILED, LOGIN_THROTTLED, ACCOUNT_CHANGED,
 )
 

@@ -361,3 +361,99 @@ def validate_all(sub: Subscriber) -> int:
         validate(m.payload.decode() if kind == "status" else json.loads(m.payload), names[kind])
         checked += 1
     return checked
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "systemd" / "mosquitto"
+EXAMPLE_ACCOUNTS = {"entry-main-entrance": "pw-main", "entry-gym-door": "pw-gym", "district-ro": "pw-ro",
+                    "district-operator": "pw-op"}
+
+
+def example_campus_broker(directory: Path, tls: Tls | None = None) -> Broker:
+    """A Broker running systemd/mosquitto/campus.conf and campus.acl as shipped, only paths and
+    ports moved into the test's directory. ``port`` is the plaintext local listener; the TLS
+    listener gets its own free port (``tls_port``), with throwaway certificates."""
+    tls = tls or make_certs(Path(directory) / "certs")
+    broker = Broker(directory, acl=(EXAMPLES / "campus.acl").read_text(), accounts=EXAMPLE_ACCOUNTS)
+    broker.tls_port = free_port()  # type: ignore[attr-defined]
+    conf = (EXAMPLES / "campus.conf").read_text()
+    for old, new in (("/etc/mosquitto/entry/passwd", str(broker.dir / "passwd")),
+                     ("/etc/mosquitto/entry/acl", str(broker.dir / "acl")),
+                     ("/etc/mosquitto/certs/ca.crt", str(tls.ca)),
+                     ("/etc/mosquitto/certs/campus-broker.crt", str(tls.server_cert)),
+                     ("/etc/mosquitto/certs/campus-broker.key", str(tls.server_key)),
+                     ("/var/lib/mosquitto/", f"{broker.dir}/"),
+                     ("listener 8883", f"listener {broker.tls_port} 127.0.0.1"),  # type: ignore[attr-defined]
+                     ("listener 1883 127.0.0.1", f"listener {broker.port} 127.0.0.1")):
+        assert old in conf, f"example config changed: {old} not found"
+        conf = conf.replace(old, new)
+    conf += "log_dest stderr\nlog_type all\n"
+    broker.conf.write_text(("user root\n" if os.geteuid() == 0 else "") + conf)
+    return broker
+
+
+class TcpProxy:
+    """A TCP relay between a client and the broker, so a test can cut one client's network path
+    (``cut``: every relayed connection reset, new ones refused) while the broker keeps running,
+    and restore it (``restore``) on the same port."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.port = free_port()
+        self._server: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def restore(self) -> "TcpProxy":
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen(8)
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+        return self
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        if self._server is not None:
+            try:
+                self._server.shutdown(socket.SHUT_RDWR)     # wakes the blocked accept()
+            except OSError:
+                pass
+            self._server.close()
+            self._server = None
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()

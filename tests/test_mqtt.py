@@ -11,7 +11,7 @@ import pytest
 
 from controller import events as ev
 from controller.camera import CameraError
-from controller.mqtt import CommandError, parse_command
+from controller.mqtt import Backoff, CommandError, parse_command
 
 from tests.support_mqtt import broker  # noqa: F401  (module-scoped fixture)
 from tests.support_mqtt import Linked, Subscriber, dedupe, load_schema, validate, validate_all, wait_for
@@ -105,6 +105,10 @@ def test_every_event_type_arrives_schema_valid_in_seq_order(linked, subscriber, 
     assert c.end_lockdown("Principal", "drill over").ok          # lockdown_ended (panel)
     operator.publish(f"{lc.root}/cmd/lockdown", b"{not json")    # command_rejected
     wait_event(lc, ev.COMMAND_REJECTED)
+    lc.link.intake.detail_per_interval = 0                       # beyond the rate: summarized
+    lc.link.intake.interval_seconds = 0.5
+    operator.publish(f"{lc.root}/cmd/lockdown", b"[]")           # commands_rejected
+    wait_event(lc, ev.COMMANDS_REJECTED)
     # The core's fault-recovery path is the core tests' business; here only its wire form matters.
     lc.journal.append(ev.JOURNAL_RECOVERED, fault="simulated")
     lc.journal.append(ev.JOURNAL_ACCEPTED, actor="Ada Admin", source="panel", epoch=lc.journal.epoch,
@@ -165,6 +169,7 @@ def test_status_and_state_are_retained_and_clean_stop_publishes_offline(linked, 
     assert all(a != b for a, b in zip(states, states[1:])), "state is published on change only"
     assert fresh[-1]["last_seq"] >= lc.events_of(ev.BUZZER_PRESSED)[0].seq
 
+    lc.wait_delivered()                                      # acknowledgements are committed in batches
     health = lc.link.health()
     assert health["connected"] and health["last_error"] is None and health["delivered_count"] >= 2
     lc.close()
@@ -317,10 +322,7 @@ def test_anonymous_and_wrong_password_are_refused(linked, subscriber, broker):
     assert lc.journal.outbox_depth() >= 2 and not watcher.on(f"{lc.root}/status")
 
 
-def test_backoff_has_jitter_and_a_cap(linked):
-    lc = linked(reconnect_min_seconds=1.0, reconnect_max_seconds=8.0)
-    link = lc.link
-
+def test_backoff_has_jitter_and_a_cap():
     class Recorder:
         delays: list[float] = []
 
@@ -330,9 +332,9 @@ def test_backoff_has_jitter_and_a_cap(linked):
 
     rec = Recorder()
     for rng in (0.0, 1.0):
-        link._failures, rec.delays, link._rng = 0, [], (lambda r=rng: r)
+        backoff, rec.delays = Backoff(1.0, 8.0, lambda r=rng: r), []
         for _ in range(6):
-            link._schedule_retry(rec)
+            backoff.schedule(rec)
         caps = [1, 2, 4, 8, 8, 8]
         expected = [c / 2 for c in caps] if rng == 0.0 else caps
         assert rec.delays == expected

@@ -2,7 +2,8 @@
 
 Why this shape:
 - journal events are fanned out from ``journal.subscribe`` (already committed when we hear
-  them) and status changes from ``core.add_listener``; both listeners only put into
+  them) and status changes from the core's change feed (``core.add_listener``, which
+  carries the status each change left); both listeners only put into
   bounded per-client queues and never block the core;
 - each stream holds one server thread, so the number of streams is capped below the
   thread count: normal requests always have threads left; and it is shared fairly: one
@@ -124,11 +125,12 @@ class StreamHub:
         for client in self._each():
             client.offer(("journal", payload))
 
-    def _on_change(self) -> None:
-        """Core listener: runs after every command, timer ticks included; only real changes go out."""
+    def _on_change(self, change: Any) -> None:
+        """Core change feed: runs once per transition with the status it left (no re-read);
+        only real changes go out."""
         if self._closed or not self._clients:
             return
-        signature = _signature(self.controller.core.status())
+        signature = _signature(change.status)
         if signature == self._last_signature:
             return
         self._last_signature = signature

@@ -1,0 +1,150 @@
+"""The paho client: TLS, the durable session, reconnect backoff and the one callback guard.
+
+Why:
+- A persistent session (the same client id every time, ``clean_start=False`` and a session
+  expiry) makes the broker keep the door's command subscriptions and queue QoS 1 lockdown
+  commands while the door is briefly offline; they are delivered on reconnect.
+- The client id defaults to the MQTT username: brokers configured with
+  ``use_username_as_clientid`` (the shipped examples) force that anyway, so another account
+  cannot take the door's session over.
+- paho's own backoff has no jitter; ours does, capped at a few seconds by default so the
+  district sees a door again within seconds of a broker restart, without 23 campuses
+  reconnecting in lockstep.
+- paho's network thread runs our callbacks and an exception there kills the link, so every
+  callback goes through ``guarded``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+from functools import wraps
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from .. import config as cfg
+
+log = logging.getLogger("controller.mqtt")
+
+QOS = 1
+
+
+def topic_root(prefix: str, campus: str, door: str) -> str:
+    return f"{prefix}/{campus}/{door}"
+
+
+def client_id_for(settings: cfg.MqttSettings, campus: str, door: str) -> str:
+    """Configured id, else the username (what use_username_as_clientid enforces), else a default."""
+    return settings.client_id or settings.username or f"entry-{campus}-{door}"
+
+
+def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """The one callback guard: log and carry on, never let an exception reach paho's thread."""
+    @wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except Exception:
+            log.exception("mqtt: %s failed", method.__name__)
+            return None
+    return wrapper
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when the handshake fails (e.g. wrong CA).
+
+    paho leaves that socket open and retries every few seconds, leaking one file
+    descriptor per attempt on a misconfigured controller.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
+def tls_context(settings: cfg.MqttSettings) -> ssl.SSLContext:
+    """A client TLS context: verify the broker against the CA file, TLS 1.2 at least."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)        # check_hostname + CERT_REQUIRED
+    ctx.sslsocket_class = _ClosingSSLSocket
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3 if settings.tls_min_version == "1.3" \
+        else ssl.TLSVersion.TLSv1_2
+    ctx.load_verify_locations(cafile=cfg._secret_path(settings.tls_ca_file))
+    if settings.tls_cert_file:
+        ctx.load_cert_chain(certfile=cfg._secret_path(settings.tls_cert_file),
+                            keyfile=cfg._secret_path(settings.tls_key_file))
+    return ctx
+
+
+class Client(mqtt.Client):
+    """paho's client, remembering why the last connection attempt failed (e.g. a wrong CA).
+
+    paho swallows the exception behind on_connect_fail; the operator needs the text.
+    """
+
+    on_attempt_error: Callable[[BaseException], None] | None = None
+
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except OSError as exc:
+            if self.on_attempt_error is not None:
+                guarded(self.on_attempt_error)(exc)
+            raise
+
+
+class Backoff:
+    """Exponential backoff with jitter: the n-th consecutive failure waits uniformly in
+    [c/2, c], c = min(max, min * 2**(n-1))."""
+
+    def __init__(self, min_seconds: float, max_seconds: float, rng: Callable[[], float] = random.random):
+        self.min_seconds, self.max_seconds, self.rng = min_seconds, max_seconds, rng
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        cap = min(self.max_seconds, self.min_seconds * 2 ** min(self.failures - 1, 20))
+        return cap / 2 + self.rng() * cap / 2
+
+    def reset(self) -> None:
+        self.failures = 0
+
+    def schedule(self, client: Any) -> float:
+        """Tell paho how long to wait before its next attempt (it waits min_delay next)."""
+        delay = self.next_delay()
+        client.reconnect_delay_set(delay, delay)
+        return delay
+
+
+def new_client(settings: cfg.MqttSettings, campus: str, door: str) -> Client:
+    """manual_ack: a lockdown command is acknowledged to the broker only once it is handled,
+    so a crash in between gets it re-delivered from the session."""
+    return Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id_for(settings, campus, door),
+                  protocol=mqtt.MQTTv5, manual_ack=True)
+
+
+def configure(client: Client, settings: cfg.MqttSettings, status_topic: str, window: int) -> None:
+    """Credentials, TLS, last will, window. Raises OSError/ValueError on unusable files."""
+    if settings.username:
+        password = cfg.read_secret(settings.password_file) if settings.password_file else None
+        client.username_pw_set(settings.username, password)
+    if settings.tls_ca_file:
+        client.tls_set_context(tls_context(settings))
+    client.will_set(status_topic, "offline", qos=QOS, retain=True)
+    client.max_inflight_messages_set(window)
+    client.max_queued_messages_set(0)
+    client.reconnect_delay_set(settings.reconnect_min_seconds, settings.reconnect_min_seconds)  # type: ignore[arg-type]
+
+
+def connect(client: Client, settings: cfg.MqttSettings) -> None:
+    """Start connecting with a persistent session (kept session_expiry_seconds after a drop)."""
+    properties = Properties(PacketTypes.CONNECT)
+    properties.SessionExpiryInterval = int(settings.session_expiry_seconds)
+    client.connect_async(settings.host, settings.port, keepalive=settings.keepalive_seconds,
+                         clean_start=False, properties=properties)
