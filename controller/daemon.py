@@ -26,7 +26,7 @@ from .identity import JournalIdentity, hold_lock, identity_paths
 from .faults import CountingRecorder
 from .durable import LOCKDOWN_FILE, RESERVE_BYTES, RESERVE_FILE, DiskReserve, FileLockdownStore
 from .core import Clock, Decision, EntryCore, Rules, SystemClock
-from .gpio import DoorHardware, factory_name
+from .gpio import DoorHardware, factory_name, uses_mock_pins
 from .journal import Journal, JournalError
 from .memory import tune_malloc
 from .notify import Notifier, watchdog_interval
@@ -407,6 +407,13 @@ def run(settings: Settings, pin_factory: Any = None, camera: Camera | None = Non
         signal.signal(signal.SIGINT, on_signal)
 
     controller = build(settings, pin_factory=pin_factory, camera=camera, simulated=simulated)
+    if not simulated and uses_mock_pins(controller.hardware.pin_factory):
+        # Mock pins outside the simulated campus (a test system, GPIOZERO_PIN_FACTORY=mock): the
+        # /sim station drives them, as in the simulated campus. Never with real pins.
+        from gpiozero import Device
+        from .simulate import SimulatedStation
+        controller.station = SimulatedStation(controller.hardware.pin_factory or Device.pin_factory, settings.gpio)
+        controller.station.settle()
     notifier = Notifier()
     loop = CoreLoop(controller.core, notifier, watchdog_interval())
     reason = "shutdown"

@@ -189,6 +189,17 @@ def factory_name(pin_factory: Any = None) -> str:
     return type(Device.pin_factory).__name__ if Device.pin_factory is not None else "default"
 
 
+def uses_mock_pins(pin_factory: Any = None) -> bool:
+    """True only for gpiozero's MockFactory (given, or the default one GPIOZERO_PIN_FACTORY=mock made).
+
+    The visitor-station page (/sim) drives pins from a browser; it may exist only where no real
+    pin does, so this is the one test for it: never true for lgpio or any other real factory.
+    """
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+    return isinstance(pin_factory if pin_factory is not None else Device.pin_factory, MockFactory)
+
+
 def _guard(fn: Callable[[], Any]) -> Callable[[], None]:
     def run() -> None:
         try:

@@ -20,6 +20,8 @@ usage: install.sh [options]
   --root DIR         install into DIR instead of / (no apt, users, chown or systemctl)
   --no-venv          do not create the venv or pip install (the program must be there already)
   --no-apt           do not install apt packages
+  --offline DIR      no network: apt packages and Python wheels from a bundle made by
+                     deploy/offline-bundle.sh DIR on a networked machine of the same release
   --with-mosquitto   also install a local Mosquitto broker (apt: mosquitto)
   --campus SLUG      site.campus for a new config (default: the example's)
   --door SLUG        site.door for a new config (default: the example's)
@@ -35,7 +37,7 @@ EOF
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ROOT=""
 DRY=0 NO_VENV=0 NO_APT=0 MOSQUITTO=0 UNINSTALL=0 PURGE=0 START=1
-CAMPUS="" DOOR="" ADMIN="" ADMIN_PASSWORD_FILE=""
+CAMPUS="" DOOR="" ADMIN="" ADMIN_PASSWORD_FILE="" OFFLINE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=1 ;;
@@ -43,6 +45,7 @@ while [ $# -gt 0 ]; do
     --root=*) ROOT="${1#--root=}" ;;
     --no-venv) NO_VENV=1 ;;
     --no-apt) NO_APT=1 ;;
+    --offline) OFFLINE="${2:?--offline needs a bundle directory}"; shift ;;
     --with-mosquitto) MOSQUITTO=1 ;;
     --campus) CAMPUS="${2:?--campus needs a slug}"; shift ;;
     --door) DOOR="${2:?--door needs a slug}"; shift ;;
@@ -64,6 +67,23 @@ for slug in "$CAMPUS" "$DOOR"; do
     echo "install.sh: '$slug' is not a slug (lowercase letters, digits, - and _)" >&2; exit 2
   fi
 done
+# ---- offline bundle (--offline DIR): see deploy/offline-bundle.sh
+APT_OFFLINE=() PIP_OFFLINE=()
+if [ -n "$OFFLINE" ]; then
+  OFFLINE="$(cd "$OFFLINE" 2>/dev/null && pwd)" || { echo "install.sh: --offline: no such directory" >&2; exit 2; }
+  if [ ! -s "$OFFLINE/debs/Packages" ] || [ ! -d "$OFFLINE/wheels" ]; then
+    echo "install.sh: --offline $OFFLINE is not a bundle (needs debs/Packages and wheels/; make one with deploy/offline-bundle.sh)" >&2; exit 2
+  fi
+  # apt sees only the bundle (a flat local repository) and the installed packages; its own lists are untouched.
+  APT_OFFLINE_STATE="$(mktemp -d)"; trap 'rm -rf "$APT_OFFLINE_STATE"' EXIT
+  mkdir -p "$APT_OFFLINE_STATE/lists/partial"
+  echo "deb [trusted=yes] file:$OFFLINE/debs ./" >"$APT_OFFLINE_STATE/sources.list"
+  APT_OFFLINE=(-o "Dir::Etc::SourceList=$APT_OFFLINE_STATE/sources.list" -o Dir::Etc::SourceParts=/dev/null
+               -o "Dir::State::Lists=$APT_OFFLINE_STATE/lists" -o APT::Get::List-Cleanup=0
+               -o APT::Sandbox::User=root)   # the bundle may sit in a home directory _apt cannot read
+  PIP_OFFLINE=(--no-index --find-links "$OFFLINE/wheels")
+fi
+# ---- end offline bundle
 if [ -n "$ROOT" ]; then
   [ -d "$ROOT" ] || { echo "install.sh: --root $ROOT is not a directory" >&2; exit 2; }
   ROOT="$(cd "$ROOT" && pwd)"
@@ -87,6 +107,8 @@ LINK=/usr/local/bin/entry-buzzer     # on PATH, so the README's commands run ver
 UNIT_DIR=/etc/systemd/system
 UNITS=(entry-buzzer-relock.service entry-buzzer.service)
 APT_PACKAGES=(python3-venv python3-picamera2 python3-lgpio openssl nginx)   # nginx: the panel's front
+# Only in the Raspberry Pi OS archive (archive.raspberrypi.com), not in Debian: missing ones are reported.
+PI_PACKAGES=(python3-picamera2 python3-lgpio)
 [ "$MOSQUITTO" = 1 ] && APT_PACKAGES+=(mosquitto)
 # The program that validates the config: the installed one, or ENTRY_BUZZER_BIN (tests, --no-venv).
 EB_BIN="${ENTRY_BUZZER_BIN:-$ROOT$VENV/bin/entry-buzzer}"
@@ -281,8 +303,23 @@ else
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   if [ ${#missing[@]} -eq 0 ]; then ok "all installed"; else
-    run apt-get update -q
-    run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+    # refreshing the package lists is not a change to the system (keeps "0 changes" on plain Debian)
+    if [ "$DRY" = 1 ]; then echo "    [dry-run] apt-get update"; else echo "    + apt-get update"; apt-get "${APT_OFFLINE[@]}" update -q; fi
+    # ---- Raspberry Pi OS packages on plain Debian: say they are missing and what that means
+    available=() unavailable=()
+    for pkg in "${missing[@]}"; do
+      if [[ " ${PI_PACKAGES[*]} " == *" $pkg "* ]] && [ "$DRY" = 0 ] \
+         && ! apt-cache "${APT_OFFLINE[@]}" show "$pkg" >/dev/null 2>&1; then unavailable+=("$pkg"); else available+=("$pkg"); fi
+    done
+    if [ ${#unavailable[@]} -gt 0 ]; then
+      say "    missing: ${unavailable[*]}: not in this system's apt sources (they come from the Raspberry Pi OS"
+      say "    archive; this is not Raspberry Pi OS). Without python3-lgpio there are no Pi GPIO pins: the"
+      say "    controller cannot drive a strike or read the buzzer, and will not start unless a test system"
+      say "    sets GPIOZERO_PIN_FACTORY=mock. Without python3-picamera2 set camera.kind = \"simulated\"."
+      say "    On a Raspberry Pi, install Raspberry Pi OS Bookworm and run this again."
+    fi
+    # ---- end Raspberry Pi OS packages
+    [ ${#available[@]} -eq 0 ] || run env DEBIAN_FRONTEND=noninteractive apt-get "${APT_OFFLINE[@]}" install -y --no-install-recommends "${available[@]}"
   fi
 fi
 
@@ -329,7 +366,7 @@ else
   want="$(source_hash)"
   have="$(cat "$ROOT$PREFIX/.source-hash" 2>/dev/null || true)"
   if [ "$want" = "$have" ] && [ -x "$ROOT$VENV/bin/entry-buzzer" ]; then ok "entry-buzzer up to date"; else
-    run "$ROOT$VENV/bin/python" -m pip install --quiet --upgrade "$SRC"
+    run "$ROOT$VENV/bin/python" -m pip install --quiet --upgrade "${PIP_OFFLINE[@]}" "$SRC"
     if [ "$DRY" = 0 ]; then echo "$want" >"$ROOT$PREFIX/.source-hash"; fi
   fi
 fi

@@ -13,5 +13,8 @@ restart() { if [ "$was_active" = 1 ]; then echo "starting entry-buzzer again ...
 trap restart EXIT
 cd /var/lib/entry-buzzer
 # lgpio writes its notification FIFOs to the working directory (LG_WD): the state dir is writable.
-runuser -u entry-buzzer -- env LG_WD=/var/lib/entry-buzzer GPIOZERO_PIN_FACTORY=lgpio \
+# The service's own pin factory (its unit with drop-ins: lgpio on a Pi, mock on a test system).
+factory=$(systemctl show -p Environment --value entry-buzzer.service 2>/dev/null | tr ' ' '\n' \
+  | sed -n 's/^GPIOZERO_PIN_FACTORY=//p' | tail -n 1)
+runuser -u entry-buzzer -- env LG_WD=/var/lib/entry-buzzer GPIOZERO_PIN_FACTORY="${factory:-lgpio}" \
   /opt/entry-buzzer/venv/bin/entry-buzzer selftest --config /etc/entry-buzzer/config.toml "$@"

@@ -140,6 +140,7 @@ def test_sim_is_absent_outside_the_simulated_campus(controller):
     from web import close_app, create_app
     from tests.support_web import TEST_CONFIG, Signed, add_users
     controller.simulated = False
+    controller.hardware.pin_factory = type("LGPIOFactory", (), {})()   # real pins: never /sim
     app = create_app(controller, test_config=TEST_CONFIG)
     try:
         add_users(app.extensions["panel_store"])

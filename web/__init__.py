@@ -1,7 +1,7 @@
 """The front-office panel: a Flask app factory that receives the running controller.
 
 ``create_app(controller)`` wires one blueprint per concern (auth, panel,
-stream, history, admin, and sim in the simulated campus only). The panel never
+stream, history, admin, and sim only on gpiozero's mock pins: never with real pins). The panel never
 touches door hardware: it calls the controller, which asks the entry core.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask
 
 from controller import config as cfg
+from controller.gpio import uses_mock_pins
 
 from . import admin, auth, history, panel, security, sim, stream
 from .store import PANEL_DB, SCRYPT_N, PanelStore
@@ -75,7 +76,7 @@ def create_app(controller: Any, settings: cfg.Settings | None = None,
     security.init_app(app)
     for bp in (auth.bp, panel.bp, stream.bp, history.bp, admin.bp):
         app.register_blueprint(bp)
-    if controller.simulated:
+    if uses_mock_pins(controller.hardware.pin_factory):   # /sim iff the pins are gpiozero's mock pins
         app.register_blueprint(sim.bp)
     return app
 

@@ -1,4 +1,6 @@
-"""The simulated visitor station (/sim): registered only in the simulated campus.
+"""The simulated visitor station (/sim): registered if and only if the pins are gpiozero's
+mock pins (the simulated campus, or a test system with GPIOZERO_PIN_FACTORY=mock); never
+with real pins.
 
 The Press button drives the mock GPIO buzzer pin through controller.station, so
 a press from the browser takes the real path (edge -> GPIO adapter -> core ->
