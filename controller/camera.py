@@ -143,12 +143,19 @@ class SimulatedCamera:
         font = ImageFont.load_default()
         prefix = f"SIMULATED CAMERA {self.label}  "
         draw.text((8, 8), prefix, fill=(255, 255, 255), font=font)
-        glyphs = {}
-        for ch in self.STAMP_CHARS:
-            cell = Image.new("L", (int(font.getlength(ch)) + 2, 20), 0)     # a mask: 255 = ink
-            ImageDraw.Draw(cell).text((0, 0), ch, fill=255, font=font)
-            glyphs[ch] = (cell, font.getlength(ch))
+        self._font = font
+        self._minute: tuple[str, Any, float] | None = None
+        glyphs = {ch: self._mask(ch) for ch in self.STAMP_CHARS}
         return img, 8 + font.getlength(prefix), glyphs
+
+    def _mask(self, text: str) -> tuple[Any, float]:
+        """The text as a mask (255 = ink) and how far it advances."""
+        from PIL import Image, ImageDraw
+
+        advance = self._font.getlength(text)
+        mask = Image.new("L", (int(advance) + 2, 20), 0)
+        ImageDraw.Draw(mask).text((0, 0), text, fill=255, font=self._font)
+        return mask, advance
 
     def _capture(self) -> bytes:
         if self.delay_seconds:
@@ -161,9 +168,15 @@ class SimulatedCamera:
         scene, x, glyphs = self._scene
         img = scene.copy()
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
-        for ch in stamp:
-            cell, advance = glyphs[ch]
-            img.paste((255, 255, 255), (round(x), 8), cell)
+        minute = stamp[:17]                       # "YYYY-MM-DD HH:MM:" changes once a minute
+        if self._minute is None or self._minute[0] != minute:
+            self._minute = (minute, *self._mask(minute))
+        _, mask, advance = self._minute
+        img.paste((255, 255, 255), (round(x), 8), mask)
+        x += advance
+        for ch in stamp[17:]:
+            mask, advance = glyphs[ch]
+            img.paste((255, 255, 255), (round(x), 8), mask)
             x += advance
         out = io.BytesIO()
         img.save(out, format="JPEG", quality=self.quality)
