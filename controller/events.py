@@ -91,4 +91,10 @@ class Event:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
+        """The event's one JSON text, encoded once and shared by every consumer (MQTT publish,
+        panel streams): an event is an immutable fact, so its text never changes."""
+        text = self.__dict__.get("_json")
+        if text is None:
+            text = json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
+            object.__setattr__(self, "_json", text)     # frozen dataclass: a cache, not a field
+        return text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from functools import wraps
 from typing import Any
 
@@ -36,17 +37,26 @@ def controller() -> Any:
 
 
 def summarize_health(c: Any) -> dict[str, Any]:
-    """The few health facts staff need at a glance (full detail stays in controller.health())."""
-    h = c.health()
-    mqtt = h.get("mqtt") if isinstance(h.get("mqtt"), dict) else None
-    disk = h.get("disk") or {}
+    """The few health facts staff need at a glance (full detail stays in controller.health()).
+
+    Read straight from their sources, not through controller.health(): the live stream sends
+    this with every state change, and the full report (every service's details, the GPIO
+    factory, uptime) cost more than the rest of the state. The values are the same and as fresh."""
+    mqtt = next((s for s in c.services if s.name == "mqtt"), None) if c.settings.mqtt.enabled else None
+    connected = getattr(mqtt, "connected", None)
+    if mqtt is not None and connected is None:
+        connected = (mqtt.health() or {}).get("connected")
+    try:
+        usage = shutil.disk_usage(c.journal.path.parent)
+        disk = {"free_bytes": usage.free, "total_bytes": usage.total}
+    except OSError:
+        disk = {"free_bytes": None, "total_bytes": None}
     return {
-        "mqtt": {"enabled": bool(c.settings.mqtt.enabled),
-                 "connected": bool(mqtt.get("connected")) if mqtt else False},
-        "outbox_depth": h.get("outbox_depth", 0),
-        "camera": h.get("camera") or {},
-        "disk": {"free_bytes": disk.get("free_bytes"), "total_bytes": disk.get("total_bytes")},
-        "fault": h.get("fault"),
+        "mqtt": {"enabled": bool(c.settings.mqtt.enabled), "connected": bool(connected)},
+        "outbox_depth": c.journal.outbox_depth() if c.settings.mqtt.enabled else 0,
+        "camera": {"ok": c.snapshots.ok, "error": c.snapshots.last_error, "kind": c.snapshots.camera.name},
+        "disk": disk,
+        "fault": c.core.fault,
     }
 
 

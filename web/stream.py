@@ -54,13 +54,14 @@ def sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def _signature(status: dict[str, Any]) -> str:
-    """Status without the fields that change every tick (countdowns run in the browser)."""
+def _signature(status: dict[str, Any]) -> dict[str, Any]:
+    """Status without the fields that change every tick (countdowns run in the browser);
+    compared as a dict (encoding it to JSON per change only to compare cost more)."""
     stable = dict(status)
     for key in ("ring", "pulse"):
         if stable.get(key):
             stable[key] = {k: v for k, v in stable[key].items() if k not in ("seconds_left", "expires")}
-    return json.dumps(stable, sort_keys=True, default=str)
+    return stable
 
 
 class StreamRefused(Exception):
@@ -113,7 +114,7 @@ class StreamHub:
         self.state_every = max(1, state_every)
         self._clients: set[StreamClient] = set()
         self._lock = threading.Lock()
-        self._last_signature = ""
+        self._last_signature: dict[str, Any] | None = None
         self._closed = False
         self.missed_acked = missed_acked or set
         self._health_poll = health_poll_seconds
@@ -135,10 +136,16 @@ class StreamHub:
     def _on_event(self, event: Any) -> None:
         if self._closed:
             return
-        payload = event.to_dict()
-        payload["label"] = labels.describe(payload)
-        for client in self._each():
-            client.offer(("journal", payload))
+        clients = self._each()
+        if not clients:
+            return
+        # The event's one JSON text (the same the MQTT link publishes, encoded once) with its
+        # human sentence from the words table spliced in: one frame for every stream.
+        text = event.to_json()
+        label = json.dumps(labels.describe(event.to_dict()))
+        frame = f"event: journal\ndata: {text[:-1]},\"label\":{label}}}\n\n".encode()
+        for client in clients:
+            client.offer(("frame", frame))
 
     def _on_change(self, change: Any) -> None:
         """Core change feed: runs once per transition with the status it left (no re-read);
@@ -206,7 +213,7 @@ class StreamHub:
                 raise refused
             client = StreamClient(token, self.queue_size, session_id, username)
             self._clients.add(client)
-            self._last_signature = ""    # changes skipped while nobody listened must not mask the next one
+            self._last_signature = None  # changes skipped while nobody listened must not mask the next one
             return client
 
     def refresh(self) -> None:
@@ -283,6 +290,8 @@ class StreamHub:
                 if kind == "status":
                     client.status_taken()
                     yield sse("state", panel_state(self.controller, recent=False, acked=self.missed_acked()))
+                elif kind == "frame":
+                    yield payload
                 else:
                     yield sse(kind, payload)
         finally:

@@ -105,6 +105,11 @@ class MqttLink:
             client.loop_stop()
             self._connected = self.outbox.connected = False
 
+    @property
+    def connected(self) -> bool:
+        """Connected to the broker now (the panel shows it with every state change)."""
+        return self._connected
+
     def health(self) -> dict[str, Any]:
         return {"connected": self._connected, "subscribed": self._subscribed,
                 "broker": f"{self.settings.host}:{self.settings.port}", "client_id": self.client_id,

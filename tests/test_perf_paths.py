@@ -1,0 +1,94 @@
+"""The cycle's hot paths stay cheap without changing what they answer (issue 11's CPU figure):
+a waiting ring's photo lookup does not scan the snapshot directory, an event is encoded to
+JSON once for MQTT and every panel stream, the panel's health summary says what the full
+health report says, and the simulated camera still stamps each photo with its own time."""
+
+from __future__ import annotations
+
+import json
+
+import io
+import time
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from controller.camera import SimulatedCamera, SnapshotService
+from controller.journal import Journal
+from tests.support_web import controller  # noqa: F401  (fixture)
+from web.panel import summarize_health
+from web.stream import StreamHub
+
+
+@pytest.fixture
+def journal(tmp_path):
+    j = Journal(tmp_path / "j.sqlite3", "c", "d")
+    yield j
+    j.close()
+
+
+def test_a_waiting_rings_photo_lookup_does_not_scan_the_directory(journal, tmp_path, monkeypatch):
+    cam = SimulatedCamera(64, 48)
+    cam.delay_seconds = 0.5                   # the photo is still being taken
+    svc = SnapshotService(cam, tmp_path / "snaps", journal)
+    old = str(uuid.uuid4())                   # a ring of an earlier run: only on disk
+    (tmp_path / "snaps" / f"{old}.jpg").write_bytes(b"\xff\xd8old")
+    (tmp_path / "snaps" / f"{old}.2.jpg").write_bytes(b"\xff\xd8old2")
+    rid = str(uuid.uuid4())
+    done = svc.request(rid)
+    real_glob = Path.glob
+
+    def no_scan(self, pattern):
+        raise AssertionError(f"directory scanned for {pattern}")
+
+    monkeypatch.setattr(Path, "glob", no_scan)
+    assert svc.path_for(rid) is None          # answered without a scan
+    monkeypatch.setattr(Path, "glob", real_glob)
+    done.result(10)
+    assert svc.path_for(rid).name == f"{rid}.jpg"
+    assert svc.path_for(old).name == f"{old}.2.jpg"    # older rings are still found on disk
+    svc.close()
+
+
+def test_an_event_is_encoded_once_and_streams_send_the_mqtt_text(journal):
+    listeners = []
+    fake = SimpleNamespace(journal=journal, core=SimpleNamespace(add_listener=listeners.append))
+    hub = StreamHub(fake, session_check=lambda _t: {})
+    client = hub.open("token")
+    event = journal.append("buzzer_pressed", str(uuid.uuid4()), presses=1)
+    kind, frame = client.queue.get_nowait()
+    text = event.to_json()
+    assert event.to_json() is text           # encoded once
+    head, data = frame.decode().rstrip("\n").split("\n", 1)
+    assert head == "event: journal" and data.startswith("data: " + text[:-1] + ",")
+    sent = json.loads(data[len("data: "):])
+    assert sent.pop("label") == "Buzzer pressed"        # the words table's sentence, spliced in
+    assert sent == json.loads(text)                    # otherwise exactly the MQTT text
+    hub.close()
+
+
+def test_panel_health_summary_matches_the_full_health_report(controller):  # noqa: F811
+    full = controller.health()
+    summary = summarize_health(controller)
+    assert summary["camera"] == full["camera"]
+    assert summary["fault"] == full["fault"] and summary["outbox_depth"] == full["outbox_depth"]
+    assert summary["mqtt"] == {"enabled": bool(controller.settings.mqtt.enabled),
+                               "connected": bool((full.get("mqtt") or {}).get("connected"))}
+    assert summary["disk"]["total_bytes"] == full["disk"]["total_bytes"]
+    assert summary["disk"]["free_bytes"] > 0
+
+
+def test_the_simulated_camera_stamps_each_photo_with_its_capture_time():
+    from PIL import Image
+
+    cam = SimulatedCamera(320, 240)
+    first = cam.capture_jpeg()
+    time.sleep(0.01)
+    second = cam.capture_jpeg()
+    assert first != second                    # a new time on every photo
+    img = Image.open(io.BytesIO(second))
+    assert img.format == "JPEG" and img.size == (320, 240)
+    band = img.crop((200, 8, 320, 20)).convert("L")     # the time, right of the label
+    assert band.getextrema()[1] > 200          # white text was drawn there
