@@ -6,6 +6,8 @@ modules and are imported by the tests that need them.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -72,3 +74,21 @@ def settings(tmp_path: Path) -> cfg.Settings:
         camera={"kind": "simulated", "width": 160, "height": 120, "capture_timeout_seconds": 2.0},
         storage={"state_dir": tmp_path / "state"},
         mqtt={"enabled": False}, web={"enabled": False})
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 16 MB filesystem (tmpfs) to fill up: disk-full tests need root to mount it (CI runs
+    as root); elsewhere they are skipped with the reason."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

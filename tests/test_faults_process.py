@@ -13,7 +13,6 @@ the controller, and then checks the invariants a district security officer relie
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -209,20 +208,6 @@ def test_sigkill_right_after_a_lockdown_keeps_it(tmp_path, config):
 
 
 # ---------------------------------------------------------------- disk full
-@pytest.fixture
-def small_disk(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount tmpfs: {r.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def fill(directory: Path, name: str) -> Path:
