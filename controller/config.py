@@ -125,6 +125,8 @@ class MqttSettings:
     reconnect_min_seconds: float = 1.0      # backoff doubles from here, with random jitter
     reconnect_max_seconds: float = 5.0      # cap: the district sees the door again within seconds
     session_expiry_seconds: int = 86400     # broker keeps the session (and queued commands) this long
+    home_assistant: bool = False            # publish Home Assistant discovery configs (read-only entities)
+    home_assistant_prefix: str = "homeassistant"   # Home Assistant's discovery prefix
 
 
 @dataclass(frozen=True)
@@ -286,6 +288,7 @@ CHECKS: dict[str, dict[str, list[Check]]] = {
         "reconnect_min_seconds": [_between(0.1, 60, " s")],
         "reconnect_max_seconds": [_between(1, 3600, " s")],
         "session_expiry_seconds": [_between(0, 30 * 86400, " s")],
+        "home_assistant_prefix": [_slug],
     },
     "web": {
         "port": [_port], "session_idle_minutes": [_between(1, 24 * 60, " min")],

@@ -365,7 +365,7 @@ def validate_all(sub: Subscriber) -> int:
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "systemd" / "mosquitto"
 EXAMPLE_ACCOUNTS = {"entry-main-entrance": "pw-main", "entry-gym-door": "pw-gym", "district-ro": "pw-ro",
-                    "district-operator": "pw-op"}
+                    "district-operator": "pw-op", "home-assistant": "pw-ha"}
 
 
 def example_campus_broker(directory: Path, tls: Tls | None = None) -> Broker:

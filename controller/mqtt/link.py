@@ -20,6 +20,7 @@ from . import connection as conn
 from .answers import answer_commands
 from .commands import CommandIntake, Pending
 from .connection import QOS, guarded
+from .discovery import Discovery
 from .outbox import WINDOW, Outbox
 from .publisher import StatePublisher
 
@@ -47,6 +48,7 @@ class MqttLink:
         self.outbox = Outbox(controller.journal, f"{self.root}/events", lambda rid: f"{self.root}/snapshot/{rid}",
                              controller.snapshots.path_for, s.publish_snapshots, self._wake.set, self._refused)
         self.state = StatePublisher(controller, f"{self.root}/status", f"{self.root}/state")
+        self.discovery = Discovery.for_link(controller, self.root)      # Home Assistant (off by default)
         self.intake = CommandIntake(self.command_topics, s.allow_remote_lockdown_end)
         self.last_error: str | None = None
         self._logged_error: str | None = None
@@ -135,6 +137,7 @@ class MqttLink:
         client.subscribe([(t, SubscribeOptions(qos=QOS, retainAsPublished=True, noLocal=True))
                           for t in self.command_topics])
         self.state.online(client)
+        self.discovery.publish(client)
         if self.last_error:
             log.info("mqtt: connected to %s:%d (previous error: %s)", self.settings.host,
                      self.settings.port, self.last_error)
