@@ -105,6 +105,7 @@ def test_operator_lockdown_at_the_district_reaches_the_door_and_the_answer_comes
                           timeout=60, what="the door's answer at the district")
         assert answer[0]["command_id"] == command["id"] and answer[0]["source"] == "mqtt"
         # only the operator's lockdown crossed the bridge: no unlock topic, no read-only command
+        wait_for(lambda: campus_watch.on(f"{door.root}/cmd/lockdown"), what="the command on the campus broker")
         cmds = [m for m in campus_watch.messages if "/cmd/" in m.topic]
         assert [m.topic for m in cmds] == [f"{door.root}/cmd/lockdown"]
         assert json.loads(cmds[0].payload)["id"] == command["id"]
@@ -243,7 +244,8 @@ def test_the_bridge_reconnects_after_a_district_restart_and_queued_events_arrive
         door.wait_delivered()                         # on the campus broker; the bridge is down
         queued = [e for e in reversed(door.journal.query(limit=1000)) if e.seq > before]
         assert len(queued) >= 6
-        sub.messages.clear()
+        with sub.lock:
+            sub.messages.clear()
         district.start()
         wait_for(lambda: [m for m in sub.on(f"entry/bridges/{A}/state") if m.payload == b"1"], timeout=90,
                  what="the bridge to reconnect to the restarted district")

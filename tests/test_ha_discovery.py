@@ -23,11 +23,12 @@ from tests.support_mqtt import Linked, Subscriber, example_campus_broker, load_s
 CAMPUS, DOOR = "lincoln-elementary", "main-entrance"
 ROOT = f"entry/{CAMPUS}/{DOOR}"
 NODE = f"entry-{CAMPUS}-{DOOR}"
-TOPIC = re.compile(r"^homeassistant/(binary_sensor|sensor|image)/entry-lincoln-elementary-main-entrance/([a-z_]+)/config$")
+TOPIC = re.compile(rf"^homeassistant/(binary_sensor|sensor|image)/{NODE}/([a-z_]+)/config$")
 EXPECTED = {"binary_sensor": {"door_open", "ringing", "lockdown", "panic", "online"}, "sensor": {"last_event"},
             "image": {"snapshot"}}
 # Every field Home Assistant reads as a command (full names and discovery abbreviations):
-COMMANDISH = re.compile(r"(command|cmd|payload_(lock|unlock|open|press|turn_on|turn_off)|pl_(lock|unlk|open|prs|ton|toff))")
+COMMANDISH = re.compile(r"(command|cmd|payload_(lock|unlock|open|press|turn_on|turn_off)"
+                        r"|pl_(lock|unlk|open|prs|ton|toff))")
 TEMPLATES = SandboxedEnvironment()
 
 
