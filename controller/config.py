@@ -392,6 +392,9 @@ def _cross_checks(s: Settings, data: dict[str, Any]) -> list[str]:
         errors.append("mqtt.reconnect_min_seconds: must not exceed mqtt.reconnect_max_seconds")
     if s.site.campus == "all":
         errors.append("site.campus: 'all' is reserved for district-wide MQTT commands ({prefix}/all/cmd/...)")
+    if s.site.campus == "bridges":
+        errors.append("site.campus: 'bridges' is reserved for the campus bridges' link state at the district "
+                      "({prefix}/bridges/{campus}/state)")
     if s.mqtt.username and not s.mqtt.password_file:
         errors.append("mqtt.password_file: mqtt.username is set but no password file; "
                       "passwords are never written inline")

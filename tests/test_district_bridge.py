@@ -51,6 +51,14 @@ def net(tmp_path_factory):
         district.stop()
 
 
+def test_the_bridge_notification_namespace_is_no_campus():
+    """entry/bridges/{campus}/state is a campus bridge's link state at the district."""
+    from controller import config as cfg
+
+    with pytest.raises(cfg.ConfigError, match="site.campus: 'bridges' is reserved"):
+        cfg.from_dict({"site": {"campus": "bridges"}})
+
+
 def _door(campuses, campus, tmp_path, clock, door="main-entrance"):
     user = {"main-entrance": "entry-main-entrance", "gym-door": "entry-gym-door"}[door]
     return Linked(campuses[campus], tmp_path / f"{campus}-{door}", clock=clock, campus=campus, door=door,
