@@ -179,3 +179,27 @@ def test_discovery_on_a_real_broker_resolves_against_the_daemons_payloads(tmp_pa
             if d is not None:
                 d.close()
         broker.stop()
+
+
+@pytest.mark.broker
+def test_discovery_refused_by_the_acl_changes_nothing_for_the_door(tmp_path, clock):
+    """A prefix the campus ACL does not grant: the broker refuses the configs, the door goes on."""
+    broker = example_campus_broker(tmp_path / "broker")
+    broker.start()
+    door = ro = None
+    try:
+        door = Linked(broker, tmp_path / "door", clock=clock, campus=CAMPUS, door=DOOR, user="entry-main-entrance",
+                      home_assistant=True, home_assistant_prefix="elsewhere").ready()
+        ro = Subscriber(broker, user="district-ro")
+        door.controller.press()
+        door.wait_delivered()
+        wait_for(lambda: [e for e in ro.events(ROOT) if e["type"] == "buzzer_pressed"], what="the press")
+        health = door.link.health()
+        assert health["connected"] and health["connects"] == 1 and health["last_error"] is None
+        assert "Denied PUBLISH from entry-main-entrance" in broker.log.read_text(errors="replace")
+    finally:
+        if ro is not None:
+            ro.close()
+        if door is not None:
+            door.close()
+        broker.stop()
