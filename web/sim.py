@@ -37,9 +37,12 @@ def _state() -> Any:
     c = current_app.extensions["entry_controller"]
     station = _station()
     status = c.core.status()
+    # pattern: what the station shows as a whole (idle, ringing, approved, denied, lockdown); the
+    # LEDs themselves blink, so a poll of the pins alone could miss a pattern.
     return jsonify(strike_on=station.strike_on, leds=station.leds(), door_open=bool(status["door_open"]),
                    door=status["door"], ringing=status["ring"] is not None,
-                   lockdown=status["lockdown"] is not None)
+                   lockdown=status["lockdown"] is not None, pattern=c.hardware.leds.state,
+                   level=(status["lockdown"] or {}).get("level"))
 
 
 @bp.get("/sim")
