@@ -83,7 +83,7 @@ LEVEL_HINTS: dict[str, str] = {
     "secure": "threat outside: entry refused, normal activity inside",
     "lockdown": "threat inside or near: entry refused, locks, lights, out of sight",
 }
-PANIC_SOURCES: dict[str, str] = {"panel": "the panel", "desk_button": "the desk panic button"}
+
 
 ACTIONS: dict[str, str] = {
     "approve": "approve", "deny": "deny", "unlock": "unlock now", "unlock_now": "unlock now",
@@ -133,8 +133,10 @@ def level(code: Any) -> str:
 
 def note(data: dict[str, Any]) -> str:
     """The one short detail worth a column: which alarm, why the door locked, what was refused."""
+    if data.get("alarm") == "panic" and data.get("source") == "desk_button":
+        return f"{alarm('panic')} at the desk panic button"
     if data.get("alarm") == "panic" and data.get("by"):
-        return f"{alarm('panic')} by {data['by']} ({PANIC_SOURCES.get(str(data.get('source')), data.get('source'))})"
+        return f"{alarm('panic')} by {data['by']} on the panel"
     if data.get("alarm"):
         return alarm(data["alarm"])
     if data.get("visitor"):

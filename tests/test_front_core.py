@@ -173,7 +173,7 @@ def test_panic_raises_the_alarm_at_once_naming_the_source_and_starts_a_lockdown(
     assert first.index(raised[0]) < first.index(types(journal, ev.LOCKDOWN_STARTED)[0])   # alarm first
     assert "panic" in core.status()["alarms"]
     assert core.status()["lockdown"]["level"] == "lockdown"
-    assert labels.describe(raised[0].to_dict()) == "Alarm: PANIC (duress) button pressed by Sam Staff (the panel)"
+    assert labels.describe(raised[0].to_dict()) == "Alarm: PANIC (duress) button pressed by Sam Staff on the panel"
 
 
 def test_panic_escalates_a_secure_lockdown(core):

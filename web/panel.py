@@ -80,7 +80,7 @@ def missed_rings(c: Any, acked: set[str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for e in c.journal.query(types=[ev.RING_EXPIRED], limit=MISSED_LOOKBACK):
         if e.request_id and e.request_id not in acked:
-            out.append({"request_id": e.request_id, "expired": ev.utc_iso(e.ts),
+            out.append({"request_id": e.request_id, "expired": ev.utc_iso(e.ts), "reason": e.data.get("reason"),
                         "snapshot": c.snapshots.path_for(e.request_id) is not None})
         if len(out) >= MISSED_SHOWN:
             break

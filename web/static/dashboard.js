@@ -299,7 +299,9 @@
         li.appendChild(img);
       }
       const text = document.createElement("span");
-      text.textContent = "Nobody answered — ring expired at " + hhmmss(m.expired);
+      text.textContent = m.reason === "lockdown_ended"
+        ? "Rang during the lockdown (entry refused) — closed at " + hhmmss(m.expired)
+        : "Nobody answered — ring expired at " + hhmmss(m.expired);
       const b = document.createElement("button"); b.type = "button"; b.textContent = "Seen";
       b.className = "secondary";
       b.addEventListener("click", async () => {
