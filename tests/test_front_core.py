@@ -258,3 +258,23 @@ def test_names_can_be_kept_off_mqtt(core, journal):
     assert hidden["visitor"] == {"purpose": "delivery", "id_checked": True, "name_withheld": True}
     assert "Jane" not in visitor.mqtt_text(e, False)
     assert e.data["visitor"]["name"] == "Jane Doe"        # the journal keeps it
+
+
+# ------------------------------------------------------------ config keys
+@pytest.mark.parametrize("data,expected", [
+    ({"gpio": {"panic_pin": 40}}, "gpio.panic_pin: 40 is not a usable BCM GPIO"),
+    ({"gpio": {"panic_pin": 27}}, "gpio.panic_pin: pin 27 is already used by gpio.buzzer_pin"),
+    ({"panic": {"starts_lockdown": "yes"}}, "panic.starts_lockdown: 'yes' is not true or false"),
+    ({"mqtt": {"publish_visitor_names": 0}}, "mqtt.publish_visitor_names: 0 is not true or false"),
+])
+def test_new_config_keys_are_validated_by_name(data, expected):
+    from controller import config as cfg
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.from_dict(data)
+    assert expected in str(err.value), str(err.value)
+
+
+def test_new_config_defaults():
+    from controller import config as cfg
+    s = cfg.from_dict({"gpio": {"panic_pin": 6}})
+    assert (s.gpio.panic_pin, s.panic.starts_lockdown, s.mqtt.publish_visitor_names) == (6, True, True)
