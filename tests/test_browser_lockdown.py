@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+import shutil
 import time
 
 import pytest
@@ -18,7 +20,7 @@ import pytest
 from controller import config as cfg
 from controller import events as ev
 from tests.support_web import NAMES, wait_for
-from tests.test_browser import browser, expect, signed_in, site, strike_on_count  # noqa: F401  (fixtures)
+from tests.test_browser import ARTIFACTS, ROOT, browser, expect, signed_in, site, strike_on_count  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -29,6 +31,15 @@ PANIC_PIN = 6
 def settings(settings):
     """The desk panic button on a mock pin."""
     return cfg.with_overrides(settings, gpio={"panic_pin": PANIC_PIN})
+
+
+def screenshot(page, name):
+    """Into test-artifacts/; into docs/ (the README's copies) only with UPDATE_DOCS_SCREENSHOT=1."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name))
+    assert (ARTIFACTS / name).stat().st_size < 200_000
+    if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":
+        shutil.copyfile(ARTIFACTS / name, ROOT / "docs" / name)
 
 
 def events(site, type_):
@@ -71,6 +82,8 @@ def test_ring_during_lockdown_is_refused_never_approvable_and_missed(browser, si
     expect(sim.locator("#led-ringing")).not_to_have_class(re.compile(r"\bon\b"))
     ringing_led = pin_factory.pin(site.controller.settings.gpio.led_ringing_pin)
     assert not any(s.state for s in ringing_led.states)               # the Ringing LED never lit
+    screenshot(dash, "dashboard-lockdown.png")
+    screenshot(sim, "station-lockdown.png")
 
     # A refusal shown during the lockdown clears when the lockdown ends (old panel: it stayed).
     dash.click("#unlock")
@@ -106,6 +119,7 @@ def test_secure_is_amber_lockdown_red_and_secure_escalates(browser, site):
     expect(banner).to_contain_text("threat outside")
     expect(dash.locator("body")).to_have_attribute("data-lockdown", "secure")
     amber = banner.evaluate("e => getComputedStyle(e).backgroundColor")
+    screenshot(dash, "dashboard-secure.png")
     assert site.controller.status()["lockdown"]["level"] == "secure"
 
     # Secure refuses entry too: a ring shows no Approve.
@@ -186,6 +200,13 @@ def test_desk_panic_button_gpio_pin_raises_the_alarm_on_every_dashboard(browser,
     expect(dash.locator("#lockdown-banner")).to_be_visible()
     raised = events(site, ev.ALARM_RAISED)
     assert [(e.data["alarm"], e.data["source"]) for e in raised] == [("panic", "desk_button")]
+    dash.locator('#alarms [data-alarm="panic"] button').click()
+    expect(banner).to_be_hidden()
+    sim = dash.context.new_page()                                       # the simulated desk button
+    sim.goto("/sim")
+    sim.click("#desk-panic")
+    expect(banner).to_be_visible()
+    assert len(events(site, ev.ALARM_RAISED)) == 2
     dash.context.close()
 
 

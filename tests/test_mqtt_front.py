@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import pytest
 
 from controller import events as ev
 from controller.mqtt import CommandError, parse_command
 from tests.support_mqtt import broker  # noqa: F401  (module-scoped fixture)
-from tests.support_mqtt import validate, wait_for
+from tests.support_mqtt import load_schema, validate, wait_for
 from tests.test_mqtt import command, linked, subscriber, wait_event  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.broker
@@ -36,6 +37,8 @@ def test_command_without_level_means_lockdown():
 def test_command_level_refusals(payload, expected):
     with pytest.raises(CommandError, match=expected):
         parse_command(payload.encode(), allow_end=True)
+    with pytest.raises(jsonschema.ValidationError):                      # the schema agrees
+        jsonschema.validate(json.loads(payload), load_schema("lockdown-command"))
 
 
 def test_secure_then_escalation_over_mqtt_travel_in_events_and_retained_state(linked, subscriber):

@@ -77,6 +77,17 @@ def door() -> Any:
     return _state()
 
 
+@bp.post("/sim/panic")
+@sec.require()
+@_needs_station
+def panic() -> Any:
+    """The desk panic (duress) button's pin (gpio.panic_pin), pressed once."""
+    if _station().gpio.panic_pin is None:
+        return sec.error(404, "no desk panic button configured (gpio.panic_pin)")
+    _station().press_panic()
+    return _state()
+
+
 @bp.post("/sim/exit")
 @sec.require()
 @_needs_station

@@ -217,10 +217,10 @@
       const lvl = s.lockdown.level === "secure" ? "secure" : "lockdown", words = (LABELS.levels || {})[lvl] || lvl;
       $("lockdown-banner").hidden = false; $("lockdown-banner").className = "banner " + lvl;
       $("lockdown-level").textContent = words;
-      $("lockdown-hint").textContent = "(" + ((LABELS.level_hints || {})[lvl] || "") + ")";
+      $("lockdown-hint").textContent = "— " + ((LABELS.level_hints || {})[lvl] || "") + ".";
       $("lockdown-escalate").hidden = lvl === "lockdown";
       $("lockdown-text").textContent = "since " + new Date(s.lockdown.since).toLocaleTimeString() + " by " + s.lockdown.actor +
-        (s.lockdown.reason ? " — " + s.lockdown.reason : "") + ". Entry is refused; exit stays free.";
+        (s.lockdown.reason ? " — " + s.lockdown.reason : "") + ". Exit stays free.";
       setText("lockdown-state", words + " active", "state bad " + lvl); $("lockdown-start").hidden = true;
       $("lockdown-start-confirm").hidden = true;
     } else {

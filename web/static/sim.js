@@ -36,6 +36,10 @@
     const r = await Panel.post("/sim/exit");
     if (r.ok) { show(r.data); } else { $("sim-message").textContent = r.data.error || "failed"; }
   });
+  $("desk-panic").addEventListener("click", async () => {
+    const r = await Panel.post("/sim/panic");
+    if (r.ok) { show(r.data); } else { $("sim-message").textContent = r.data.error || "failed"; }
+  });
   $("door-open").addEventListener("change", async (e) => {
     const r = await Panel.post("/sim/door", { open: e.target.checked ? "1" : "0" });
     if (r.ok) { show(r.data); } else { $("sim-message").textContent = r.data.error || "failed"; }
