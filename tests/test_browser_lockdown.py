@@ -243,3 +243,21 @@ def test_visit_with_a_visitor_record_appears_in_history_and_csv(browser, site):
     assert mine[0]["visitor"] == "'=Jane O'Brien · Parent or guardian · ID checked"   # formula-safe
     assert mine[0]["request_id"] == rid
     dash.context.close()
+
+
+def test_panic_hold_by_touch_on_a_tablet(browser, site):
+    dash = signed_in(browser, site, "sam", viewport=(768, 1024))     # a touch screen
+    expect(dash.locator("body")).to_have_attribute("data-connected", "yes")
+    dash.locator("#panic").scroll_into_view_if_needed()
+    box = dash.locator("#panic").bounding_box()
+    point = [{"x": box["x"] + box["width"] / 2, "y": box["y"] + box["height"] / 2}]
+    cdp = dash.context.new_cdp_session(dash)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": point})
+    expect(dash.locator("#panic")).to_have_attribute("data-holding", "yes")
+    time.sleep(1.5)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    expect(dash.locator('#alarms [data-alarm="panic"]')).to_be_visible()
+    raised = events(site, ev.ALARM_RAISED)
+    assert [(e.data["alarm"], e.data["source"], e.data["by"]) for e in raised] == [("panic", "panel", NAMES["sam"])]
+    assert dash.evaluate("document.documentElement.scrollWidth <= window.innerWidth")   # no sideways scroll
+    dash.context.close()
