@@ -57,7 +57,9 @@ class Panic:
         self.presses += 1
         raised = ALARM not in self._core.status()["alarms"]
         if raised:
-            self._core.set_alarm(ALARM, True, source=str(source)[:40], by=str(by)[:100])
+            # a panel user is also the event's actor (History's Staff column, actor_username)
+            who = {"actor": str(by)[:100]} if source == PANEL else {}
+            self._core.set_alarm(ALARM, True, source=str(source)[:40], by=str(by)[:100], **who)
             log.critical("PANIC from %s (%s)", source, by)
         if self.starts_lockdown:
             decision = self._core.start_lockdown(str(by)[:100], "panic button", f"panic_{source}"[:40],
