@@ -75,6 +75,7 @@ class GpioSettings:
     led_ringing_pin: int | None = None
     led_approved_pin: int | None = None
     led_denied_pin: int | None = None
+    panic_pin: int | None = None            # desk panic (duress) button to ground, debounced like the buzzer
 
 
 @dataclass(frozen=True)
@@ -121,12 +122,18 @@ class MqttSettings:
     publish_snapshots: bool = True
     outbox_alarm_depth: int = 1000
     allow_remote_lockdown_end: bool = False
+    publish_visitor_names: bool = True      # false: a visitor's name stays in the journal, off MQTT
     tls_min_version: str = "1.2"            # TLS is on when tls_ca_file is set; never below 1.2
     reconnect_min_seconds: float = 1.0      # backoff doubles from here, with random jitter
     reconnect_max_seconds: float = 5.0      # cap: the district sees the door again within seconds
     session_expiry_seconds: int = 86400     # broker keeps the session (and queued commands) this long
     home_assistant: bool = False            # publish Home Assistant discovery configs (read-only entities)
     home_assistant_prefix: str = "homeassistant"   # Home Assistant's discovery prefix
+
+
+@dataclass(frozen=True)
+class PanicSettings:
+    starts_lockdown: bool = True            # the panic (duress) button also starts a lockdown
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    panic: PanicSettings = field(default_factory=PanicSettings)
     source: str = "<defaults>"
 
     def summary(self) -> str:
@@ -260,7 +268,7 @@ CHECKS: dict[str, dict[str, list[Check]]] = {
         "buzzer_pin": [_gpio_pin], "strike_pin": [_strike_pin], "strike_active_high": [_strike_active_high],
         "door_contact_pin": [_gpio_pin], "tamper_pin": [_gpio_pin], "exit_request_pin": [_gpio_pin],
         "led_ringing_pin": [_gpio_pin],
-        "led_approved_pin": [_gpio_pin], "led_denied_pin": [_gpio_pin],
+        "led_approved_pin": [_gpio_pin], "led_denied_pin": [_gpio_pin], "panic_pin": [_gpio_pin],
         "door_open_level": [_one_of("high", "low")], "tamper_active_level": [_one_of("high", "low")],
     },
     "door": {
@@ -302,7 +310,7 @@ CHECKS: dict[str, dict[str, list[Check]]] = {
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Settings) if f.name != "source"}
 SECTION_CLASSES = {
     "site": SiteSettings, "gpio": GpioSettings, "door": DoorSettings, "camera": CameraSettings,
-    "storage": StorageSettings, "mqtt": MqttSettings, "web": WebSettings,
+    "storage": StorageSettings, "mqtt": MqttSettings, "web": WebSettings, "panic": PanicSettings,
 }
 
 
@@ -371,7 +379,7 @@ def _cross_checks(s: Settings, data: dict[str, Any]) -> list[str]:
     errors: list[str] = []
     pins = {k: getattr(s.gpio, k) for k in
             ("buzzer_pin", "strike_pin", "door_contact_pin", "tamper_pin", "exit_request_pin",
-             "led_ringing_pin", "led_approved_pin", "led_denied_pin")}
+             "led_ringing_pin", "led_approved_pin", "led_denied_pin", "panic_pin")}
     seen: dict[int, str] = {}
     for key, pin in pins.items():
         if pin is None:

@@ -40,6 +40,7 @@ from functools import wraps
 from typing import Any, Callable, Protocol
 
 from . import events as ev
+from . import visitor as visitor_record
 from .faults import FaultLog, LockdownStore, SpaceReserve
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ class _Ring:
     photo_press: int = 0           # the press that photo shows
     photo_wanted: int = 0          # newest press a photo was asked for
     photo_done: int = 0            # newest press whose capture finished (photo or failure)
+    lockdown: bool = False         # rang (or was pending) during a lockdown: never approvable
 
     @property
     def photo_pending(self) -> bool:
@@ -149,10 +151,11 @@ class _Lockdown:
     source: str
     id: str = ""
     journaled: bool = True         # False: started while the journal failed; journaled on recovery
+    level: str = ev.DEFAULT_LOCKDOWN_LEVEL     # secure | lockdown (events.LOCKDOWN_LEVELS)
 
     def record(self) -> dict[str, Any]:
         return {"id": self.id, "since": ev.utc_iso(self.since), "actor": self.actor,
-                "reason": self.reason, "source": self.source}
+                "reason": self.reason, "source": self.source, "level": self.level}
 
 
 class _RecordFailed(Exception):
@@ -299,8 +302,10 @@ class EntryCore:
         # the core is then in fault and will not unlock for it.
         recorded = self._try_record(ev.BUZZER_PRESSED, request_id, presses=1,
                                     expires_in=self.rules.ring_timeout_seconds,
-                                    lockdown=self._lockdown is not None)
+                                    lockdown=self._lockdown is not None,
+                                    **({"level": self._lockdown.level} if self._lockdown else {}))
         ring.recorded = recorded
+        ring.lockdown = self._lockdown is not None
         ring.press_times = [ring.started_wall]
         self._ring = ring
         if recorded and self._on_ring is not None:
@@ -324,7 +329,7 @@ class EntryCore:
 
     @_transition
     def approve(self, request_id: Any, actor: Any, seen_snapshot: Any = None,
-                seen_presses: Any = None) -> Decision:
+                seen_presses: Any = None, visitor: Any = None) -> Decision:
         """Staff approval of one pending ring: journal it, then pulse the strike once.
 
         The panel names what the staff member was looking at (photo number and press count).
@@ -337,6 +342,13 @@ class EntryCore:
             return self._refuse("approve", request_id, actor, "lockdown", "lockdown is active")
         ring = self._ring
         assert ring is not None
+        if ring.lockdown:
+            return self._refuse("approve", request_id, actor, "lockdown",
+                                "this ring came during a lockdown: it can never be approved")
+        try:
+            record = visitor_record.check(visitor)
+        except visitor_record.VisitorError as exc:
+            return self._refuse("approve", request_id, actor, "invalid", str(exc))
         if not ring.recorded:
             return self._refuse("approve", request_id, actor, "ring_not_recorded",
                                 "this ring was never journaled: ask the visitor to press again")
@@ -350,7 +362,8 @@ class EntryCore:
                 return self._refuse("approve", request_id, actor, "stale", "a new press: look again")
         try:
             self._record(ev.ENTRY_APPROVED, ring.request_id, actor, presses=ring.presses,
-                         snapshot=ring.photo if seen_snapshot is None else seen_snapshot)
+                         snapshot=ring.photo if seen_snapshot is None else seen_snapshot,
+                         **({"visitor": record} if record else {}))
         except _RecordFailed:
             return Decision(False, "fault", "journal unavailable: failing closed", ring.request_id)
         self._close_ring("approved")
@@ -387,30 +400,57 @@ class EntryCore:
 
     @_transition
     def start_lockdown(self, actor: str, reason: str = "", source: str = "panel",
-                       command_id: str | None = None) -> Decision:
+                       command_id: str | None = None, level: str = ev.DEFAULT_LOCKDOWN_LEVEL) -> Decision:
         """Lockdown takes effect at once (the safe direction) and is made durable in the lockdown
         store before it is reported as started; then it is journaled. If the journal cannot take
-        it now, it is journaled (``during_fault: true``) when the journal recovers."""
+        it now, it is journaled (``during_fault: true``) when the journal recovers.
+
+        ``level`` is secure or lockdown; starting at another level while one is active changes
+        the level (journaled as ``lockdown_level_changed``). A pending ring becomes a refused one."""
+        if level not in ev.LOCKDOWN_LEVELS:
+            return Decision(False, "invalid", f"unknown lockdown level {str(level)[:40]!r}; "
+                            f"use {' or '.join(ev.LOCKDOWN_LEVELS)}")
+        if self._ring is not None:
+            self._ring.lockdown = True
         if self._lockdown is not None:
-            return Decision(True, "already", "lockdown already active")
-        lk = _Lockdown(self._clock.now(), str(actor), str(reason)[:200], str(source), str(uuid.uuid4()))
+            return self._change_level(self._lockdown, level, str(actor), str(reason)[:200], str(source),
+                                      command_id)
+        lk = _Lockdown(self._clock.now(), str(actor), str(reason)[:200], str(source), str(uuid.uuid4()),
+                       level=level)
         self._lockdown = lk
         if self._pulse is not None:
             self._end_pulse("lockdown")
         durable = self._save_lockdown(lk.record())
         lk.journaled = self._try_record(ev.LOCKDOWN_STARTED, None, lk.actor, reason=lk.reason,
-                                        source=lk.source, command_id=command_id, lockdown_id=lk.id)
+                                        source=lk.source, command_id=command_id, lockdown_id=lk.id,
+                                        level=lk.level)
         if not durable:
             self._raise_alarm("lockdown_not_durable")
         return Decision(True, "ok", "lockdown started")
 
+    def _change_level(self, lk: _Lockdown, level: str, actor: str, reason: str, source: str,
+                      command_id: str | None) -> Decision:
+        """Secure -> lockdown (escalation) or back: saved, then journaled; the lockdown holds."""
+        if lk.level == level:
+            return Decision(True, "already", f"{level} already active")
+        previous, lk.level = lk.level, level
+        durable = self._save_lockdown(lk.record())
+        self._try_record(ev.LOCKDOWN_LEVEL_CHANGED, None, actor, reason=reason, source=source,
+                         command_id=command_id, lockdown_id=lk.id, level=level,
+                         previous_level=previous, since=ev.utc_iso(lk.since))
+        if not durable:
+            self._raise_alarm("lockdown_not_durable")
+        return Decision(True, "ok", f"level changed from {previous} to {level}")
+
     def restore_lockdown(self, since: datetime, actor: str, reason: str, source: str,
-                         lockdown_id: str | None = None, journaled: bool = True) -> None:
+                         lockdown_id: str | None = None, journaled: bool = True,
+                         level: str = ev.DEFAULT_LOCKDOWN_LEVEL) -> None:
         """At start-up: an open lockdown (from the lockdown store or the journal) stays in force
         across a restart (crash, watchdog, power loss, a lost journal). It is written back to the
         store; if the journal never recorded it, it is journaled now (``during_fault: true``)."""
         with self._lock:
-            lk = _Lockdown(since, actor, reason, source, lockdown_id or str(uuid.uuid4()), journaled)
+            lk = _Lockdown(since, actor, reason, source, lockdown_id or str(uuid.uuid4()), journaled,
+                           level if level in ev.LOCKDOWN_LEVELS else ev.DEFAULT_LOCKDOWN_LEVEL)
             self._lockdown = lk
             if self._pulse is not None:
                 self._end_pulse("lockdown")
@@ -440,6 +480,13 @@ class EntryCore:
         # lockdown_ended and clears it then.
         self._save_lockdown(None)
         self._clear_alarm("lockdown_not_durable")
+        if self._ring is not None and self._ring.lockdown:
+            # Refused during the lockdown, so never approvable: it closes now and shows as a
+            # missed visit (a ring_expired the Missed list picks up) for staff to follow up.
+            ring = self._ring
+            self._close_ring("lockdown")
+            self._try_record(ev.RING_EXPIRED, ring.request_id, presses=ring.presses,
+                             reason="lockdown_ended")
         return Decision(True, "ok", "lockdown ended")
 
     def journal_lost(self, why: str, previous: list[str]) -> None:
@@ -633,7 +680,7 @@ class EntryCore:
                         "press_times": [ev.utc_iso(t) for t in r.press_times or []],
                         "photo": ({"n": r.photo, "at": ev.utc_iso(r.photo_at) if r.photo_at else None,
                                    "press": r.photo_press} if r.photo else None),
-                        "photo_pending": r.photo_pending,
+                        "photo_pending": r.photo_pending, "lockdown": r.lockdown,
                         "expires": ev.utc_iso(wall.fromtimestamp(wall.timestamp() + r.expires_at - now,
                                                                  timezone.utc))}
             pulse = None
@@ -645,7 +692,7 @@ class EntryCore:
             if self._lockdown is not None:
                 lk = self._lockdown
                 lockdown = {"since": ev.utc_iso(lk.since), "actor": lk.actor, "reason": lk.reason,
-                            "source": lk.source}
+                            "source": lk.source, "level": lk.level}
             return {"door": door, "strike": "unlocked" if self._pulse else "locked",
                     "door_open": self._door_open if self.has_door_contact else None,
                     "ring": ring, "pulse": pulse, "lockdown": lockdown,
@@ -662,6 +709,9 @@ class EntryCore:
             outcome = self._handled.get(request_id)
             if outcome == "expired":
                 return self._refuse(action, request_id, actor, "expired", "the ring has expired")
+            if outcome == "lockdown":
+                return self._refuse(action, request_id, actor, "lockdown",
+                                    "this ring came during a lockdown: it can never be approved")
             if outcome == "not_recorded":
                 return self._refuse(action, request_id, actor, "ring_not_recorded",
                                     "this ring was never journaled: ask the visitor to press again")
@@ -853,7 +903,7 @@ class EntryCore:
         assert lk is not None
         lk.journaled = self._try_record(ev.LOCKDOWN_STARTED, None, lk.actor, reason=lk.reason,
                                         source=lk.source, lockdown_id=lk.id, during_fault=True,
-                                        at=ev.utc_iso(lk.since))
+                                        at=ev.utc_iso(lk.since), level=lk.level)
         return lk.journaled
 
     def _try_record(self, type: str, request_id: str | None = None, actor: str | None = None,
@@ -881,12 +931,12 @@ class EntryCore:
     def _refresh_indicators(self) -> None:
         if self._pulse is not None:
             state = "approved"
+        elif self._lockdown is not None:       # a press during a lockdown never shows Ringing
+            state = "lockdown"
         elif self._denied_until:
             state = "denied"
         elif self._ring is not None:
             state = "ringing"
-        elif self._lockdown is not None:
-            state = "lockdown"
         else:
             state = "idle"
         if state != self._indicator_state:

@@ -30,6 +30,7 @@ from .gpio import DoorHardware, factory_name, uses_mock_pins
 from .journal import Journal, JournalError
 from .memory import tune_malloc
 from .notify import Notifier, watchdog_interval
+from .panic import Panic
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class Controller:
     identity: JournalIdentity | None = None
     journal_lost: str | None = None   # why the journal is not the installation's (start-up check)
     lock_file: Any = None
+    panic: Panic | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
 
     # ---- commands (delegates, so callers never need the core's internals)
@@ -76,8 +78,8 @@ class Controller:
         return self.core.press()
 
     def approve(self, request_id: Any, actor: Any, seen_snapshot: Any = None,
-                seen_presses: Any = None) -> Decision:
-        return self.core.approve(request_id, actor, seen_snapshot, seen_presses)
+                seen_presses: Any = None, visitor: Any = None) -> Decision:
+        return self.core.approve(request_id, actor, seen_snapshot, seen_presses, visitor)
 
     def deny(self, request_id: Any, actor: Any) -> Decision:
         return self.core.deny(request_id, actor)
@@ -86,8 +88,13 @@ class Controller:
         return self.core.unlock_now(actor, note)
 
     def start_lockdown(self, actor: str, reason: str = "", source: str = "panel",
-                       command_id: str | None = None) -> Decision:
-        return self.core.start_lockdown(actor, reason, source, command_id)
+                       command_id: str | None = None, level: str = ev.DEFAULT_LOCKDOWN_LEVEL) -> Decision:
+        return self.core.start_lockdown(actor, reason, source, command_id, level)
+
+    def panic_pressed(self, by: str, source: str = "panel") -> bool:
+        """The panic (duress) control: alarm at once, then (by config) a lockdown. controller/panic.py."""
+        assert self.panic is not None
+        return self.panic.trigger(source, by)
 
     def end_lockdown(self, actor: str, reason: str = "", source: str = "panel",
                      command_id: str | None = None) -> Decision:
@@ -206,7 +213,8 @@ def restore_lockdown(controller: Controller) -> bool:
     journaled now, ``during_fault: true``.
     """
     c = controller
-    recent = c.journal.query(types=[ev.LOCKDOWN_STARTED, ev.LOCKDOWN_ENDED], limit=200)
+    recent = c.journal.query(types=[ev.LOCKDOWN_STARTED, ev.LOCKDOWN_ENDED, ev.LOCKDOWN_LEVEL_CHANGED],
+                             limit=200)
     record = c.lockdown_store.load() if c.lockdown_store is not None else None
     if record is not None:
         lid = record.get("id")
@@ -219,15 +227,20 @@ def restore_lockdown(controller: Controller) -> bool:
                                       for e in recent)
         since = _parse_time(record.get("since"), c.clock.now())
         c.core.restore_lockdown(since, str(record.get("actor") or "unknown"), str(record.get("reason") or ""),
-                                str(record.get("source") or ""), lockdown_id=lid, journaled=journaled)
+                                str(record.get("source") or ""), lockdown_id=lid, journaled=journaled,
+                                level=str(record.get("level") or ev.DEFAULT_LOCKDOWN_LEVEL))
         log.warning("lockdown from %s by %s is still in force after restart (lockdown file)",
                     ev.utc_iso(since), record.get("actor"))
         return True
-    if not recent or recent[0].type != ev.LOCKDOWN_STARTED:
+    if not recent or recent[0].type == ev.LOCKDOWN_ENDED:
         return False
-    e = recent[0]
-    c.core.restore_lockdown(e.ts, e.actor or "unknown", str(e.data.get("reason", "")),
-                            str(e.data.get("source", "")), lockdown_id=e.data.get("lockdown_id"))
+    e = recent[0]                  # lockdown_started, or a later level change of the same lockdown
+    lid = e.data.get("lockdown_id")
+    start = next((s for s in recent if s.type == ev.LOCKDOWN_STARTED
+                  and s.data.get("lockdown_id") == lid), e)
+    c.core.restore_lockdown(start.ts, start.actor or "unknown", str(start.data.get("reason", "")),
+                            str(start.data.get("source", "")), lockdown_id=lid,
+                            level=str(e.data.get("level") or ev.DEFAULT_LOCKDOWN_LEVEL))
     log.warning("lockdown from %s by %s is still in force after restart", ev.utc_iso(e.ts), e.actor)
     return True
 
@@ -293,13 +306,14 @@ def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = N
                          on_press_again=snapshots.request_again)
         snapshots.on_done = core.photo_done
         snapshots.recorder = CountingRecorder(journal, core.lost_event)   # lost photos are counted
+        panic = Panic(core, settings.panic.starts_lockdown, settings.door.debounce_ms, clock.monotonic)
     except Exception:
         hardware.close()
         raise
     return Controller(settings=settings, journal=journal, core=core, hardware=hardware,
                       snapshots=snapshots, clock=clock, simulated=simulated,
                       lockdown_store=lockdown_store, reserve=reserve, identity=identity,
-                      journal_lost=lost, lock_file=lock_file)
+                      journal_lost=lost, lock_file=lock_file, panic=panic)
 
 
 def start(controller: Controller) -> None:
@@ -320,7 +334,8 @@ def start(controller: Controller) -> None:
         c.core.tamper_changed(True)
     c.snapshots.start()
     c.hardware.connect(on_press=c.core.press, on_door=c.core.door_changed, on_tamper=c.core.tamper_changed,
-                       on_exit_request=c.core.exit_requested)
+                       on_exit_request=c.core.exit_requested,
+                       on_panic=c.panic.press_button if c.panic is not None else None)
 
 
 STOP_BUDGET_SECONDS = 2.5

@@ -32,6 +32,7 @@ ALARM_CLEARED = "alarm_cleared"
 # Site-wide
 LOCKDOWN_STARTED = "lockdown_started"      # actor, reason, source
 LOCKDOWN_ENDED = "lockdown_ended"
+LOCKDOWN_LEVEL_CHANGED = "lockdown_level_changed"   # level, previous_level (e.g. secure -> lockdown)
 COMMAND_REJECTED = "command_rejected"      # source, reason
 COMMANDS_REJECTED = "commands_rejected"    # source, total, reasons {category: count}: a flood, summarized
 CONTROLLER_STARTED = "controller_started"  # version, previous_stop: none | clean | unclean
@@ -47,14 +48,20 @@ ACCOUNT_CHANGED = "account_changed"        # actor; action: add | remove | passw
 ALL_TYPES = (
     BUZZER_PRESSED, BUZZER_REPEATED, SNAPSHOT_CAPTURED, CAMERA_FAILED, ENTRY_APPROVED,
     ENTRY_DENIED, RING_EXPIRED, ACTION_REFUSED, DOOR_UNLOCKED, DOOR_LOCKED, DOOR_OPENED,
-    DOOR_CLOSED, ALARM_RAISED, ALARM_CLEARED, LOCKDOWN_STARTED, LOCKDOWN_ENDED,
+    DOOR_CLOSED, ALARM_RAISED, ALARM_CLEARED, LOCKDOWN_STARTED, LOCKDOWN_ENDED, LOCKDOWN_LEVEL_CHANGED,
     COMMAND_REJECTED, COMMANDS_REJECTED, CONTROLLER_STARTED, CONTROLLER_STOPPED, JOURNAL_RECOVERED,
     JOURNAL_ACCEPTED,
     LOGIN_SUCCEEDED, LOGIN_FAILED, LOGIN_THROTTLED, ACCOUNT_CHANGED,
 )
 
 ALARMS = ("held_open", "forced_open", "tamper", "outbox_backlog", "journal_failure", "journal_lost",
-          "disk_full", "lockdown_not_durable")
+          "disk_full", "lockdown_not_durable", "panic")
+
+# Lockdown levels (the Standard Response Protocol): "secure" (threat outside: entry refused,
+# normal activity inside) and "lockdown" (threat inside or near). Both refuse every unlock and
+# never block exit; the level only changes what people are told.
+LOCKDOWN_LEVELS = ("secure", "lockdown")
+DEFAULT_LOCKDOWN_LEVEL = "lockdown"
 
 
 def utc_iso(ts: datetime) -> str:

@@ -76,8 +76,15 @@ class StrikeRelay:
         self._device.close()
 
 
+LOCKDOWN_BLINK = (0.15, 0.15)     # the denied LED flashing fast: entry refused, do not wait
+
+
 class VisitorLeds:
-    """Outdoor indicator LEDs. Missing pins are simply not driven."""
+    """Outdoor indicator LEDs. Missing pins are simply not driven.
+
+    During a lockdown (either level) the station shows its own pattern, never Ringing: the
+    denied LED flashes fast (LOCKDOWN_BLINK) and the others stay dark, so a visitor sees at once
+    that nobody will buzz them in, whether or not they press."""
 
     def __init__(self, ringing: int | None, approved: int | None, denied: int | None,
                  pin_factory: Any = None):
@@ -91,6 +98,8 @@ class VisitorLeds:
         for name, led in self._leds.items():
             if name == "ringing" and state == "ringing":
                 led.blink(on_time=0.5, off_time=0.5)
+            elif name == "denied" and state == "lockdown":
+                led.blink(on_time=LOCKDOWN_BLINK[0], off_time=LOCKDOWN_BLINK[1])
             elif name == state:
                 led.on()
             else:
@@ -136,6 +145,10 @@ class DoorHardware:
             self.exit_request: Button | None = None
             if settings.exit_request_pin is not None:
                 self.exit_request = Button(settings.exit_request_pin, pull_up=True, pin_factory=pin_factory)
+            self.panic: Button | None = None
+            if settings.panic_pin is not None:
+                # a button under the desk to ground; debounced in controller/panic.py like the buzzer
+                self.panic = Button(settings.panic_pin, pull_up=True, pin_factory=pin_factory)
             self.leds = VisitorLeds(settings.led_ringing_pin, settings.led_approved_pin,
                                     settings.led_denied_pin, pin_factory=pin_factory)
         except Exception:
@@ -144,7 +157,8 @@ class DoorHardware:
         self._closed = False
 
     def connect(self, on_press: Callable[[], Any], on_door: Callable[[bool], Any],
-                on_tamper: Callable[[bool], Any], on_exit_request: Callable[[], Any] | None = None) -> None:
+                on_tamper: Callable[[bool], Any], on_exit_request: Callable[[], Any] | None = None,
+                on_panic: Callable[[], Any] | None = None) -> None:
         """Wire edges to core commands. Exceptions are logged, never raised into gpiozero."""
         self.buzzer.when_pressed = _guard(on_press)
         if self.door_contact is not None:
@@ -152,6 +166,8 @@ class DoorHardware:
             self.door_contact.when_activated = _guard(lambda: on_door(False))
         if self.exit_request is not None and on_exit_request is not None:
             self.exit_request.when_pressed = _guard(on_exit_request)
+        if self.panic is not None and on_panic is not None:
+            self.panic.when_pressed = _guard(on_panic)
         if self.tamper is not None:
             self.tamper.when_deactivated = _guard(lambda: on_tamper(True))
             self.tamper.when_activated = _guard(lambda: on_tamper(False))
@@ -169,7 +185,7 @@ class DoorHardware:
             return
         self._closed = True
         self.strike.close()
-        for device in (self.buzzer, self.door_contact, self.tamper, self.exit_request):
+        for device in (self.buzzer, self.door_contact, self.tamper, self.exit_request, self.panic):
             if device is not None:
                 device.close()
         self.leds.close()

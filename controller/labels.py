@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import events as ev
+from . import visitor
 
 TYPES: dict[str, str] = {
     ev.BUZZER_PRESSED: "Buzzer pressed",
@@ -30,6 +31,7 @@ TYPES: dict[str, str] = {
     ev.ALARM_CLEARED: "Alarm cleared",
     ev.LOCKDOWN_STARTED: "LOCKDOWN started",
     ev.LOCKDOWN_ENDED: "Lockdown ended",
+    ev.LOCKDOWN_LEVEL_CHANGED: "Lockdown level changed",
     ev.COMMAND_REJECTED: "District command rejected",
     ev.COMMANDS_REJECTED: "District commands rejected (summary of a flood)",
     ev.CONTROLLER_STARTED: "Controller started",
@@ -51,6 +53,8 @@ REASONS: dict[str, str] = {
     "pulse_end": "unlock time over",
     "door_closed": "door closed again",
     "lockdown": "lockdown",
+    "lockdown_ended": "closed when the lockdown ended: entry was refused",
+    "panic button": "panic button",
     "shutdown": "controller stopping",
     "startup": "controller starting",
     "fault": "fault, failing closed",
@@ -67,7 +71,19 @@ ALARMS: dict[str, str] = {
     "journal_lost": "Journal lost or replaced — door kept locked until an admin accepts it (Admin page)",
     "disk_full": "Disk full — using the reserve kept for safety events",
     "lockdown_not_durable": "Lockdown could not be saved to disk — it holds until restart",
+    "panic": "PANIC (duress) button pressed",
 }
+
+# The two lockdown levels (Standard Response Protocol); both refuse entry, neither blocks exit.
+LEVELS: dict[str, str] = {
+    "secure": "SECURE",
+    "lockdown": "LOCKDOWN",
+}
+LEVEL_HINTS: dict[str, str] = {
+    "secure": "threat outside: entry refused, normal activity inside",
+    "lockdown": "threat inside or near: entry refused, locks, lights, out of sight",
+}
+
 
 ACTIONS: dict[str, str] = {
     "approve": "approve", "deny": "deny", "unlock": "unlock now", "unlock_now": "unlock now",
@@ -76,7 +92,8 @@ ACTIONS: dict[str, str] = {
     "revoke_session": "sign out a session",
 }
 
-TABLE: dict[str, Any] = {"types": TYPES, "exit": EXIT, "reasons": REASONS, "alarms": ALARMS, "actions": ACTIONS}
+TABLE: dict[str, Any] = {"types": TYPES, "exit": EXIT, "reasons": REASONS, "alarms": ALARMS, "actions": ACTIONS,
+                         "levels": LEVELS, "level_hints": LEVEL_HINTS, "purposes": visitor.PURPOSES}
 
 
 def _words(code: Any, table: dict[str, str]) -> str:
@@ -93,6 +110,8 @@ def type_label(event_type: str, data: dict[str, Any] | None = None) -> str:
     """The name of one event in a list (History's Type column, the CSV's event column)."""
     if event_type == ev.DOOR_OPENED and (data or {}).get("egress"):
         return EXIT
+    if event_type == ev.LOCKDOWN_STARTED and (data or {}).get("level") == "secure":
+        return "SECURE started (entry refused)"
     return TYPES.get(event_type, event_type.replace("_", " ").capitalize())
 
 
@@ -108,10 +127,22 @@ def action(code: Any) -> str:
     return _words(code, ACTIONS)
 
 
+def level(code: Any) -> str:
+    return _words(code, LEVELS)
+
+
 def note(data: dict[str, Any]) -> str:
     """The one short detail worth a column: which alarm, why the door locked, what was refused."""
+    if data.get("alarm") == "panic" and data.get("source") == "desk_button":
+        return f"{alarm('panic')} at the desk panic button"
+    if data.get("alarm") == "panic" and data.get("by"):
+        return f"{alarm('panic')} by {data['by']} on the panel"
     if data.get("alarm"):
         return alarm(data["alarm"])
+    if data.get("visitor"):
+        return "Visitor: " + visitor.describe(data["visitor"])
+    if data.get("level") and data.get("previous_level"):
+        return f"{level(data['previous_level'])} → {level(data['level'])}"
     if data.get("reason"):
         return reason(data["reason"])[:120]
     if data.get("action"):
@@ -130,7 +161,14 @@ def describe(e: dict[str, Any]) -> str:
     if kind in (ev.DOOR_UNLOCKED, ev.DOOR_LOCKED):
         return f"{TYPES[kind]}{who} ({reason(e.get('reason'))})"
     if kind == ev.ALARM_RAISED:
-        return f"Alarm: {alarm(e.get('alarm'))}"
+        return f"Alarm: {note(e) if e.get('alarm') == 'panic' else alarm(e.get('alarm'))}"
+    if kind == ev.LOCKDOWN_STARTED:
+        return f"{level(e.get('level') or 'lockdown')} started{who}" + (
+            f": {e['reason']}" if e.get("reason") else "")
+    if kind == ev.LOCKDOWN_LEVEL_CHANGED:
+        return f"Lockdown level changed{who}: {note(e)}"
+    if kind == ev.RING_EXPIRED and e.get("reason") == "lockdown_ended":
+        return "Missed: rang during the lockdown (entry was refused)"
     if kind == ev.ALARM_CLEARED:
         return f"Alarm cleared: {alarm(e.get('alarm'))}{who}"
     if kind == ev.ACTION_REFUSED:
@@ -140,5 +178,6 @@ def describe(e: dict[str, Any]) -> str:
     if kind == ev.COMMANDS_REJECTED:
         return f"District commands rejected: {e.get('total', '?')} in {e.get('seconds', '?')} s (a flood, summarized)"
     if kind in (ev.ENTRY_APPROVED, ev.ENTRY_DENIED):
-        return ("Approved" if kind == ev.ENTRY_APPROVED else "Denied") + who
+        visit = f" — visitor: {visitor.describe(e['visitor'])}" if e.get("visitor") else ""
+        return ("Approved" if kind == ev.ENTRY_APPROVED else "Denied") + who + visit
     return type_label(kind, e) + who

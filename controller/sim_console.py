@@ -21,7 +21,9 @@ HELP = """commands:
   approve [ID] [NAME]       approve the pending ring (default: the current one)
   deny [ID] [NAME]          deny the pending ring
   unlock [NAME]             staff 'unlock now'
-  lockdown start|end        start or end a lockdown
+  lockdown start [LEVEL]    start a lockdown: LEVEL lockdown (default) or secure; again to change it
+  lockdown end              end the lockdown
+  panic                     press the desk panic (duress) button (drives its mock GPIO pin)
   open | close              open or close the door (door contact)
   exit                      someone inside walks up to leave (request-to-exit sensor)
   camera hang|fail|ok       the next capture never returns | fails | the camera works again
@@ -31,7 +33,7 @@ HELP = """commands:
   quit                      stop the simulated campus"""
 
 STAFF = "Console Staff"
-COMMANDS = ("help", "press", "approve", "deny", "unlock", "lockdown", "exit", "open", "close", "camera",
+COMMANDS = ("help", "press", "approve", "deny", "unlock", "lockdown", "panic", "exit", "open", "close", "camera",
             "status", "events")
 
 DONE = {"approve": "Approved: the door is unlocked for the visitor.",
@@ -43,6 +45,8 @@ DONE = {"approve": "Approved: the door is unlocked for the visitor.",
 
 def decision_sentence(what: str, d: Any) -> str:
     """A core Decision as one sentence: what happened, or why nothing did."""
+    if d.ok and d.code == "ok" and d.reason.startswith("level changed"):
+        return f"Lockdown {d.reason}: entry is still refused."
     if d.ok and d.code == "ok":
         return DONE.get(what, "Done.")
     if d.ok:
@@ -56,7 +60,8 @@ def status_sentence(s: dict[str, Any]) -> str:
                  f"{ring['seconds_left']:.0f} s left, id {ring['request_id']})" if ring else "no ring waiting")
     leds = s.get("leds") or {}
     led_text = ", ".join(f"{name} {'on' if on else 'off'}" for name, on in leds.items()) or "none"
-    lockdown = "LOCKDOWN active" if s.get("lockdown") else "no lockdown"
+    lockdown = (f"{labels.level(s['lockdown'].get('level') or 'lockdown')} active (entry refused)"
+                if s.get("lockdown") else "no lockdown")
     alarms = ", ".join(labels.alarm(a) for a in s.get("alarms") or {}) or "no alarms"
     fault = f" Fault: {s['fault']}." if s.get("fault") else ""
     return (f"Door {s.get('door')}; strike pin {'ON (unlocked)' if s.get('strike_pin') else 'off (locked)'}; "
@@ -121,10 +126,21 @@ class Console:
         return self._decision("unlock", self.controller.unlock_now(rest[0] if rest else STAFF, "console"))
 
     def _lockdown(self, rest: list[str]) -> list[str]:
-        if not rest or rest[0] not in ("start", "end"):
-            return [self._out({"ok": False, "error": "usage: lockdown start|end"}, "Say 'lockdown start' or 'lockdown end'.")]
-        fn = self.controller.start_lockdown if rest[0] == "start" else self.controller.end_lockdown
-        return self._decision(f"lockdown {rest[0]}", fn(STAFF, "console", "panel"))
+        if not rest or rest[0] not in ("start", "end") or (rest[0] == "end" and len(rest) > 1):
+            return [self._out({"ok": False, "error": "usage: lockdown start [secure|lockdown] | lockdown end"},
+                              "Say 'lockdown start', 'lockdown start secure' or 'lockdown end'.")]
+        if rest[0] == "end":
+            return self._decision("lockdown end", self.controller.end_lockdown(STAFF, "console", "panel"))
+        level = rest[1].lower() if len(rest) > 1 else "lockdown"
+        return self._decision("lockdown start", self.controller.start_lockdown(STAFF, "console", "panel", level=level))
+
+    def _panic(self, rest: list[str]) -> list[str]:
+        if self.station.gpio.panic_pin is None:
+            return [self._out({"ok": False, "error": "no gpio.panic_pin configured"},
+                              "No desk panic button is configured (gpio.panic_pin).")]
+        self.station.press_panic()
+        return [self._out({"ok": True, "panic": True},
+                          "Desk panic button pressed: panic alarm raised (acknowledge it on the panel).")]
 
     def _exit(self, rest: list[str]) -> list[str]:
         self.station.request_exit()

@@ -20,7 +20,7 @@ from .daemon import Controller, run
 from .sim_console import HELP, console  # noqa: F401  (the console lives there)
 
 SIM_GPIO = {"buzzer_pin": 27, "strike_pin": 17, "door_contact_pin": 22, "tamper_pin": 24, "exit_request_pin": 23,
-            "led_ringing_pin": 19, "led_approved_pin": 26, "led_denied_pin": 13}
+            "led_ringing_pin": 19, "led_approved_pin": 26, "led_denied_pin": 13, "panic_pin": 6}
 
 
 class SimulatedPin(MockPin):
@@ -74,6 +74,13 @@ class SimulatedStation:
         """Someone inside walks up to the door (request-to-exit sensor)."""
         if self.gpio.exit_request_pin is not None:
             pin = self.factory.pin(self.gpio.exit_request_pin)
+            pin.drive_low()
+            pin.drive_high()
+
+    def press_panic(self) -> None:
+        """The desk panic (duress) button under the office desk."""
+        if self.gpio.panic_pin is not None:
+            pin = self.factory.pin(self.gpio.panic_pin)
             pin.drive_low()
             pin.drive_high()
 

@@ -100,8 +100,9 @@ def test_every_event_type_arrives_schema_valid_in_seq_order(linked, subscriber, 
     assert not c.approve("no-such-ring", "Ms Office").ok         # action_refused
     core.tamper_changed(True)                                    # alarm_raised
     core.tamper_changed(False)                                   # alarm_cleared
-    operator.publish(f"{lc.root}/cmd/lockdown", command("start"))   # lockdown_started (over MQTT)
+    operator.publish(f"{lc.root}/cmd/lockdown", command("start", level="secure"))   # lockdown_started (MQTT)
     wait_event(lc, ev.LOCKDOWN_STARTED)
+    assert c.start_lockdown("Principal", "threat inside", level="lockdown").ok   # lockdown_level_changed
     assert c.end_lockdown("Principal", "drill over").ok          # lockdown_ended (panel)
     operator.publish(f"{lc.root}/cmd/lockdown", b"{not json")    # command_rejected
     wait_event(lc, ev.COMMAND_REJECTED)

@@ -111,3 +111,28 @@ def test_temporary_state_dir_is_removed_but_a_given_one_is_kept(tmp_path):
     proc = _simulate("--no-web", "--duration", "1", "--state-dir", str(kept), tmp=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (kept / "journal.sqlite3").exists()
+
+
+def test_lockdown_levels_and_the_desk_panic_button_from_the_console(settings, pin_factory):
+    from tests.support_web import build_controller, stop_controller
+    controller = build_controller(cfg.with_overrides(settings, gpio={"panic_pin": 6}), pin_factory)  # noqa: F811
+    try:
+        lines, _ = run_console(controller, "lockdown start secure\nstatus\nlockdown start shelter\n"
+                                           "lockdown start\npanic\nstatus\nlockdown end\nquit\n")
+        check_levels_and_panic(controller, lines)
+    finally:
+        stop_controller(controller)
+
+
+def check_levels_and_panic(controller, lines):  # noqa: F811
+    from controller.sim_console import HELP
+    lines = [line for line in lines if line not in HELP.splitlines()]      # the help printed at start
+    assert lines[0] == "Lockdown started: entry is refused until it ends."
+    assert "SECURE active (entry refused)" in lines[1]
+    assert lines[2].startswith("Refused (lockdown start): unknown lockdown level 'shelter'")
+    assert lines[3] == "Lockdown level changed from secure to lockdown: entry is still refused."
+    assert lines[4].startswith("Desk panic button pressed")
+    assert "LOCKDOWN active" in lines[5] and "PANIC" in lines[5]
+    assert lines[6] == "Lockdown ended."
+    raised = controller.journal.query(types=[ev.ALARM_RAISED], limit=5)
+    assert [(e.data["alarm"], e.data["source"]) for e in raised] == [("panic", "desk_button")]

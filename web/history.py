@@ -17,6 +17,7 @@ from flask import Blueprint, Response, current_app, render_template, request
 
 from controller import events as ev
 from controller import labels
+from controller import visitor as visitor_record
 
 from . import security as sec
 
@@ -25,7 +26,8 @@ bp = Blueprint("history", __name__)
 PAGE_SIZE = 50
 CSV_LIMIT = 10_000
 # "event" and "note" are the human words (controller/labels.py); "type" stays for scripts.
-CSV_COLUMNS = ("seq", "time", "event", "staff", "outcome", "outcome_by", "note", "request_id", "type", "details")
+CSV_COLUMNS = ("seq", "time", "event", "staff", "outcome", "outcome_by", "note", "visitor", "request_id", "type",
+               "details")
 OUTCOME_TYPES = {ev.ENTRY_APPROVED: "approved", ev.ENTRY_DENIED: "denied", ev.RING_EXPIRED: "expired"}
 
 
@@ -105,6 +107,7 @@ def rows(limit: int, f: dict[str, Any]) -> list[dict[str, Any]]:
             "staff": e.actor or str(e.data.get("username", "")),
             "outcome": outcome, "outcome_by": staff or "",
             "note": _note(e),
+            "visitor": visitor_record.describe(e.data.get("visitor")),    # on the entry_approved row
             "snapshot": bool(e.type in THUMB_TYPES and e.request_id and c.snapshots.path_for(e.request_id)),
             "details": dict(e.data),
         })

@@ -17,6 +17,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 
 from controller import events as ev
 from controller import labels
+from controller import visitor as visitor_record
 from controller.core import Decision
 from controller.journal import JournalError, attributed_to
 
@@ -29,7 +30,7 @@ DECISION_STATUS = {"ok": 200, "already": 200, "unknown": 404, "handled": 409, "e
                    "lockdown": 409, "busy": 409, "invalid": 400, "fault": 503,
                    "ring_not_recorded": 409, "stale": 409}
 ALARM_NAMES = ("held_open", "forced_open", "tamper", "outbox_backlog", "journal_failure", "strike_failure",
-               "journal_lost", "disk_full", "lockdown_not_durable")
+               "journal_lost", "disk_full", "lockdown_not_durable", "panic")
 
 
 def controller() -> Any:
@@ -79,7 +80,7 @@ def missed_rings(c: Any, acked: set[str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for e in c.journal.query(types=[ev.RING_EXPIRED], limit=MISSED_LOOKBACK):
         if e.request_id and e.request_id not in acked:
-            out.append({"request_id": e.request_id, "expired": ev.utc_iso(e.ts),
+            out.append({"request_id": e.request_id, "expired": ev.utc_iso(e.ts), "reason": e.data.get("reason"),
                         "snapshot": c.snapshots.path_for(e.request_id) is not None})
         if len(out) >= MISSED_SHOWN:
             break
@@ -144,7 +145,9 @@ def _actor() -> str:
 @bp.get("/")
 @sec.require()
 def dashboard() -> str:
-    return render_template("dashboard.html", labels_json=json.dumps(labels.TABLE, sort_keys=True))
+    return render_template("dashboard.html", labels_json=json.dumps(labels.TABLE, sort_keys=True),
+                           purposes=visitor_record.PURPOSES, level_hints=labels.LEVEL_HINTS,
+                           panic_starts_lockdown=controller().settings.panic.starts_lockdown)
 
 
 @bp.get("/api/status")
@@ -170,9 +173,16 @@ def approve() -> Response:
         if raw and not raw.isdigit():
             return sec.error(400, f"{name} must be a number")
         seen.append(int(raw) if raw else None)
+    # Optional visitor record (name, purpose, ID checked): checked here for a clear 400.
+    try:
+        visitor = visitor_record.parse(request.form.get("visitor_name"), request.form.get("visitor_purpose"),
+                                       request.form.get("visitor_id_checked"))
+    except visitor_record.VisitorError as exc:
+        return sec.error(400, str(exc))
     # A caller that does not say how many presses it saw (an old page from a browser cache, a
     # script) saw at most the first: it cannot approve a ring that has been pressed again.
-    return decision_response(controller().approve(rid, _actor(), seen[0], 1 if seen[1] is None else seen[1]))
+    return decision_response(controller().approve(rid, _actor(), seen[0], 1 if seen[1] is None else seen[1],
+                                                  visitor))
 
 
 @bp.post("/api/deny")
@@ -198,7 +208,23 @@ def unlock() -> Response:
 @sec.require()
 @staff_action
 def lockdown_start() -> Response:
-    return decision_response(controller().start_lockdown(_actor(), _field("reason"), "panel"))
+    """Start a lockdown at a level (secure or lockdown, default lockdown), or change the level."""
+    level = request.form.get("level", ev.DEFAULT_LOCKDOWN_LEVEL)
+    if level not in ev.LOCKDOWN_LEVELS:
+        return sec.error(400, f"level: use one of {', '.join(ev.LOCKDOWN_LEVELS)}")
+    return decision_response(controller().start_lockdown(_actor(), _field("reason"), "panel", level=level))
+
+
+@bp.post("/api/panic")
+@sec.require()
+@staff_action
+def panic() -> Response:
+    """The panic (duress) control (held for 1 s on the panel): alarm at once, then a lockdown."""
+    if request.form.get("held") != "yes":
+        return sec.error(400, "panic needs held=yes (the panel's control is held for 1 s)")
+    raised = controller().panic_pressed(_actor(), "panel")
+    return jsonify(ok=True, code="ok" if raised else "already",
+                   reason="panic alarm raised" if raised else "a panic alarm is already active")
 
 
 @bp.post("/api/lockdown/end")

@@ -37,9 +37,12 @@ def _state() -> Any:
     c = current_app.extensions["entry_controller"]
     station = _station()
     status = c.core.status()
+    # pattern: what the station shows as a whole (idle, ringing, approved, denied, lockdown); the
+    # LEDs themselves blink, so a poll of the pins alone could miss a pattern.
     return jsonify(strike_on=station.strike_on, leds=station.leds(), door_open=bool(status["door_open"]),
                    door=status["door"], ringing=status["ring"] is not None,
-                   lockdown=status["lockdown"] is not None)
+                   lockdown=status["lockdown"] is not None, pattern=c.hardware.leds.state,
+                   level=(status["lockdown"] or {}).get("level"))
 
 
 @bp.get("/sim")
@@ -71,6 +74,17 @@ def door() -> Any:
     if value not in ("0", "1"):
         return sec.error(400, "open must be 0 or 1")
     _station().set_door(value == "1")
+    return _state()
+
+
+@bp.post("/sim/panic")
+@sec.require()
+@_needs_station
+def panic() -> Any:
+    """The desk panic (duress) button's pin (gpio.panic_pin), pressed once."""
+    if _station().gpio.panic_pin is None:
+        return sec.error(404, "no desk panic button configured (gpio.panic_pin)")
+    _station().press_panic()
     return _state()
 
 

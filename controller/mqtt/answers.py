@@ -20,10 +20,12 @@ log = logging.getLogger("controller.mqtt")
 
 def _apply(link: Any, pending: Pending) -> None:
     command = pending.command
-    act = link.controller.start_lockdown if command["action"] == "start" else link.controller.end_lockdown
+    c = link.controller
+    extra = {"level": command["level"]} if command["action"] == "start" else {}
+    act = c.start_lockdown if command["action"] == "start" else c.end_lockdown
     try:
         decision = act(actor=command["by"], reason=command["reason"] or "mqtt command", source="mqtt",
-                       command_id=command["id"])
+                       command_id=command["id"], **extra)
     except Exception:
         log.exception("mqtt: command on %s failed", pending.topic[:120])
         link.intake.reject(pending.topic, "error: the command could not be processed", pending.payload,

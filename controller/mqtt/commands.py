@@ -23,7 +23,9 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 COMMAND_MAX_BYTES = 1024
-COMMAND_FIELDS = {"action": 64, "id": 64, "reason": 200, "by": 100}   # field -> max length
+COMMAND_FIELDS = {"action": 64, "id": 64, "reason": 200, "by": 100, "level": 16}   # field -> max length
+LEVELS = ("secure", "lockdown")     # events.LOCKDOWN_LEVELS (the Standard Response Protocol)
+DEFAULT_LEVEL = "lockdown"
 COMMAND_REQUIRED = ("action", "id", "by")
 DETAIL_PER_INTERVAL = 20     # command_rejected events per interval; beyond: counted
 INTERVAL_SECONDS = 10.0
@@ -75,11 +77,16 @@ def parse_command(payload: bytes, allow_end: bool) -> dict[str, str]:
             raise CommandError(f"invalid: {key!r} must not be empty")
     if data["action"] not in ("start", "end"):
         raise CommandError(f"invalid: unknown action {data['action'][:40]!r}; expected 'start' or 'end'")
+    level = data.get("level", DEFAULT_LEVEL if data["action"] == "start" else "")
+    if data["action"] == "start" and level not in LEVELS:
+        raise CommandError(f"invalid: unknown level {level[:40]!r}; expected 'secure' or 'lockdown'")
+    if data["action"] == "end" and level:
+        raise CommandError("invalid: 'level' applies only to 'start' (an end ends either level)")
     if data["action"] == "end" and not allow_end:
         raise CommandError("not allowed: ending a lockdown over MQTT is disabled "
                            "(mqtt.allow_remote_lockdown_end); end it from the panel")
     return {"action": data["action"], "id": data["id"], "reason": data.get("reason", ""),
-            "by": data["by"].strip()}
+            "by": data["by"].strip(), "level": level}
 
 
 @dataclass(frozen=True)

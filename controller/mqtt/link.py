@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from functools import partial
 from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
@@ -16,6 +17,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .. import config as cfg
 from .. import events as ev
+from .. import visitor
 from . import connection as conn
 from .answers import answer_commands
 from .commands import CommandIntake, Pending
@@ -46,7 +48,8 @@ class MqttLink:
         self._reset_pending = False
         self.backoff = conn.Backoff(s.reconnect_min_seconds, s.reconnect_max_seconds, rng)
         self.outbox = Outbox(controller.journal, f"{self.root}/events", lambda rid: f"{self.root}/snapshot/{rid}",
-                             controller.snapshots.path_for, s.publish_snapshots, self._wake.set, self._refused)
+                             controller.snapshots.path_for, s.publish_snapshots, self._wake.set, self._refused,
+                             partial(visitor.mqtt_text, publish_names=s.publish_visitor_names))
         self.state = StatePublisher(controller, f"{self.root}/status", f"{self.root}/state")
         self.discovery = Discovery.for_link(controller, self.root)      # Home Assistant (off by default)
         self.intake = CommandIntake(self.command_topics, s.allow_remote_lockdown_end)

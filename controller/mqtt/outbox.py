@@ -34,7 +34,8 @@ ACK_BATCH_SECONDS = 0.05     # acknowledgements are marked delivered in batches:
 class Outbox:
     def __init__(self, journal: Any, topic_events: str, snapshot_topic: Callable[[str], str],
                  snapshot_path: Callable[[str], Path | None], publish_snapshots: bool,
-                 wake: Callable[[], None], on_refused: Callable[[str], None]):
+                 wake: Callable[[], None], on_refused: Callable[[str], None],
+                 event_text: Callable[[ev.Event], str] = ev.Event.to_json):
         self.journal = journal
         self.topic_events = topic_events
         self._snapshot_topic = snapshot_topic
@@ -42,6 +43,7 @@ class Outbox:
         self._publish_snapshots = publish_snapshots
         self._wake = wake
         self._on_refused = on_refused
+        self._event_text = event_text           # the JSON an event is published as (visitor names)
         self._lock = threading.Lock()          # guards the fields below that callbacks touch
         # Held while publishing events and recording their mids, and while matching acks to
         # mids, so an ack can never be matched before its mid is recorded. paho callbacks take
@@ -187,7 +189,7 @@ class Outbox:
     def _send(self, event: ev.Event) -> bool:
         if event.type == ev.SNAPSHOT_CAPTURED and self._publish_snapshots and event.request_id:
             self._publish_snapshot(event.request_id)
-        info = self.client.publish(self.topic_events, event.to_json(), qos=QOS)
+        info = self.client.publish(self.topic_events, self._event_text(event), qos=QOS)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return False               # not connected any more: the reconnect resends from the journal
         with self._lock:

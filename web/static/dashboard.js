@@ -96,8 +96,13 @@
     $("ring").hidden = false;
     $("ring").dataset.requestId = id;
     $("approve").disabled = false; $("deny").disabled = false;
+    // A ring during a lockdown is refused: no Approve (it can never be approved, even later).
+    const refused = !!(detail && detail.lockdown);
+    $("ring").dataset.refused = refused ? "lockdown" : "";
+    $("approve").hidden = refused; $("visitor").hidden = refused; $("ring-refused").hidden = !refused;
     if (isNew) {
-      $("ring-message").textContent = ""; $("snapshot-time").textContent = "";
+      EntryVisitor.reset();
+      refusal("ring-message", null); $("snapshot-time").textContent = "";
       $("snapshot").hidden = true; $("snapshot").removeAttribute("src");
       $("snapshot-wait").textContent = "Waiting for the camera…"; $("snapshot-wait").hidden = false;
       $("outcome").hidden = true;
@@ -134,6 +139,7 @@
     ring = null;
     $("ring").hidden = true;
     delete $("ring").dataset.requestId;
+    refusal("ring-message", null);           // its cause (this ring) has ended
     document.title = baseTitle;
   }
   function showOutcome(text, kind) {
@@ -154,18 +160,25 @@
     const id = ring.id;
     $("approve").disabled = true; $("deny").disabled = true;
     // Name what this screen shows: if a newer press or photo exists, the core refuses.
-    const body = kind === "approve" ? { request_id: id, snapshot: String(ring.photo || 0), presses: String(ring.presses || 1) }
-      : { request_id: id };
+    const body = kind === "approve" ? Object.assign({ request_id: id, snapshot: String(ring.photo || 0),
+      presses: String(ring.presses || 1) }, EntryVisitor.fields()) : { request_id: id };
     const r = await Panel.post("/api/" + kind, body);
     if (!r.ok && r.data.code === "stale") {
       $("ring-message").textContent = "A new press: look again at the new photo before you approve.";
       refreshStatus();
     }
     if (!r.ok && r.data.code !== "stale") {
-      $("ring-message").textContent = (r.data.reason || r.data.error || "refused") + " (" + r.status + ")";
+      refusal("ring-message", r);
       if (ring && ring.id === id) { $("approve").disabled = false; $("deny").disabled = false; }
     }
   }
+  // A refusal shown on the panel remembers its code, so it clears when its cause ends (lockdown.js).
+  function refusal(id, r) {
+    const el = $(id);
+    el.textContent = r ? (r.data.reason || r.data.error || "refused") + " (" + r.status + ")" : "";
+    el.dataset.code = r ? (r.data.code || "") : "";
+  }
+  window.EntryPanel = { refusal };
   $("approve").addEventListener("click", () => act("approve"));
   $("deny").addEventListener("click", () => act("deny"));
 
@@ -176,13 +189,11 @@
     $(yesId).addEventListener("click", async () => {
       $(boxId).hidden = true; $(openId).hidden = false;
       const r = await run();
-      $("action-message").textContent = r.ok ? "" : (r.data.reason || r.data.error || "refused") + " (" + r.status + ")";
+      refusal("action-message", r.ok ? null : r);
     });
   }
   confirmPair("unlock", "unlock-confirm", "unlock-yes", "unlock-no",
     () => Panel.post("/api/unlock", { confirm: "yes", note: "panel unlock now" }));
-  confirmPair("lockdown-start", "lockdown-start-confirm", "lockdown-start-yes", "lockdown-start-no",
-    () => Panel.post("/api/lockdown/start", { reason: "started from the panel" }));
   confirmPair("lockdown-end", "lockdown-end-confirm", "lockdown-end-yes", "lockdown-end-no",
     () => Panel.post("/api/lockdown/end", { confirm: "yes", reason: "ended from the panel" }));
 
@@ -203,14 +214,20 @@
     document.body.dataset.door = door;
     $("pulse-text").textContent = s.pulse ? "Unlocked by " + s.pulse.actor + " (" + Math.ceil(s.pulse.seconds_left) + " s)" : "";
     if (s.lockdown) {
-      $("lockdown-banner").hidden = false;
+      const lvl = s.lockdown.level === "secure" ? "secure" : "lockdown", words = (LABELS.levels || {})[lvl] || lvl;
+      $("lockdown-banner").hidden = false; $("lockdown-banner").className = "banner " + lvl;
+      $("lockdown-level").textContent = words;
+      $("lockdown-hint").textContent = "— " + ((LABELS.level_hints || {})[lvl] || "") + ".";
+      $("lockdown-escalate").hidden = lvl === "lockdown";
       $("lockdown-text").textContent = "since " + new Date(s.lockdown.since).toLocaleTimeString() + " by " + s.lockdown.actor +
-        (s.lockdown.reason ? " — " + s.lockdown.reason : "") + ". Entry is refused.";
-      setText("lockdown-state", "ACTIVE", "state bad"); $("lockdown-start").hidden = true;
+        (s.lockdown.reason ? " — " + s.lockdown.reason : "") + ". Exit stays free.";
+      setText("lockdown-state", words + " active", "state bad " + lvl); $("lockdown-start").hidden = true;
+      $("lockdown-start-confirm").hidden = true;
     } else {
       $("lockdown-banner").hidden = true; setText("lockdown-state", "Not active", "state good");
       if ($("lockdown-start-confirm").hidden) $("lockdown-start").hidden = false;
     }
+    document.body.dataset.lockdown = s.lockdown ? (s.lockdown.level || "lockdown") : "";
     $("fault-banner").hidden = !s.fault;
     $("fault-banner").textContent = s.fault ? "Controller fault (failing closed): " + s.fault : "";
     const box = $("alarms"); box.replaceChildren();
@@ -221,13 +238,14 @@
         const b = document.createElement("button"); b.type = "button"; b.textContent = "Acknowledge";
         b.addEventListener("click", async () => {
           const r = await Panel.post("/api/alarm/ack", { alarm: name });
-          if (!r.ok) $("action-message").textContent = (r.data.reason || r.data.error) + " (" + r.status + ")";
+          if (!r.ok) refusal("action-message", r);
         });
         div.appendChild(b);
       }
       box.appendChild(div);
     });
     if (s.ring) { showRing(s.ring.request_id, s.ring.seconds_left, s.ring.snapshot, s.ring.presses, s.ring); } else if (ring) { clearRing(); }
+    document.dispatchEvent(new CustomEvent("entry:status", { detail: s }));   // lockdown.js, panic.js
     // Not lastSeq: a status refresh is computed when it is sent and may already count journal
     // events still queued behind it on the stream; only the full state (with recent) sets it.
     if (health) {
@@ -256,7 +274,7 @@
     lastSeq = e.seq;
     addRecent(e, false);
     if (e.type === "buzzer_pressed") {
-      showRing(e.request_id, e.expires_in || 60, false, 1);
+      showRing(e.request_id, e.expires_in || 60, false, 1, { lockdown: !!e.lockdown });
     } else if (e.type === "snapshot_captured") {
       showSnapshot(e.request_id, e.snapshot || 1, e.ts);
     } else if (e.type === "camera_failed" && ring && ring.id === e.request_id) {
@@ -281,7 +299,9 @@
         li.appendChild(img);
       }
       const text = document.createElement("span");
-      text.textContent = "Nobody answered — ring expired at " + hhmmss(m.expired);
+      text.textContent = m.reason === "lockdown_ended"
+        ? "Rang during the lockdown (entry refused) — closed at " + hhmmss(m.expired)
+        : "Nobody answered — ring expired at " + hhmmss(m.expired);
       const b = document.createElement("button"); b.type = "button"; b.textContent = "Seen";
       b.className = "secondary";
       b.addEventListener("click", async () => {

@@ -7,9 +7,14 @@
     $("strike").textContent = s.strike_on ? "UNLOCKED (energized)" : "locked";
     $("strike").className = "state " + (s.strike_on ? "unlocked" : "locked");
     document.body.dataset.strike = s.strike_on ? "on" : "off";
+    // During a lockdown the station shows its own pattern (the red LED flashing fast), never Ringing.
+    const locked = s.pattern === "lockdown";
     for (const name of ["ringing", "approved", "denied"]) {
-      $("led-" + name).classList.toggle("on", !!(s.leds && s.leds[name]));
+      $("led-" + name).classList.toggle("on", !locked && !!(s.leds && s.leds[name]));
     }
+    $("led-denied").classList.toggle("flash", locked);
+    $("station-lockdown").hidden = !locked;
+    document.body.dataset.pattern = s.pattern || "";
     $("door").textContent = s.door;
     if (document.activeElement !== $("door-open")) { $("door-open").checked = !!s.door_open; }
   }
@@ -29,6 +34,10 @@
   });
   $("exit").addEventListener("click", async () => {
     const r = await Panel.post("/sim/exit");
+    if (r.ok) { show(r.data); } else { $("sim-message").textContent = r.data.error || "failed"; }
+  });
+  $("desk-panic").addEventListener("click", async () => {
+    const r = await Panel.post("/sim/panic");
     if (r.ok) { show(r.data); } else { $("sim-message").textContent = r.data.error || "failed"; }
   });
   $("door-open").addEventListener("change", async (e) => {
