@@ -260,6 +260,11 @@ class EntryCore:
             finally:
                 self._emit_lock.release()
 
+    @property
+    def clock(self) -> Clock:
+        """The one clock of the core: its deadlines (``next_deadline``) are on it."""
+        return self._clock
+
     # ------------------------------------------------------------ commands
     @_transition
     def press(self) -> Decision:

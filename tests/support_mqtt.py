@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -457,3 +457,36 @@ class TcpProxy:
             except OSError:
                 pass
             s.close()
+
+
+@pytest.fixture
+def linked(broker: Any, tmp_path: Path, clock: Any) -> Iterator[Callable[..., Linked]]:
+    """Make controllers linked to the module's broker; all closed at the end."""
+    made: list[Linked] = []
+
+    def make(state_dir: Path | None = None, **kwargs) -> Linked:
+        kwargs.setdefault("clock", clock)
+        lc = Linked(broker, state_dir or tmp_path / f"state{len(made)}", **kwargs)
+        made.append(lc)
+        return lc
+
+    yield make
+    for lc in made:
+        lc.close()
+
+
+@pytest.fixture
+def subscriber(broker: Any) -> Iterator[Callable[..., Subscriber]]:
+    """Make subscribers on the module's broker; all closed at the end."""
+    subs: list[Subscriber] = []
+
+    def make(**kwargs) -> Subscriber:
+        s = Subscriber(broker, **kwargs)
+        subs.append(s)
+        return s
+
+    yield make
+    for s in subs:
+        s.close()
+    for s in subs:
+        validate_all(s)      # every status/state/event message any test client saw is schema-valid

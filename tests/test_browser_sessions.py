@@ -13,7 +13,7 @@ import pytest
 
 from controller import events as ev
 from tests.support_web import NAMES, PASSWORDS, session_cookie, wait_for
-from tests.test_browser import browser, expect, signed_in, site  # noqa: F401  (fixtures)
+from tests.support_browser import expect, signed_in
 
 pytestmark = pytest.mark.browser
 

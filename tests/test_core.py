@@ -9,59 +9,7 @@ import pytest
 
 from controller import events as ev
 from controller.core import UNLOCK_CAP, EntryCore, Rules
-from controller.journal import Journal
-
-
-class RecordingStrike:
-    """Strike port that records every call with the fake clock's time."""
-
-    def __init__(self, clock):
-        self.clock = clock
-        self.on = False
-        self.calls: list[tuple[str, float]] = []
-
-    def unlock(self):
-        self.on = True
-        self.calls.append(("unlock", self.clock.monotonic()))
-
-    def lock(self):
-        self.on = False
-        self.calls.append(("lock", self.clock.monotonic()))
-
-    def pulses(self) -> list[tuple[float, float]]:
-        out, start = [], None
-        for name, t in self.calls:
-            if name == "unlock" and start is None:
-                start = t
-            elif name == "lock" and start is not None:
-                out.append((start, t))
-                start = None
-        return out
-
-
-class FailingJournal:
-    """Wraps a journal; append raises while ``broken`` is set (disk full, read-only)."""
-
-    def __init__(self, journal):
-        self.journal = journal
-        self.broken = False
-
-    def append(self, *args, **kwargs):
-        if self.broken:
-            raise OSError("disk full")
-        return self.journal.append(*args, **kwargs)
-
-
-@pytest.fixture
-def journal(tmp_path: Path, clock):
-    j = Journal(tmp_path / "j.sqlite3", "campus", "door", now=clock.now)
-    yield j
-    j.close()
-
-
-@pytest.fixture
-def strike(clock):
-    return RecordingStrike(clock)
+from tests.support_core import FailingJournal, RecordingStrike
 
 
 def make_core(journal, strike, clock, **rules):

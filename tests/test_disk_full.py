@@ -15,8 +15,7 @@ import pytest
 from controller import config as cfg
 from controller import daemon
 from controller import events as ev
-from tests.support_web import (TEST_CONFIG, Signed, add_users, app, build_controller, controller,  # noqa: F401
-                               login, stop_controller)
+from tests.support_web import TEST_CONFIG, Signed, add_users, build_controller, login, stop_controller
 
 pytestmark = pytest.mark.process
 

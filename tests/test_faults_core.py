@@ -14,16 +14,7 @@ from controller import daemon
 from controller import events as ev
 from controller.core import EntryCore, Rules
 from controller.journal import Journal
-from tests.test_core import FailingJournal, RecordingStrike
-
-
-@pytest.fixture
-def journal(tmp_path: Path, clock):
-    j = Journal(tmp_path / "j.sqlite3", "campus", "door", now=clock.now)
-    yield j
-    j.close()
-
-
+from tests.support_core import FailingJournal, RecordingStrike
 def crash(c, pin_factory) -> None:
     """What a SIGKILL leaves: no stop(), no door_locked, no controller_stopped (the OS closes files)."""
     c.snapshots.close()

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from controller import events as ev
 from controller.core import EntryCore, Rules
-from tests.support_web import app, controller, ring, staff, wait_for, wait_snapshot  # noqa: F401
-from tests.test_core import RecordingStrike
-from tests.test_faults_core import journal  # noqa: F401
+from tests.support_web import ring, wait_for, wait_snapshot
+from tests.support_core import RecordingStrike
 
 
-def test_core_refuses_an_approval_of_an_older_press_or_photo(journal, clock):  # noqa: F811
+def test_core_refuses_an_approval_of_an_older_press_or_photo(journal, clock):
     asked: list[tuple[str, int]] = []
     strike = RecordingStrike(clock)
     core = EntryCore(journal, strike, Rules(), clock=clock, on_ring=lambda rid: asked.append((rid, 1)),
@@ -36,7 +35,7 @@ def test_core_refuses_an_approval_of_an_older_press_or_photo(journal, clock):  #
     assert {e.data["code"] for e in refused} == {"stale"}
 
 
-def test_failed_photo_for_a_new_press_does_not_block_forever(journal, clock):  # noqa: F811
+def test_failed_photo_for_a_new_press_does_not_block_forever(journal, clock):
     strike = RecordingStrike(clock)
     core = EntryCore(journal, strike, Rules(), clock=clock, on_ring=lambda rid: None,
                      on_press_again=lambda rid, press: None)
@@ -47,7 +46,7 @@ def test_failed_photo_for_a_new_press_does_not_block_forever(journal, clock):  #
     assert core.approve(rid, "Sam Staff", 0, 2).ok
 
 
-def test_panel_second_press_takes_a_new_photo_and_refuses_the_old_one(controller, staff):  # noqa: F811
+def test_panel_second_press_takes_a_new_photo_and_refuses_the_old_one(controller, staff):
     rid = ring(controller)
     wait_snapshot(controller, rid)
     wait_for(lambda: (controller.core.status()["ring"] or {}).get("photo"), what="photo 1 in status")
@@ -77,7 +76,7 @@ def test_panel_second_press_takes_a_new_photo_and_refuses_the_old_one(controller
     assert [e.data["snapshot"] for e in captured] == [1, 2]
 
 
-def test_repeat_press_photos_are_coalesced(journal, tmp_path):  # noqa: F811
+def test_repeat_press_photos_are_coalesced(journal, tmp_path):
     import threading
     import uuid
     from controller.camera import SimulatedCamera, SnapshotService
@@ -109,7 +108,7 @@ def test_repeat_press_photos_are_coalesced(journal, tmp_path):  # noqa: F811
     svc.close()
 
 
-def test_a_photo_that_cannot_be_saved_is_a_camera_failure_not_a_stuck_ring(journal, tmp_path):  # noqa: F811
+def test_a_photo_that_cannot_be_saved_is_a_camera_failure_not_a_stuck_ring(journal, tmp_path):
     import uuid
     from controller.camera import SimulatedCamera, SnapshotService
     svc = SnapshotService(SimulatedCamera(160, 120), tmp_path / "snaps", journal, timeout=5)

@@ -13,44 +13,11 @@ from controller import events as ev
 from controller.camera import CameraError
 from controller.mqtt import Backoff, CommandError, parse_command
 
-from tests.support_mqtt import broker  # noqa: F401  (module-scoped fixture)
 from tests.support_mqtt import Linked, Subscriber, dedupe, load_schema, validate, validate_all, wait_for
 
 pytestmark = pytest.mark.broker
 
 COMMAND = load_schema("lockdown-command")
-
-
-@pytest.fixture
-def linked(broker, tmp_path, clock):
-    made: list[Linked] = []
-
-    def make(state_dir: Path | None = None, **kwargs) -> Linked:
-        kwargs.setdefault("clock", clock)
-        lc = Linked(broker, state_dir or tmp_path / f"state{len(made)}", **kwargs)
-        made.append(lc)
-        return lc
-
-    yield make
-    for lc in made:
-        lc.close()
-
-
-@pytest.fixture
-def subscriber(broker):
-    subs: list[Subscriber] = []
-
-    def make(**kwargs) -> Subscriber:
-        s = Subscriber(broker, **kwargs)
-        subs.append(s)
-        return s
-
-    yield make
-    for s in subs:
-        s.close()
-    for s in subs:
-        validate_all(s)      # every status/state/event message any test client saw is schema-valid
-
 
 def command(action: str = "start", **extra: object) -> str:
     body = {"action": action, "id": extra.pop("id", "cmd-1"), "reason": "drill", "by": "District Officer"}

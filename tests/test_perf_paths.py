@@ -17,7 +17,6 @@ import pytest
 
 from controller.camera import SimulatedCamera, SnapshotService
 from controller.journal import Journal
-from tests.support_web import controller  # noqa: F401  (fixture)
 from web.panel import summarize_health
 from web.stream import StreamHub
 
@@ -69,7 +68,7 @@ def test_an_event_is_encoded_once_and_streams_send_the_mqtt_text(journal):
     hub.close()
 
 
-def test_panel_health_summary_matches_the_full_health_report(controller):  # noqa: F811
+def test_panel_health_summary_matches_the_full_health_report(controller):
     full = controller.health()
     summary = summarize_health(controller)
     assert summary["camera"] == full["camera"]

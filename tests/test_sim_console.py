@@ -17,18 +17,17 @@ from controller import config as cfg
 from controller import events as ev
 from controller import simulate as sim
 from controller.cli import build_parser
-from tests.support_web import controller  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_console(controller, text: str, as_json: bool = False) -> tuple[list[str], threading.Event]:  # noqa: F811
+def run_console(controller, text: str, as_json: bool = False) -> tuple[list[str], threading.Event]:
     out, stop = io.StringIO(), threading.Event()
     sim.console(controller, controller.station, stop, stream=io.StringIO(text), out=out, as_json=as_json)
     return out.getvalue().splitlines(), stop
 
 
-def test_exit_is_the_request_to_exit_sensor_and_quit_stops(controller):  # noqa: F811
+def test_exit_is_the_request_to_exit_sensor_and_quit_stops(controller):
     lines, stop = run_console(controller, "exit\nopen\nclose\nquit\npress\n")
     kinds = [(e.type, e.data.get("egress")) for e in controller.journal.query(limit=50)]
     assert (ev.DOOR_OPENED, True) in kinds                  # the door opened as free egress
@@ -39,7 +38,7 @@ def test_exit_is_the_request_to_exit_sensor_and_quit_stops(controller):  # noqa:
     assert stop.is_set()
 
 
-def test_answers_are_sentences_not_python_objects(controller):  # noqa: F811
+def test_answers_are_sentences_not_python_objects(controller):
     lines, _ = run_console(controller, "approve\npress\napprove\nstatus\nevents 3\nbogus\nring_action\n_out\n")
     text = "\n".join(lines)
     assert "Decision(" not in text and "{'" not in text and "malformed" not in text
@@ -53,7 +52,7 @@ def test_answers_are_sentences_not_python_objects(controller):  # noqa: F811
     assert "Unknown command '_out'; type 'help' for the list." in lines
 
 
-def test_json_answers_for_scripts(controller):  # noqa: F811
+def test_json_answers_for_scripts(controller):
     lines, _ = run_console(controller, "deny\npress\nstatus\ndeny\n", as_json=True)
     answers = [json.loads(line) for line in lines]
     assert answers[0] == {"ok": False, "code": "no_ring", "reason": "no ring to deny"}

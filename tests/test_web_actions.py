@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from controller import events as ev
-from tests.support_web import NAMES, app, controller, ring, staff, wait_for, wait_snapshot  # noqa: F401
+from tests.support_web import NAMES, ring, wait_for, wait_snapshot
 
 
 def strike_on_count(pin_factory_pin) -> int:

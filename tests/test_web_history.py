@@ -9,7 +9,7 @@ import io
 import pytest
 
 from controller import events as ev
-from tests.support_web import NAMES, admin, app, controller, login, ring, staff, wait_snapshot  # noqa: F401
+from tests.support_web import NAMES, login, ring, wait_snapshot
 
 
 def test_history_lists_visits_newest_first_with_outcome_and_thumbnail(staff, controller):
