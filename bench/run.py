@@ -110,12 +110,6 @@ def run(smoke: bool) -> dict[str, Any]:
     return results
 
 
-def _fmt(value: Any, unit: str = "") -> str:
-    if isinstance(value, float):
-        return f"{value:.2f}{unit}"
-    return f"{value}{unit}"
-
-
 def table(r: dict[str, Any]) -> str:
     rows = [("measure", "result", "target", "met")]
 
@@ -124,7 +118,8 @@ def table(r: dict[str, Any]) -> str:
 
     a = r.get("baseline_a_paho_roundtrip", {})
     if "p50_ms" in a:
-        add("baseline A: raw paho QoS 1 publish -> subscriber process (ring cadence)", f"p50 {a['p50_ms']:.3f} ms, p99 {a['p99_ms']:.3f} ms",
+        add("baseline A: raw paho QoS 1 publish -> subscriber process (ring cadence)",
+            f"p50 {a['p50_ms']:.3f} ms, p99 {a['p99_ms']:.3f} ms",
             "reference", None)
     b = r.get("baseline_b_sqlite_commit", {})
     if "p50_ms" in b:

@@ -209,8 +209,7 @@ class SnapshotService:
     KEEP_COUNTS = 256
 
     def __init__(self, camera: Camera, directory: Path, recorder: Any, timeout: float = 3.0,
-                 retention_days: float = 30.0, max_bytes: int = 500 * 1024 * 1024,
-                 on_health: Callable[[bool], None] | None = None):
+                 retention_days: float = 30.0, max_bytes: int = 500 * 1024 * 1024):
         self.camera = camera
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -219,10 +218,8 @@ class SnapshotService:
         self.retention_seconds = retention_days * 86400
         self.max_bytes = max_bytes
         self._busy = threading.Lock()
-        self._on_health = on_health
         self.ok = True
         self.last_error: str | None = None
-        self.last_capture_seconds: float | None = None
         self._threads: set[threading.Thread] = set()
         self._closing = False
         self._last_prune = float("-inf")       # first capture prunes what earlier runs left
@@ -352,7 +349,6 @@ class SnapshotService:
         except OSError as exc:           # a full disk: the ring goes on without this photo
             tmp.unlink(missing_ok=True)
             return self._fail(request_id, f"snapshot not saved: {exc}", press)
-        self.last_capture_seconds = result["seconds"]
         self._set_health(True, None)
         event = self.recorder.append(
             ev.SNAPSHOT_CAPTURED, request_id, size=len(jpeg), sha256=hashlib.sha256(jpeg).hexdigest(),
@@ -398,10 +394,7 @@ class SnapshotService:
         return event
 
     def _set_health(self, ok: bool, error: str | None) -> None:
-        changed = ok != self.ok
         self.ok, self.last_error = ok, error
-        if changed and self._on_health is not None:
-            self._on_health(ok)
 
     def _maybe_prune(self) -> None:
         """Prune at most every PRUNE_INTERVAL: a full directory scan per ring would cost every

@@ -80,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from . import simulate as sim     # lazy: it pulls in the whole daemon
+    from . import simulate as sim  # lazy: it pulls in the whole daemon
     _setup_logging(args.verbose)
     base = _load(args.config) if args.config else cfg.Settings()
     if not args.no_web and not _port_free("127.0.0.1", args.port):
@@ -156,9 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-strike", action="store_true", help="never offer to pulse the strike")
     p.set_defaults(func=cmd_selftest)
 
-    from web.cli import add_commands   # panel: user accounts and make-cert
+    from web.cli import add_commands  # panel: user accounts and make-cert
     add_commands(sub, _load)
-    from .journal_cli import add_commands as add_journal_commands   # journal accept-new
+    from .journal_cli import add_commands as add_journal_commands  # journal accept-new
     add_journal_commands(sub, _load)
     return parser
 

@@ -296,7 +296,6 @@ CHECKS: dict[str, dict[str, list[Check]]] = {
     },
 }
 
-SECTIONS = {f.name: f.type for f in dataclasses.fields(Settings) if f.name != "source"}
 SECTION_CLASSES = {
     "site": SiteSettings, "gpio": GpioSettings, "door": DoorSettings, "camera": CameraSettings,
     "storage": StorageSettings, "mqtt": MqttSettings, "web": WebSettings,

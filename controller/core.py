@@ -190,7 +190,7 @@ def _transition(method: Callable[..., Any]) -> Callable[..., Any]:
 class EntryCore:
     def __init__(self, recorder: Recorder, strike: Strike, rules: Rules | None = None, *,
                  clock: Clock | None = None, indicators: Indicators | None = None,
-                 on_ring: Callable[[str], None] | None = None, has_door_contact: bool = False,
+                 on_ring: Callable[[str], object] | None = None, has_door_contact: bool = False,
                  lockdown_store: LockdownStore | None = None, reserve: SpaceReserve | None = None,
                  on_press_again: Callable[[str, int], None] | None = None):
         self.rules = rules or Rules()

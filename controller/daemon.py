@@ -16,17 +16,17 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from . import __version__
 from . import events as ev
 from .camera import Camera, SnapshotService, build_camera
 from .config import Settings
-from .identity import JournalIdentity, hold_lock, identity_paths
-from .faults import CountingRecorder
-from .durable import LOCKDOWN_FILE, RESERVE_BYTES, RESERVE_FILE, DiskReserve, FileLockdownStore
 from .core import Clock, Decision, EntryCore, Rules, SystemClock
+from .durable import LOCKDOWN_FILE, RESERVE_BYTES, RESERVE_FILE, DiskReserve, FileLockdownStore
+from .faults import CountingRecorder
 from .gpio import DoorHardware, factory_name, uses_mock_pins
+from .identity import JournalIdentity, hold_lock, identity_paths
 from .journal import Journal, JournalError
 from .memory import tune_malloc
 from .notify import Notifier, watchdog_interval
@@ -37,10 +37,11 @@ JOURNAL_FILE = "journal.sqlite3"
 SNAPSHOT_DIR = "snapshots"
 
 
-class Service:
-    """Something the daemon starts after the core and stops before it (MQTT link, web server)."""
+class Service(Protocol):
+    """Something the daemon starts after the core and stops before it (MQTT link, web server).
+    Any object with these members is one; subclass it for the do-nothing defaults."""
 
-    name = "service"
+    name: str = "service"
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -117,7 +118,7 @@ class Controller:
     def health(self) -> dict[str, Any]:
         try:
             disk = shutil.disk_usage(self.journal.path.parent)
-            disk_info = {"free_bytes": disk.free, "total_bytes": disk.total}
+            disk_info: dict[str, int | None] = {"free_bytes": disk.free, "total_bytes": disk.total}
         except OSError:
             disk_info = {"free_bytes": None, "total_bytes": None}
         health: dict[str, Any] = {
@@ -212,7 +213,8 @@ def restore_lockdown(controller: Controller) -> bool:
     record = c.lockdown_store.load() if c.lockdown_store is not None else None
     if record is not None:
         lid = record.get("id")
-        if lid and any(e.type == ev.LOCKDOWN_ENDED and e.data.get("lockdown_id") == lid for e in recent):
+        ended = any(e.type == ev.LOCKDOWN_ENDED and e.data.get("lockdown_id") == lid for e in recent)
+        if lid and ended and c.lockdown_store is not None:
             c.lockdown_store.save(None)
             record = None
     if record is not None:
@@ -360,7 +362,7 @@ def stop(controller: Controller, reason: str, budget: float = STOP_BUDGET_SECOND
     jobs.append(("camera", c.snapshots.close))
     stuck = _stop_all_within(jobs, budget)
     try:
-        extra = {"unfinished": stuck} if stuck else {}
+        extra: dict[str, Any] = {"unfinished": stuck} if stuck else {}
         c.journal.append(ev.CONTROLLER_STOPPED, reason=reason, **extra)
     except Exception:
         log.exception("could not journal controller_stopped")
@@ -413,6 +415,7 @@ def run(settings: Settings, pin_factory: Any = None, camera: Camera | None = Non
         # Mock pins outside the simulated campus (a test system, GPIOZERO_PIN_FACTORY=mock): the
         # /sim station drives them, as in the simulated campus. Never with real pins.
         from gpiozero import Device
+
         from .simulate import SimulatedStation
         controller.station = SimulatedStation(controller.hardware.pin_factory or Device.pin_factory, settings.gpio)
         controller.station.settle()
@@ -466,6 +469,6 @@ def default_services(settings: Settings) -> list[ServiceFactory]:
         from .mqtt import MqttLink
         factories.append(MqttLink.for_controller)
     if settings.web.enabled:
-        from web.server import WebServer   # composition root: the only place that knows the panel
+        from web.server import WebServer  # composition root: the only place that knows the panel
         factories.append(WebServer.for_controller)
     return factories

@@ -100,10 +100,6 @@ class VisitorLeds:
         """The LED device for ``name`` (ringing/approved/denied), or None when not fitted."""
         return self._leds.get(name)
 
-    def is_lit(self, name: str) -> bool | None:
-        led = self._leds.get(name)
-        return None if led is None else bool(led.is_lit)
-
     def close(self) -> None:
         for led in self._leds.values():
             led.close()

@@ -15,8 +15,8 @@ import logging
 import sqlite3
 import threading
 import uuid
-from datetime import datetime, timezone
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -77,7 +77,7 @@ class JournalError(RuntimeError):
 
 
 class Journal:
-    epoch: str | None = None       # this journal's id (meta table): every event carries it
+    epoch: str = ""                # this journal's id (meta table): every event carries it
     created: bool = False          # opened as a brand-new, empty journal (see controller/identity.py)
 
     def __init__(self, path: str | Path, campus: str, door: str,
@@ -202,7 +202,8 @@ class Journal:
               until: datetime | None = None, before_seq: int | None = None,
               limit: int = 50) -> list[Event]:
         """Newest first, for history pages: filter by types and a [since, until) time range."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | int] = []
         if types:
             types = list(types)
             where.append(f"type IN ({','.join('?' * len(types))})")

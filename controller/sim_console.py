@@ -122,7 +122,8 @@ class Console:
 
     def _lockdown(self, rest: list[str]) -> list[str]:
         if not rest or rest[0] not in ("start", "end"):
-            return [self._out({"ok": False, "error": "usage: lockdown start|end"}, "Say 'lockdown start' or 'lockdown end'.")]
+            return [self._out({"ok": False, "error": "usage: lockdown start|end"},
+                              "Say 'lockdown start' or 'lockdown end'.")]
         fn = self.controller.start_lockdown if rest[0] == "start" else self.controller.end_lockdown
         return self._decision(f"lockdown {rest[0]}", fn(STAFF, "console", "panel"))
 
@@ -144,7 +145,8 @@ class Console:
 
     def _camera(self, rest: list[str]) -> list[str]:
         if not rest or rest[0] not in ("hang", "fail", "ok"):
-            return [self._out({"ok": False, "error": "usage: camera hang|fail|ok"}, "Say 'camera hang', 'camera fail' or 'camera ok'.")]
+            return [self._out({"ok": False, "error": "usage: camera hang|fail|ok"},
+                              "Say 'camera hang', 'camera fail' or 'camera ok'.")]
         camera = self.controller.snapshots.camera
         camera.delay_seconds = 10 ** 9 if rest[0] == "hang" else 0.0
         camera.fail_next = "simulated camera failure" if rest[0] == "fail" else None

@@ -8,10 +8,9 @@ press, approve, deny, open and close the door and watch the journal.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from pathlib import Path
 from typing import Any
-
-from collections import deque
 
 from gpiozero.pins.mock import MockFactory, MockPin
 
@@ -32,7 +31,7 @@ class SimulatedPin(MockPin):
 
     def clear_states(self) -> None:
         super().clear_states()
-        self.states = deque(self.states, maxlen=self.HISTORY)   # type: ignore[assignment]
+        self.states: deque[Any] = deque(self.states, maxlen=self.HISTORY)
 
 
 def simulated_settings(base: cfg.Settings, state_dir: Path, web_port: int = 8080, mqtt: bool = False,

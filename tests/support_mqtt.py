@@ -154,7 +154,7 @@ class Broker:
                     return
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"mosquitto did not listen on {self.port}")
+                    raise RuntimeError(f"mosquitto did not listen on {self.port}") from None
                 time.sleep(0.05)
 
     def stop(self) -> None:

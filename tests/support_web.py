@@ -8,15 +8,13 @@ journal and (simulated) camera.
 from __future__ import annotations
 
 import re
-import time
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
-from tests.conftest import wait_for  # noqa: F401  (re-exported for the tests)
-
 from controller import daemon
 from controller.simulate import SimulatedStation
+from tests.conftest import wait_for  # noqa: F401  (re-exported for the tests)
 
 PASSWORDS = {"admin": "orbit-lantern-quietly-7", "sam": "maple-kettle-sparrow-4"}
 NAMES = {"admin": "Ada Admin", "sam": "Sam Staff"}

@@ -9,14 +9,14 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from controller import config as cfg
 from controller import events as ev
 from tests.support_browser import expect, signed_in
 from tests.support_web import NAMES, wait_for
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent

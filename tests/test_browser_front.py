@@ -13,8 +13,8 @@ import pytest
 
 from controller import config as cfg
 from controller import labels
-from tests.support_web import NAMES, ring, wait_for, wait_snapshot
 from tests.support_browser import CHROMIUM_ARGS, expect, launch_chromium, signed_in
+from tests.support_web import NAMES, ring, wait_for, wait_snapshot
 
 pytestmark = pytest.mark.browser
 

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from controller import events as ev
-from tests.support_web import wait_for
 from tests.support_browser import expect, signed_in
+from tests.support_web import wait_for
 
 pytestmark = pytest.mark.browser
 

@@ -56,7 +56,8 @@ def test_defaults_are_documented_values():
 
 
 @pytest.mark.parametrize("snippet, key, words", [
-    ("[gpio]\nstrike_pin = 14", "gpio.strike_pin", "14 is pulled high or toggles at boot; use a pin in 9-27 other than 14/15"),
+    ("[gpio]\nstrike_pin = 14", "gpio.strike_pin",
+     "14 is pulled high or toggles at boot; use a pin in 9-27 other than 14/15"),
     ("[gpio]\nstrike_pin = 4", "gpio.strike_pin", "pulled high"),
     ("[gpio]\nstrike_pin = 40", "gpio.strike_pin", "9-27"),
     ("[gpio]\nstrike_active_high = false", "gpio.strike_active_high", "active-low"),

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
 from controller import events as ev
 from controller.core import UNLOCK_CAP, EntryCore, Rules
-from tests.support_core import FailingJournal, RecordingStrike
+from tests.support_core import FailingJournal
 
 
 def make_core(journal, strike, clock, **rules):

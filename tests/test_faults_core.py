@@ -15,6 +15,8 @@ from controller import events as ev
 from controller.core import EntryCore, Rules
 from controller.journal import Journal
 from tests.support_core import FailingJournal, RecordingStrike
+
+
 def crash(c, pin_factory) -> None:
     """What a SIGKILL leaves: no stop(), no door_locked, no controller_stopped (the OS closes files)."""
     c.snapshots.close()
@@ -273,7 +275,7 @@ def test_adapter_writes_lost_to_a_fault_are_counted_and_fail_closed(journal, clo
     adapter = CountingRecorder(failing, core.lost_event)
     failing.broken = True
     for type in (ev.SNAPSHOT_CAPTURED, ev.CAMERA_FAILED, ev.COMMAND_REJECTED):
-        with pytest.raises(Exception):
+        with pytest.raises(OSError, match="disk full"):
             adapter.append(type, None, reason="x")
     assert core.fault is not None and "journal_failure" in core.status()["alarms"]
     failing.broken = False

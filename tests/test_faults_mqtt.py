@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from controller import events as ev
-from tests.support_mqtt import Linked, dedupe, wait_for
 from tests.support_core import FailingJournal
+from tests.support_mqtt import Linked, dedupe, wait_for
 
 pytestmark = pytest.mark.broker
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from controller import events as ev
 from controller.core import EntryCore, Rules
-from tests.support_web import ring, wait_for, wait_snapshot
 from tests.support_core import RecordingStrike
+from tests.support_web import ring, wait_for, wait_snapshot
 
 
 def test_core_refuses_an_approval_of_an_older_press_or_photo(journal, clock):
@@ -79,6 +79,7 @@ def test_panel_second_press_takes_a_new_photo_and_refuses_the_old_one(controller
 def test_repeat_press_photos_are_coalesced(journal, tmp_path):
     import threading
     import uuid
+
     from controller.camera import SimulatedCamera, SnapshotService
 
     gate = threading.Event()
@@ -110,6 +111,7 @@ def test_repeat_press_photos_are_coalesced(journal, tmp_path):
 
 def test_a_photo_that_cannot_be_saved_is_a_camera_failure_not_a_stuck_ring(journal, tmp_path):
     import uuid
+
     from controller.camera import SimulatedCamera, SnapshotService
     svc = SnapshotService(SimulatedCamera(160, 120), tmp_path / "snaps", journal, timeout=5)
     done: list[tuple] = []

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from controller import events as ev
-
 from tests.support_mqtt import Linked, Subscriber, dedupe, start_broker, validate, validate_all, wait_for
 
 pytestmark = pytest.mark.broker

@@ -5,9 +5,8 @@ health report says, and the simulated camera still stamps each photo with its ow
 
 from __future__ import annotations
 
-import json
-
 import io
+import json
 import time
 import uuid
 from pathlib import Path

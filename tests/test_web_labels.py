@@ -15,8 +15,17 @@ import pytest
 from controller import config as cfg
 from controller import events as ev
 from controller import labels
-from tests.support_web import (NAMES, TEST_CONFIG, add_users, build_controller, login,
-                               ring, session_cookie, stop_controller, wait_for, wait_snapshot)
+from tests.support_web import (
+    NAMES,
+    TEST_CONFIG,
+    add_users,
+    build_controller,
+    ring,
+    session_cookie,
+    stop_controller,
+    wait_for,
+    wait_snapshot,
+)
 from tests.test_web_stream import StreamReader
 
 RAW = re.compile(r"\b[a-z]+_[a-z_]+\b")      # pulse_end, staff_unlock, buzzer_pressed, …

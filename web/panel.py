@@ -48,7 +48,7 @@ def summarize_health(c: Any) -> dict[str, Any]:
         connected = (mqtt.health() or {}).get("connected")
     try:
         usage = shutil.disk_usage(c.journal.path.parent)
-        disk = {"free_bytes": usage.free, "total_bytes": usage.total}
+        disk: dict[str, int | None] = {"free_bytes": usage.free, "total_bytes": usage.total}
     except OSError:
         disk = {"free_bytes": None, "total_bytes": None}
     return {

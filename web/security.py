@@ -6,17 +6,17 @@ able to read all of them in one place. Nothing here knows about doors.
 
 from __future__ import annotations
 
+import errno
 import hmac
 import logging
 import secrets
+import sqlite3
 from functools import wraps
 from typing import Any, Callable
 
 from flask import Flask, Response, current_app, g, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
-
-import errno
-import sqlite3
+from werkzeug.wrappers import Response as BaseResponse
 
 from controller.journal import JournalError
 
@@ -96,12 +96,12 @@ def _check_csrf() -> Response | None:
     return None
 
 
-def set_cookie(resp: Response, name: str, value: str, max_age: int | None = None) -> None:
+def set_cookie(resp: BaseResponse, name: str, value: str, max_age: int | None = None) -> None:
     resp.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="Strict",
                     secure=request.is_secure)
 
 
-def clear_cookie(resp: Response, name: str) -> None:
+def clear_cookie(resp: BaseResponse, name: str) -> None:
     resp.delete_cookie(name, path="/", httponly=True, samesite="Strict", secure=request.is_secure)
 
 
