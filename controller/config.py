@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import secret_files
-
-UNLOCK_CAP_SECONDS = 30.0
-"""Hard cap on strike on-time. Not configurable: a config cannot raise it."""
+from .door_settings import DoorSettings  # the [door] section: one class, the core runs on it
+from .vocabulary import UNLOCK_CAP_SECONDS  # the hard cap on strike on-time; a config cannot raise it
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # BCM pins 0-8 are pulled up at power-on, 14/15 are the UART and toggle during
@@ -75,18 +74,6 @@ class GpioSettings:
     led_ringing_pin: int | None = None
     led_approved_pin: int | None = None
     led_denied_pin: int | None = None
-
-
-@dataclass(frozen=True)
-class DoorSettings:
-    unlock_seconds: float = 5.0
-    ring_timeout_seconds: float = 60.0
-    held_open_seconds: float = 30.0
-    debounce_ms: int = 50
-    repeat_press_journal_seconds: float = 2.0
-    denied_indicator_seconds: float = 5.0
-    relock_on_close: bool = True
-    exit_request_seconds: float = 10.0      # a door opening this soon after request-to-exit is egress
 
 
 @dataclass(frozen=True)

@@ -40,11 +40,13 @@ from functools import wraps
 from typing import Any, Callable, Protocol
 
 from . import events as ev
+from .door_settings import DoorSettings
 from .faults import FaultLog, LockdownStore, SpaceReserve
+from .vocabulary import SELF_CLEARING_ALARMS, UNLOCK_CAP_SECONDS, Alarm, DecisionCode
 
 log = logging.getLogger(__name__)
 
-UNLOCK_CAP = 30.0
+UNLOCK_CAP = UNLOCK_CAP_SECONDS     # the one cap (controller/vocabulary.py), by its short name
 FAULT_RETRY_SECONDS = 10.0
 HANDLED_MEMORY = 1000
 MAX_PRESS_TIMES = 20
@@ -84,26 +86,9 @@ class _NoIndicators:
 
 
 @dataclass(frozen=True)
-class Rules:
-    """The door settings the core needs (built from config.DoorSettings by the daemon)."""
-    unlock_seconds: float = 5.0
-    ring_timeout_seconds: float = 60.0
-    held_open_seconds: float = 30.0
-    debounce_ms: int = 50
-    repeat_press_journal_seconds: float = 2.0
-    denied_indicator_seconds: float = 5.0
-    relock_on_close: bool = True
-    exit_request_seconds: float = 10.0
-
-    @classmethod
-    def from_settings(cls, door: Any) -> "Rules":
-        return cls(**{k: getattr(door, k) for k in cls.__dataclass_fields__})
-
-
-@dataclass(frozen=True)
 class Decision:
-    """Outcome of a staff action. ``code`` maps to HTTP: ok, unknown (404), handled/expired/
-    lockdown/busy (409), invalid (400), fault (503)."""
+    """Outcome of a staff action. ``code`` is a vocabulary.DecisionCode; the panel maps it to
+    HTTP: ok, unknown (404), handled/expired/lockdown/busy (409), invalid (400), fault (503)."""
     ok: bool
     code: str
     reason: str
@@ -188,12 +173,12 @@ def _transition(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class EntryCore:
-    def __init__(self, recorder: Recorder, strike: Strike, rules: Rules | None = None, *,
+    def __init__(self, recorder: Recorder, strike: Strike, rules: DoorSettings | None = None, *,
                  clock: Clock | None = None, indicators: Indicators | None = None,
                  on_ring: Callable[[str], object] | None = None, has_door_contact: bool = False,
                  lockdown_store: LockdownStore | None = None, reserve: SpaceReserve | None = None,
                  on_press_again: Callable[[str, int], None] | None = None):
-        self.rules = rules or Rules()
+        self.rules = rules or DoorSettings()
         self._lockdown_store = lockdown_store
         self._on_press_again = on_press_again
         self._reserve = reserve
@@ -271,7 +256,7 @@ class EntryCore:
         """A buzzer press (already an edge from the GPIO adapter). Debounced and coalesced."""
         now = self._clock.monotonic()
         if self._last_press is not None and (now - self._last_press) * 1000 < self.rules.debounce_ms:
-            return Decision(False, "debounced", "press within the debounce window",
+            return Decision(False, DecisionCode.DEBOUNCED, "press within the debounce window",
                             self._ring.request_id if self._ring else None)
         self._last_press = now
         try:
@@ -296,7 +281,7 @@ class EntryCore:
                     self._on_press_again(ring.request_id, ring.presses)
                 except Exception:
                     log.exception("snapshot request failed for %s", ring.request_id)
-            return Decision(True, "coalesced", "counted against the pending ring", ring.request_id)
+            return Decision(True, DecisionCode.COALESCED, "counted against the pending ring", ring.request_id)
         request_id = str(uuid.uuid4())
         ring = _Ring(request_id=request_id, started_at=now, started_wall=self._clock.now(),
                      expires_at=now + self.rules.ring_timeout_seconds, last_journaled=now)
@@ -314,7 +299,7 @@ class EntryCore:
                 self._on_ring(request_id)
             except Exception:
                 log.exception("snapshot request failed for %s", request_id)
-        return Decision(True, "ringing", "new ring", request_id)
+        return Decision(True, DecisionCode.RINGING, "new ring", request_id)
 
     @_transition
     def photo_done(self, request_id: str, snapshot: int | None, press: int,
@@ -339,30 +324,30 @@ class EntryCore:
         if refused:
             return refused
         if self._lockdown is not None:
-            return self._refuse("approve", request_id, actor, "lockdown", "lockdown is active")
+            return self._refuse("approve", request_id, actor, DecisionCode.LOCKDOWN, "lockdown is active")
         ring = self._ring
         assert ring is not None
         if not ring.recorded:
-            return self._refuse("approve", request_id, actor, "ring_not_recorded",
+            return self._refuse("approve", request_id, actor, DecisionCode.RING_NOT_RECORDED,
                                 "this ring was never journaled: ask the visitor to press again")
         if seen_snapshot is not None or seen_presses is not None:
             if not all(v is None or (isinstance(v, int) and 0 <= v <= 1_000_000)
                        for v in (seen_snapshot, seen_presses)):
-                return self._refuse("approve", request_id, actor, "invalid", "snapshot/presses malformed")
+                return self._refuse("approve", request_id, actor, DecisionCode.INVALID, "snapshot/presses malformed")
             if ((seen_presses is not None and seen_presses < ring.presses)
                     or (seen_snapshot is not None and seen_snapshot < ring.photo)
                     or ring.photo_pending):
-                return self._refuse("approve", request_id, actor, "stale", "a new press: look again")
+                return self._refuse("approve", request_id, actor, DecisionCode.STALE, "a new press: look again")
         try:
             self._record(ev.ENTRY_APPROVED, ring.request_id, actor, presses=ring.presses,
                          snapshot=ring.photo if seen_snapshot is None else seen_snapshot)
         except _RecordFailed:
-            return Decision(False, "fault", "journal unavailable: failing closed", ring.request_id)
+            return Decision(False, DecisionCode.FAULT, "journal unavailable: failing closed", ring.request_id)
         self._close_ring("approved")
         if not self._start_pulse(ring.request_id, actor, "approved"):
-            return Decision(False, "fault", "strike could not be driven; door stays locked",
+            return Decision(False, DecisionCode.FAULT, "strike could not be driven; door stays locked",
                             ring.request_id)
-        return Decision(True, "ok", "approved", ring.request_id)
+        return Decision(True, DecisionCode.OK, "approved", ring.request_id)
 
     @_transition
     def deny(self, request_id: Any, actor: Any) -> Decision:
@@ -375,20 +360,20 @@ class EntryCore:
         self._try_record(ev.ENTRY_DENIED, ring.request_id, actor, presses=ring.presses)
         self._close_ring("denied")
         self._denied_until = self._clock.monotonic() + self.rules.denied_indicator_seconds
-        return Decision(True, "ok", "denied", ring.request_id)
+        return Decision(True, DecisionCode.OK, "denied", ring.request_id)
 
     @_transition
     def unlock_now(self, actor: Any, note: str = "") -> Decision:
         """Staff 'unlock now' without a ring: allowed, audited, refused in lockdown or fault."""
         if not _valid_actor(actor):
-            return Decision(False, "invalid", "a named staff member is required")
+            return Decision(False, DecisionCode.INVALID, "a named staff member is required")
         if self._lockdown is not None:
-            return self._refuse("unlock", None, actor, "lockdown", "lockdown is active")
+            return self._refuse("unlock", None, actor, DecisionCode.LOCKDOWN, "lockdown is active")
         if self._blocked():
-            return self._refuse("unlock", None, actor, "fault", f"failing closed: {self._blocked()}")
+            return self._refuse("unlock", None, actor, DecisionCode.FAULT, f"failing closed: {self._blocked()}")
         if not self._start_pulse(None, actor, "staff_unlock", note=str(note)[:200]):
-            return Decision(False, "fault", "journal or strike unavailable; door stays locked")
-        return Decision(True, "ok", "unlocked")
+            return Decision(False, DecisionCode.FAULT, "journal or strike unavailable; door stays locked")
+        return Decision(True, DecisionCode.OK, "unlocked")
 
     @_transition
     def start_lockdown(self, actor: str, reason: str = "", source: str = "panel",
@@ -397,7 +382,7 @@ class EntryCore:
         store before it is reported as started; then it is journaled. If the journal cannot take
         it now, it is journaled (``during_fault: true``) when the journal recovers."""
         if self._lockdown is not None:
-            return Decision(True, "already", "lockdown already active")
+            return Decision(True, DecisionCode.ALREADY, "lockdown already active")
         lk = _Lockdown(self._clock.now(), str(actor), str(reason)[:200], str(source), str(uuid.uuid4()))
         self._lockdown = lk
         if self._pulse is not None:
@@ -406,8 +391,8 @@ class EntryCore:
         lk.journaled = self._try_record(ev.LOCKDOWN_STARTED, None, lk.actor, reason=lk.reason,
                                         source=lk.source, command_id=command_id, lockdown_id=lk.id)
         if not durable:
-            self._raise_alarm("lockdown_not_durable")
-        return Decision(True, "ok", "lockdown started")
+            self._raise_alarm(Alarm.LOCKDOWN_NOT_DURABLE)
+        return Decision(True, DecisionCode.OK, "lockdown started")
 
     def restore_lockdown(self, since: datetime, actor: str, reason: str, source: str,
                          lockdown_id: str | None = None, journaled: bool = True) -> None:
@@ -431,28 +416,28 @@ class EntryCore:
                      command_id: str | None = None) -> Decision:
         """Ending a lockdown is journaled first: if it cannot be recorded, lockdown stays."""
         if self._lockdown is None:
-            return Decision(True, "already", "no lockdown active")
+            return Decision(True, DecisionCode.ALREADY, "no lockdown active")
         lk = self._lockdown
         if not lk.journaled and not self._journal_missed_lockdown():
-            return Decision(False, "fault", "journal unavailable: lockdown stays")
+            return Decision(False, DecisionCode.FAULT, "journal unavailable: lockdown stays")
         try:
             self._record(ev.LOCKDOWN_ENDED, None, str(actor), reason=str(reason)[:200],
                          source=source, command_id=command_id, lockdown_id=lk.id)
         except _RecordFailed:
-            return Decision(False, "fault", "journal unavailable: lockdown stays")
+            return Decision(False, DecisionCode.FAULT, "journal unavailable: lockdown stays")
         self._lockdown = None
         # The end is journaled; if the file cannot go now, start-up sees the matching
         # lockdown_ended and clears it then.
         self._save_lockdown(None)
-        self._clear_alarm("lockdown_not_durable")
-        return Decision(True, "ok", "lockdown ended")
+        self._clear_alarm(Alarm.LOCKDOWN_NOT_DURABLE)
+        return Decision(True, DecisionCode.OK, "lockdown ended")
 
     def journal_lost(self, why: str, previous: list[str]) -> None:
         """At start-up: the journal is not the installation's (missing, emptied or foreign).
         The door stays locked and unlocks are refused until an admin accepts the new journal."""
         with self._lock:
             self._journal_lost = why
-            self._raise_alarm("journal_lost", reason=why[:300], previous_epochs=previous)
+            self._raise_alarm(Alarm.JOURNAL_LOST, reason=why[:300], previous_epochs=previous)
             self._refresh_indicators()
             self._queue_change()
         self._after_change()
@@ -461,17 +446,17 @@ class EntryCore:
     def accept_new_journal(self, actor: Any, source: str, epoch: str, previous: list[str]) -> Decision:
         """An admin accepts the journal in use as the installation's. Journaled first."""
         if not _valid_actor(actor):
-            return Decision(False, "invalid", "a named admin is required")
+            return Decision(False, DecisionCode.INVALID, "a named admin is required")
         if self._journal_lost is None:
-            return Decision(True, "already", "the journal is the installation's; nothing to accept")
+            return Decision(True, DecisionCode.ALREADY, "the journal is the installation's; nothing to accept")
         try:
             self._record(ev.JOURNAL_ACCEPTED, None, str(actor), source=source, epoch=epoch,
                          previous_epochs=previous, reason=self._journal_lost[:300])
         except _RecordFailed:
-            return Decision(False, "fault", "journal unavailable: the new journal is not accepted")
+            return Decision(False, DecisionCode.FAULT, "journal unavailable: the new journal is not accepted")
         self._journal_lost = None
-        self._clear_alarm("journal_lost", actor=str(actor))
-        return Decision(True, "ok", "new journal accepted")
+        self._clear_alarm(Alarm.JOURNAL_LOST, actor=str(actor))
+        return Decision(True, DecisionCode.OK, "new journal accepted")
 
     @property
     def journal_is_lost(self) -> bool:
@@ -494,10 +479,10 @@ class EntryCore:
             if self._pulse is not None:
                 self._pulse.door_opened = True
             elif not egress:
-                self._raise_alarm("forced_open")
+                self._raise_alarm(Alarm.FORCED_OPEN)
             return
         self._try_record(ev.DOOR_CLOSED)
-        self._clear_alarm("held_open")
+        self._clear_alarm(Alarm.HELD_OPEN)
         if self._pulse is not None and self._pulse.door_opened and self.rules.relock_on_close:
             self._end_pulse("door_closed")
 
@@ -514,21 +499,20 @@ class EntryCore:
     @_transition
     def tamper_changed(self, active: bool) -> None:
         if active:
-            self._raise_alarm("tamper")
+            self._raise_alarm(Alarm.TAMPER)
         else:
-            self._clear_alarm("tamper")
+            self._clear_alarm(Alarm.TAMPER)
 
     @_transition
     def acknowledge_alarm(self, alarm: str, actor: Any) -> Decision:
         if not _valid_actor(actor):
-            return Decision(False, "invalid", "a named staff member is required")
-        if alarm not in self._alarms or alarm in ("journal_failure", "journal_lost", "disk_full",
-                                                  "lockdown_not_durable"):
-            return Decision(False, "unknown", f"no active alarm {alarm!r} to acknowledge")
-        if alarm == "held_open" and self._door_open:
-            return Decision(False, "busy", "the door is still held open")
+            return Decision(False, DecisionCode.INVALID, "a named staff member is required")
+        if alarm not in self._alarms or alarm in SELF_CLEARING_ALARMS:
+            return Decision(False, DecisionCode.UNKNOWN, f"no active alarm {alarm!r} to acknowledge")
+        if alarm == Alarm.HELD_OPEN and self._door_open:
+            return Decision(False, DecisionCode.BUSY, "the door is still held open")
         self._clear_alarm(alarm, actor=str(actor))
-        return Decision(True, "ok", "acknowledged")
+        return Decision(True, DecisionCode.OK, "acknowledged")
 
     @_transition
     def audit(self, type: str, actor: str | None = None, **data: Any) -> bool:
@@ -597,13 +581,13 @@ class EntryCore:
                 times.append(self._pulse.ends_at)
             if self._ring is not None:
                 times.append(self._ring.expires_at)
-            if self._door_open and "held_open" not in self._alarms:
+            if self._door_open and Alarm.HELD_OPEN not in self._alarms:
                 times.append(self._door_opened_at + self.rules.held_open_seconds)
             if self._denied_until:
                 times.append(self._denied_until)
             if self._fault is not None:
                 times.append(self._fault_retry_at)
-            if "disk_full" in self._alarms:
+            if Alarm.DISK_FULL in self._alarms:
                 times.append(self._reserve_retry_at)
             return min(times) if times else None
 
@@ -660,21 +644,21 @@ class EntryCore:
     # ------------------------------------------------------------ internals
     def _check_ring_action(self, action: str, request_id: Any, actor: Any) -> Decision | None:
         if not isinstance(request_id, str) or not request_id or len(request_id) > 64:
-            return self._refuse(action, None, actor, "invalid", "request id missing or malformed")
+            return self._refuse(action, None, actor, DecisionCode.INVALID, "request id missing or malformed")
         if not _valid_actor(actor):
-            return self._refuse(action, request_id, None, "invalid", "a named staff member is required")
+            return self._refuse(action, request_id, None, DecisionCode.INVALID, "a named staff member is required")
         if self._ring is None or self._ring.request_id != request_id:
             outcome = self._handled.get(request_id)
             if outcome == "expired":
-                return self._refuse(action, request_id, actor, "expired", "the ring has expired")
+                return self._refuse(action, request_id, actor, DecisionCode.EXPIRED, "the ring has expired")
             if outcome == "not_recorded":
-                return self._refuse(action, request_id, actor, "ring_not_recorded",
+                return self._refuse(action, request_id, actor, DecisionCode.RING_NOT_RECORDED,
                                     "this ring was never journaled: ask the visitor to press again")
             if outcome is not None:
-                return self._refuse(action, request_id, actor, "handled", f"already {outcome}")
-            return self._refuse(action, request_id, actor, "unknown", "no such pending ring")
+                return self._refuse(action, request_id, actor, DecisionCode.HANDLED, f"already {outcome}")
+            return self._refuse(action, request_id, actor, DecisionCode.UNKNOWN, "no such pending ring")
         if action == "approve" and self._blocked():
-            return self._refuse(action, request_id, actor, "fault", f"failing closed: {self._blocked()}")
+            return self._refuse(action, request_id, actor, DecisionCode.FAULT, f"failing closed: {self._blocked()}")
         return None
 
     def _blocked(self) -> str | None:
@@ -727,7 +711,7 @@ class EntryCore:
         except Exception as exc:
             log.exception("strike unlock failed")
             self._end_pulse("fault")
-            self._raise_alarm("strike_failure", error=str(exc)[:200])
+            self._raise_alarm(Alarm.STRIKE_FAILURE, error=str(exc)[:200])
             return False
         return True
 
@@ -762,15 +746,15 @@ class EntryCore:
             self._close_ring("expired")
             self._try_record(ev.RING_EXPIRED, ring.request_id, presses=ring.presses)
             fired = True
-        if "disk_full" in self._alarms and now >= self._reserve_retry_at:
+        if Alarm.DISK_FULL in self._alarms and now >= self._reserve_retry_at:
             if self._reserve is not None and self._reserve.restore():
-                self._clear_alarm("disk_full")
+                self._clear_alarm(Alarm.DISK_FULL)
             else:
                 self._reserve_retry_at = now + FAULT_RETRY_SECONDS
             fired = True
-        if (self._door_open and "held_open" not in self._alarms
+        if (self._door_open and Alarm.HELD_OPEN not in self._alarms
                 and now >= self._door_opened_at + self.rules.held_open_seconds):
-            self._raise_alarm("held_open", seconds=self.rules.held_open_seconds)
+            self._raise_alarm(Alarm.HELD_OPEN, seconds=self.rules.held_open_seconds)
             fired = True
         if self._denied_until and now >= self._denied_until:
             self._denied_until = 0.0
@@ -786,7 +770,7 @@ class EntryCore:
                 log.warning("journal recovered after fault: %s (%s)", self._fault, summary)
                 self._fault = None
                 self._fault_log = None
-                self._alarms.pop("journal_failure", None)
+                self._alarms.pop(Alarm.JOURNAL_FAILURE, None)
                 if self._lockdown is not None and not self._lockdown.journaled:
                     self._journal_missed_lockdown()
                 if self._ring is not None and not self._ring.recorded:
@@ -825,7 +809,7 @@ class EntryCore:
 
     def _release_reserve(self) -> bool:
         """Give the disk reserve back (once per full-disk episode); True when space was freed."""
-        if self._reserve is None or "disk_full" in self._alarms:
+        if self._reserve is None or Alarm.DISK_FULL in self._alarms:
             return False
         try:
             freed = self._reserve.release()
@@ -833,9 +817,9 @@ class EntryCore:
             log.exception("disk reserve release failed")
             return False
         if freed:
-            self._alarms["disk_full"] = self._clock.now()
+            self._alarms[Alarm.DISK_FULL] = self._clock.now()
             self._reserve_retry_at = self._clock.monotonic() + FAULT_RETRY_SECONDS
-            self._try_record(ev.ALARM_RAISED, alarm="disk_full", reserve_released=True)
+            self._try_record(ev.ALARM_RAISED, alarm=Alarm.DISK_FULL, reserve_released=True)
         return freed
 
     def _save_lockdown(self, record: dict[str, Any] | None) -> bool:
@@ -881,7 +865,7 @@ class EntryCore:
             self._fault_retry_at = self._clock.monotonic() + FAULT_RETRY_SECONDS
         if self._fault_log is None:
             self._fault_log = FaultLog(since=self._clock.now())
-        self._alarms.setdefault("journal_failure", self._clock.now())
+        self._alarms.setdefault(Alarm.JOURNAL_FAILURE, self._clock.now())
 
     def _refresh_indicators(self) -> None:
         if self._pulse is not None:

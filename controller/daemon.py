@@ -22,7 +22,7 @@ from . import __version__
 from . import events as ev
 from .camera import Camera, SnapshotService, build_camera
 from .config import Settings
-from .core import Clock, Decision, EntryCore, Rules, SystemClock
+from .core import Clock, Decision, EntryCore, SystemClock
 from .durable import LOCKDOWN_FILE, RESERVE_BYTES, RESERVE_FILE, DiskReserve, FileLockdownStore
 from .faults import CountingRecorder
 from .gpio import DoorHardware, factory_name, uses_mock_pins
@@ -30,6 +30,7 @@ from .identity import JournalIdentity, hold_lock, identity_paths
 from .journal import Journal, JournalError
 from .memory import tune_malloc
 from .notify import Notifier, watchdog_interval
+from .vocabulary import DecisionCode
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class Controller:
         the installation identity is rewritten to this journal's epoch)."""
         previous = self.identity.previous() if self.identity else []
         decision = self.core.accept_new_journal(actor, source, self.journal.epoch, previous)
-        if decision.ok and decision.code == "ok" and self.identity is not None:
+        if decision.ok and decision.code == DecisionCode.OK and self.identity is not None:
             problems = self.identity.write(self.journal.epoch)
             if problems and problems[0].startswith(str(self.identity.paths[0])):
                 return Decision(False, "fault", "accepted in the journal, but journal.id could not be "
@@ -290,7 +291,7 @@ def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = N
         lockdown_store = FileLockdownStore(state_dir / LOCKDOWN_FILE)
         reserve = DiskReserve(state_dir / RESERVE_FILE, RESERVE_BYTES)
         reserve.restore()              # best effort: a full disk at start-up still starts (locked)
-        core = EntryCore(journal, hardware.strike, Rules.from_settings(settings.door), clock=clock,
+        core = EntryCore(journal, hardware.strike, settings.door, clock=clock,
                          indicators=hardware.leds, on_ring=snapshots.request,
                          has_door_contact=hardware.door_contact is not None,
                          lockdown_store=lockdown_store, reserve=reserve,

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from gpiozero import LED, Button, DigitalInputDevice, DigitalOutputDevice
 
 from .config import GpioSettings
-from .core import UNLOCK_CAP
+from .vocabulary import UNLOCK_CAP_SECONDS as UNLOCK_CAP
 
 log = logging.getLogger(__name__)
 

@@ -132,7 +132,7 @@ class Journal:
         with self._lock:
             if self._closed:
                 raise JournalError("journal is closed")
-            event = Event(id=str(uuid.uuid4()), seq=self._last_seq + 1, type=type, ts=self._now(),
+            event = Event(id=str(uuid.uuid4()), seq=self._last_seq + 1, type=str(type), ts=self._now(),
                           campus=self.campus, door=self.door, request_id=request_id, actor=actor,
                           data=data, epoch=self.epoch)
             try:

@@ -15,6 +15,7 @@ import threading
 from typing import Any, Callable, TextIO
 
 from . import labels
+from .vocabulary import DecisionCode
 
 HELP = """commands:
   press                     press the buzzer (drives the mock GPIO pin)
@@ -43,7 +44,7 @@ DONE = {"approve": "Approved: the door is unlocked for the visitor.",
 
 def decision_sentence(what: str, d: Any) -> str:
     """A core Decision as one sentence: what happened, or why nothing did."""
-    if d.ok and d.code == "ok":
+    if d.ok and d.code == DecisionCode.OK:
         return DONE.get(what, "Done.")
     if d.ok:
         return f"Nothing to do: {d.reason}."

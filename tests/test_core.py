@@ -7,12 +7,13 @@ import threading
 import pytest
 
 from controller import events as ev
-from controller.core import UNLOCK_CAP, EntryCore, Rules
+from controller.core import UNLOCK_CAP, EntryCore
+from controller.door_settings import DoorSettings
 from tests.support_core import FailingJournal
 
 
 def make_core(journal, strike, clock, **rules):
-    return EntryCore(journal, strike, Rules(**rules), clock=clock, has_door_contact=True)
+    return EntryCore(journal, strike, DoorSettings(**rules), clock=clock, has_door_contact=True)
 
 
 @pytest.fixture
@@ -313,7 +314,7 @@ def test_forced_open_alarm_needs_acknowledgement(core):
 
 def test_journal_failure_fails_closed(tmp_path, journal, strike, clock):
     failing = FailingJournal(journal)
-    core = EntryCore(failing, strike, Rules(), clock=clock)
+    core = EntryCore(failing, strike, DoorSettings(), clock=clock)
     rid = core.press().request_id
     failing.broken = True
     d = core.approve(rid, "A")
@@ -325,7 +326,7 @@ def test_journal_failure_fails_closed(tmp_path, journal, strike, clock):
 
 def test_journal_failure_during_pulse_relocks(journal, strike, clock):
     failing = FailingJournal(journal)
-    core = EntryCore(failing, strike, Rules(), clock=clock, has_door_contact=True)
+    core = EntryCore(failing, strike, DoorSettings(), clock=clock, has_door_contact=True)
     core.unlock_now("A")
     failing.broken = True
     core.door_changed(True)   # cannot be journaled
@@ -334,7 +335,7 @@ def test_journal_failure_during_pulse_relocks(journal, strike, clock):
 
 def test_core_recovers_when_journal_writes_again(journal, strike, clock):
     failing = FailingJournal(journal)
-    core = EntryCore(failing, strike, Rules(), clock=clock)
+    core = EntryCore(failing, strike, DoorSettings(), clock=clock)
     failing.broken = True
     core.press()
     assert core.fault
@@ -373,7 +374,7 @@ def test_indicators_follow_state(journal, strike, clock):
         def show(self, state):
             shown.append(state)
 
-    core = EntryCore(journal, strike, Rules(denied_indicator_seconds=5), clock=clock, indicators=Leds())
+    core = EntryCore(journal, strike, DoorSettings(denied_indicator_seconds=5), clock=clock, indicators=Leds())
     rid = core.press().request_id
     core.deny(rid, "A")
     clock.advance(5)

@@ -4,7 +4,8 @@ an approval names the photo and press count it was looking at and is refused whe
 from __future__ import annotations
 
 from controller import events as ev
-from controller.core import EntryCore, Rules
+from controller.core import EntryCore
+from controller.door_settings import DoorSettings
 from tests.support_core import RecordingStrike
 from tests.support_web import ring, wait_for, wait_snapshot
 
@@ -12,7 +13,7 @@ from tests.support_web import ring, wait_for, wait_snapshot
 def test_core_refuses_an_approval_of_an_older_press_or_photo(journal, clock):
     asked: list[tuple[str, int]] = []
     strike = RecordingStrike(clock)
-    core = EntryCore(journal, strike, Rules(), clock=clock, on_ring=lambda rid: asked.append((rid, 1)),
+    core = EntryCore(journal, strike, DoorSettings(), clock=clock, on_ring=lambda rid: asked.append((rid, 1)),
                      on_press_again=lambda rid, press: asked.append((rid, press)))
     rid = core.press().request_id
     core.photo_done(rid, 1, 1, clock.now())
@@ -37,7 +38,7 @@ def test_core_refuses_an_approval_of_an_older_press_or_photo(journal, clock):
 
 def test_failed_photo_for_a_new_press_does_not_block_forever(journal, clock):
     strike = RecordingStrike(clock)
-    core = EntryCore(journal, strike, Rules(), clock=clock, on_ring=lambda rid: None,
+    core = EntryCore(journal, strike, DoorSettings(), clock=clock, on_ring=lambda rid: None,
                      on_press_again=lambda rid, press: None)
     rid = core.press().request_id
     clock.advance(5)

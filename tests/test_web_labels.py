@@ -15,6 +15,7 @@ import pytest
 from controller import config as cfg
 from controller import events as ev
 from controller import labels
+from controller.vocabulary import Alarm
 from tests.support_web import (
     NAMES,
     TEST_CONFIG,
@@ -55,7 +56,7 @@ def test_every_event_type_and_reason_has_words():
     assert set(labels.TYPES) == set(ev.ALL_TYPES)
     for code in ("approved", "staff_unlock", "pulse_end", "door_closed", "lockdown", "shutdown", "fault", "startup"):
         assert "_" not in labels.reason(code)
-    for alarm in ev.ALARMS:
+    for alarm in Alarm:
         assert alarm in labels.ALARMS
     assert labels.describe({"type": "door_opened", "egress": True}) == labels.EXIT
     assert labels.describe({"type": "door_locked", "reason": "pulse_end"}) == "Door locked (unlock time over)"

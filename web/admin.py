@@ -10,9 +10,10 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request
 
 from controller import events as ev
+from controller.vocabulary import DecisionCode
 
 from . import security as sec
-from .store import StoreError
+from .store import NoSuchUser, StoreError
 from .throttle import KINDS, LoginThrottle
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -68,7 +69,7 @@ def remove_user(username: str) -> Any:
     try:
         sec.store().remove_user(username)
     except StoreError as exc:
-        return _page(404 if str(exc).startswith("no user") else 400, error=str(exc))
+        return _page(404 if isinstance(exc, NoSuchUser) else 400, error=str(exc))
     _audit("remove", username=username)
     return _page(message=f"Removed {username}; their sessions ended.")
 
@@ -79,7 +80,7 @@ def set_password(username: str) -> Any:
     try:
         sec.store().set_password(username, request.form.get("password", ""))
     except StoreError as exc:
-        return _page(404 if str(exc).startswith("no user") else 400, error=str(exc))
+        return _page(404 if isinstance(exc, NoSuchUser) else 400, error=str(exc))
     _audit("password", username=username)
     return _page(message=f"Password changed for {username}; their sessions ended.")
 
@@ -103,7 +104,7 @@ def accept_journal() -> Any:
     d = current_app.extensions["entry_controller"].accept_new_journal(sess.user.display_name if sess else None,
                                                                       "panel")
     if not d.ok:
-        return _page(503 if d.code == "fault" else 400, error=d.reason)
+        return _page(503 if d.code == DecisionCode.FAULT else 400, error=d.reason)
     return _page(message="New journal accepted: " + d.reason + ".")
 @bp.post("/throttles/clear")
 @sec.require("admin")

@@ -19,17 +19,18 @@ from controller import events as ev
 from controller import labels
 from controller.core import Decision
 from controller.journal import JournalError, attributed_to
+from controller.vocabulary import Alarm, DecisionCode
 
 from . import security as sec
 
 log = logging.getLogger(__name__)
 bp = Blueprint("panel", __name__)
 
-DECISION_STATUS = {"ok": 200, "already": 200, "unknown": 404, "handled": 409, "expired": 409,
-                   "lockdown": 409, "busy": 409, "invalid": 400, "fault": 503,
-                   "ring_not_recorded": 409, "stale": 409}
-ALARM_NAMES = ("held_open", "forced_open", "tamper", "outbox_backlog", "journal_failure", "strike_failure",
-               "journal_lost", "disk_full", "lockdown_not_durable")
+DECISION_STATUS: dict[str, int] = {
+    DecisionCode.OK: 200, DecisionCode.ALREADY: 200, DecisionCode.UNKNOWN: 404, DecisionCode.HANDLED: 409,
+    DecisionCode.EXPIRED: 409, DecisionCode.LOCKDOWN: 409, DecisionCode.BUSY: 409, DecisionCode.INVALID: 400,
+    DecisionCode.FAULT: 503, DecisionCode.RING_NOT_RECORDED: 409, DecisionCode.STALE: 409}
+ALARM_NAMES = tuple(Alarm)
 
 
 def controller() -> Any:

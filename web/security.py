@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from controller.journal import JournalError
+from controller.vocabulary import Role
 
 from .store import PanelStore, Session
 
@@ -68,7 +69,7 @@ def require(role: str = "staff") -> Callable[[Callable[..., Any]], Callable[...,
                 if request.method == "GET" and not wants_json():
                     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
                 return error(401, "sign in first (or your session has expired)")
-            if role == "admin" and not sess.user.is_admin:
+            if role == Role.ADMIN and not sess.user.is_admin:
                 return error(403, "this needs an admin account")
             return view(*args, **kwargs)
         return wrapper

@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import events as ev
 from ..faults import CountingRecorder
+from ..vocabulary import DecisionCode
 from .commands import Pending
 
 log = logging.getLogger("controller.mqtt")
@@ -29,7 +30,7 @@ def _apply(link: Any, pending: Pending) -> None:
         link.intake.reject(pending.topic, "error: the command could not be processed", pending.payload,
                            command["by"])
         return
-    if decision.code != "ok":      # 'already' or 'fault': still answer the command with an event
+    if decision.code != DecisionCode.OK:      # 'already' or 'fault': still answer the command with an event
         log.warning("mqtt: command %s refused: %s: %s", command["id"][:64], decision.code, decision.reason)
         link.intake.reject(pending.topic, f"{decision.code}: {decision.reason}", pending.payload, command["by"])
         return

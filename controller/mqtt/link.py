@@ -16,6 +16,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .. import config as cfg
 from .. import events as ev
+from ..vocabulary import Alarm
 from . import connection as conn
 from .answers import answer_commands
 from .commands import CommandIntake, Pending
@@ -256,8 +257,8 @@ class MqttLink:
         if not self.backlog_alarm and depth > limit:
             self.backlog_alarm = True
             log.error("mqtt: outbox backlog %d events exceeds %d; still recording", depth, limit)
-            self.controller.core.set_alarm("outbox_backlog", True, depth=depth, limit=limit)
+            self.controller.core.set_alarm(Alarm.OUTBOX_BACKLOG, True, depth=depth, limit=limit)
         elif self.backlog_alarm and depth <= limit * 8 // 10:
             self.backlog_alarm = False
             log.info("mqtt: outbox backlog down to %d events", depth)
-            self.controller.core.set_alarm("outbox_backlog", False)
+            self.controller.core.set_alarm(Alarm.OUTBOX_BACKLOG, False)
