@@ -425,14 +425,14 @@ def plain_http_exposed(s: Settings) -> bool:
             and not is_loopback(w.host))
 
 
-def _secret_path(value: str) -> Path:
+def secret_path(value: str) -> Path:
     """Resolve 'credential:NAME' ($CREDENTIALS_DIRECTORY, else the installed credentials), else a path."""
     return secret_files.secret_path(value)
 
 
 def read_secret(value: str) -> str:
     """Read a secret from a file or systemd credential. The value is never logged."""
-    return _secret_path(value).read_text(encoding="utf-8").strip()
+    return secret_path(value).read_text(encoding="utf-8").strip()
 
 
 def read_text(path: str | os.PathLike[str]) -> str:

@@ -37,7 +37,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import wraps
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Concatenate, ParamSpec, Protocol, TypeVar
 
 from . import events as ev
 from .door_settings import DoorSettings
@@ -156,10 +156,14 @@ class Change:
     status: dict[str, Any]
 
 
-def _transition(method: Callable[..., Any]) -> Callable[..., Any]:
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _transition(method: Callable[Concatenate["EntryCore", _P], _R]) -> Callable[Concatenate["EntryCore", _P], _R]:
     """Run a public command under the core lock, after due timers, then notify."""
     @wraps(method)
-    def wrapper(self: "EntryCore", *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: "EntryCore", *args: _P.args, **kwargs: _P.kwargs) -> _R:
         with self._lock:
             self._run_timers()
             try:

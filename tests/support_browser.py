@@ -41,7 +41,7 @@ def site(settings: Any, pin_factory: Any) -> Iterator[Any]:
     from web.server import WebServer
     s = cfg.with_overrides(settings, door={"unlock_seconds": 2.0})
     controller = build_controller(s, pin_factory)
-    server = WebServer(controller, test_config=TEST_CONFIG, host="127.0.0.1", port=0)
+    server = WebServer(controller, test_config=TEST_CONFIG, host="127.0.0.1", port=0, station=controller.station)
     add_users(server.app.extensions["panel_store"])
     server.start()
     server.controller = controller

@@ -301,7 +301,7 @@ class Linked:
         self.station = SimulatedStation(self.factory, self.settings.gpio)
         self.station.settle()            # door closed, enclosure shut, as on a real installation
         daemon.start(self.controller)
-        self.link = MqttLink.for_controller(self.controller)
+        self.link = MqttLink(self.controller)
         self.controller.services.append(self.link)
         self.link.start()
         self.stopped = False

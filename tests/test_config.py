@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from controller import config as cfg
-from controller.cli import main
+from entry_buzzer.cli import main
 
 GOOD = """
 [site]
@@ -116,7 +116,7 @@ def test_check_config_prints_summary_and_exits_0(tmp_path, capsys):
 
 def test_check_config_as_a_process(tmp_path):
     bad = write(tmp_path, "[gpio]\nstrike_pin = 15\n")
-    proc = subprocess.run([sys.executable, "-m", "controller", "check-config", str(bad)],
+    proc = subprocess.run([sys.executable, "-m", "entry_buzzer", "check-config", str(bad)],
                           capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert proc.returncode == 2
     assert "gpio.strike_pin: 15 is pulled high or toggles at boot" in proc.stderr

@@ -41,7 +41,7 @@ def test_sign_in_and_lockdown_on_a_full_disk(small_disk, settings, pin_factory):
     from web import close_app, create_app
     settings = cfg.with_overrides(settings, storage={"state_dir": small_disk / "state"})
     c = build_controller(settings, pin_factory)
-    app = create_app(c, test_config=TEST_CONFIG)
+    app = create_app(c, test_config=TEST_CONFIG, station=c.station)
     try:
         add_users(app.extensions["panel_store"])
         assert c.reserve.held, "a disk reserve is kept in the state directory"

@@ -130,7 +130,7 @@ def test_every_event_carries_the_journal_epoch(settings, pin_factory):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "controller", "journal", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "entry_buzzer", "journal", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=60, env={**os.environ})
 
 

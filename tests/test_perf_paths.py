@@ -16,7 +16,6 @@ import pytest
 
 from controller.camera import SimulatedCamera, SnapshotService
 from controller.journal import Journal
-from web.panel import summarize_health
 from web.stream import StreamHub
 
 
@@ -52,7 +51,8 @@ def test_a_waiting_rings_photo_lookup_does_not_scan_the_directory(journal, tmp_p
 
 def test_an_event_is_encoded_once_and_streams_send_the_mqtt_text(journal):
     listeners = []
-    fake = SimpleNamespace(journal=journal, core=SimpleNamespace(add_listener=listeners.append))
+    fake = SimpleNamespace(subscribe_events=journal.subscribe, unsubscribe_events=journal.unsubscribe,
+                           subscribe_changes=listeners.append)
     hub = StreamHub(fake, session_check=lambda _t: {})
     client = hub.open("token")
     event = journal.append("buzzer_pressed", str(uuid.uuid4()), presses=1)
@@ -69,7 +69,7 @@ def test_an_event_is_encoded_once_and_streams_send_the_mqtt_text(journal):
 
 def test_panel_health_summary_matches_the_full_health_report(controller):
     full = controller.health()
-    summary = summarize_health(controller)
+    summary = controller.panel_health()
     assert summary["camera"] == full["camera"]
     assert summary["fault"] == full["fault"] and summary["outbox_depth"] == full["outbox_depth"]
     assert summary["mqtt"] == {"enabled": bool(controller.settings.mqtt.enabled),

@@ -45,7 +45,7 @@ class Sim:
             text += (f'[mqtt]\nenabled = true\nusername = "ctl"\npassword_file = "{pw}"\n'
                      "reconnect_min_seconds = 0.1\nreconnect_max_seconds = 1.0\n")
         config.write_text(text)
-        args = [sys.executable, "-m", "controller", "simulate", "--console", "--config", str(config),
+        args = [sys.executable, "-m", "entry_buzzer", "simulate", "--console", "--config", str(config),
                 "--state-dir", str(self.state)]
         args += ["--mqtt-port", str(broker.port)] if broker is not None else ["--no-mqtt"]
         args += ["--port", str(web_port)] if web_port else ["--no-web"]

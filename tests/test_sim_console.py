@@ -16,14 +16,16 @@ from pathlib import Path
 from controller import config as cfg
 from controller import events as ev
 from controller import simulate as sim
-from controller.cli import build_parser
+from controller.sim_console import console
+from entry_buzzer.cli import build_parser
+from entry_buzzer.simulation import panel_links
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_console(controller, text: str, as_json: bool = False) -> tuple[list[str], threading.Event]:
     out, stop = io.StringIO(), threading.Event()
-    sim.console(controller, controller.station, stop, stream=io.StringIO(text), out=out, as_json=as_json)
+    console(controller, controller.station, stop, stream=io.StringIO(text), out=out, as_json=as_json)
     return out.getvalue().splitlines(), stop
 
 
@@ -77,15 +79,15 @@ def test_every_option_of_every_subcommand_has_help():
 
 def test_tls_config_prints_an_https_link(tmp_path):
     base = cfg.with_overrides(cfg.Settings(), web={"tls_cert_file": "/x/cert.pem", "tls_key_file": "/x/key.pem"})
-    links = sim.panel_links(sim.simulated_settings(base, tmp_path, web_port=8443))
+    links = panel_links(sim.simulated_settings(base, tmp_path, web_port=8443))
     assert links == "panel: https://127.0.0.1:8443/  visitor station: https://127.0.0.1:8443/sim"
-    assert sim.panel_links(sim.simulated_settings(cfg.Settings(), tmp_path, web_port=8081)).startswith(
+    assert panel_links(sim.simulated_settings(cfg.Settings(), tmp_path, web_port=8081)).startswith(
         "panel: http://127.0.0.1:8081/")
 
 
 def _simulate(*args: str, tmp: Path) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "controller", "simulate", "--no-mqtt", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "entry_buzzer", "simulate", "--no-mqtt", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 

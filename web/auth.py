@@ -39,9 +39,9 @@ def _form(status: int = 200, message: str = "", username: str = "") -> Response:
     return resp
 
 
-def _journal(type: str, **data: object) -> None:
+def _journal(type: str, **data: Any) -> None:
     try:   # through the core: a full disk releases the reserve; a lost event is counted
-        if not current_app.extensions["entry_controller"].core.audit(type, **data):
+        if not sec.controller().audit(type, **data):
             current_app.logger.error("could not journal %s (counted for journal_recovered)", type)
     except Exception:  # a full disk must not turn a sign-in page into a 500
         current_app.logger.exception("could not journal %s", type)
@@ -114,7 +114,7 @@ def _create_session(user: Any, address: str) -> tuple[str, Any]:
     except (sqlite3.OperationalError, OSError) as exc:
         if not sec.disk_full(exc):
             raise
-        if not current_app.extensions["entry_controller"].core.use_reserve():
+        if not sec.controller().use_reserve():
             raise
     return sec.store().create_session(user, address, agent)
 

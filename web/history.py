@@ -13,10 +13,11 @@ import json
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from flask import Blueprint, Response, current_app, render_template, request
+from flask import Blueprint, Response, render_template, request
 
 from controller import events as ev
 from controller import labels
+from controller.api import DoorApi
 
 from . import security as sec
 
@@ -26,7 +27,7 @@ PAGE_SIZE = 50
 CSV_LIMIT = 10_000
 # "event" and "note" are the human words (controller/labels.py); "type" stays for scripts.
 CSV_COLUMNS = ("seq", "time", "event", "staff", "outcome", "outcome_by", "note", "request_id", "type", "details")
-OUTCOME_TYPES = {ev.ENTRY_APPROVED: "approved", ev.ENTRY_DENIED: "denied", ev.RING_EXPIRED: "expired"}
+OUTCOME_TYPES: dict[str, str] = {ev.ENTRY_APPROVED: "approved", ev.ENTRY_DENIED: "denied", ev.RING_EXPIRED: "expired"}
 
 
 THUMB_TYPES = {ev.BUZZER_PRESSED, ev.SNAPSHOT_CAPTURED}
@@ -76,24 +77,23 @@ def parse_filters() -> dict[str, Any]:
     }
 
 
-def _outcomes(journal: Any, request_ids: set[str]) -> dict[str, tuple[str, str | None]]:
+def _outcomes(c: DoorApi, request_ids: set[str]) -> dict[str, tuple[str, str | None]]:
     """(outcome, staff) for each ring on the page: approved / denied / expired / pending."""
-    out: dict[str, tuple[str, str | None]] = {}
-    for rid in request_ids:
-        outcome: tuple[str, str | None] = ("pending", None)
-        for e in journal.for_request(rid):
-            if e.type in OUTCOME_TYPES:
-                outcome = (OUTCOME_TYPES[e.type], e.actor)
-                break
-        out[rid] = outcome
+    out: dict[str, tuple[str, str | None]] = {rid: ("pending", None) for rid in request_ids}
+    decided: set[str] = set()
+    for e in c.ring_events(request_ids):          # seq order: the first outcome is the ring's
+        rid = e.request_id
+        if rid is not None and rid not in decided and e.type in OUTCOME_TYPES:
+            out[rid] = (OUTCOME_TYPES[e.type], e.actor)
+            decided.add(rid)
     return out
 
 
 def rows(limit: int, f: dict[str, Any]) -> list[dict[str, Any]]:
-    c = current_app.extensions["entry_controller"]
-    events = c.journal.query(types=f["types"] or None, since=f["since"], until=f["until"],
-                             before_seq=f["before_seq"], limit=limit)
-    outcomes = _outcomes(c.journal, {e.request_id for e in events if e.request_id})
+    c = sec.controller()
+    events = c.history(types=f["types"] or None, since=f["since"], until=f["until"],
+                       before_seq=f["before_seq"], limit=limit)
+    outcomes = _outcomes(c, {e.request_id for e in events if e.request_id})
     result = []
     for e in events:
         visit = e.type == ev.BUZZER_PRESSED
@@ -105,7 +105,7 @@ def rows(limit: int, f: dict[str, Any]) -> list[dict[str, Any]]:
             "staff": e.actor or str(e.data.get("username", "")),
             "outcome": outcome, "outcome_by": staff or "",
             "note": _note(e),
-            "snapshot": bool(e.type in THUMB_TYPES and e.request_id and c.snapshots.path_for(e.request_id)),
+            "snapshot": bool(e.type in THUMB_TYPES and e.request_id and c.snapshot_path(e.request_id)),
             "details": dict(e.data),
         })
     return result
@@ -165,8 +165,7 @@ def history_csv() -> Any:
 @sec.require()
 def snapshot(request_id: str) -> Any:
     n = request.args.get("n", "")
-    path = current_app.extensions["entry_controller"].snapshots.path_for(
-        request_id, int(n) if n.isdigit() and len(n) < 6 else None)
+    path = sec.controller().snapshot_path(request_id, int(n) if n.isdigit() and len(n) < 6 else None)
     if path is None:
         return sec.error(404, "no snapshot for that request id")
     try:

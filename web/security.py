@@ -18,7 +18,7 @@ from flask import Flask, Response, current_app, g, jsonify, redirect, render_tem
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from controller.journal import JournalError
+from controller.api import DoorApi, JournalError
 from controller.vocabulary import Role
 
 from .store import PanelStore, Session
@@ -35,6 +35,11 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 def store() -> PanelStore:
     return current_app.extensions["panel_store"]
+
+
+def controller() -> DoorApi:
+    """The door, through its typed facade (controller/api.py): all the panel may touch."""
+    return current_app.extensions["entry_controller"]
 
 
 def current_session() -> Session | None:
@@ -173,7 +178,7 @@ def init_app(app: Flask) -> None:
     @app.context_processor
     def _template_globals() -> dict[str, Any]:
         sess = current_session()
-        controller = app.extensions["entry_controller"]
+        controller: DoorApi = app.extensions["entry_controller"]
         return {"session": sess, "user": sess.user if sess else None,
                 "csrf_token": sess.csrf if sess else "", "simulated": controller.simulated,
                 "site": controller.settings.site}

@@ -12,7 +12,6 @@ import logging
 from typing import Any
 
 from .. import events as ev
-from ..faults import CountingRecorder
 from ..vocabulary import DecisionCode
 from .commands import Pending
 
@@ -44,7 +43,7 @@ def answer_commands(link: Any, final: bool = False) -> None:
     for p in pending:
         _apply(link, p)
     # Lost writes are counted by the core for journal_recovered (no silent gap in the audit).
-    journal = CountingRecorder(link.controller.journal, link.controller.core.lost_event)
+    journal = link.controller.adapter_recorder()
     for r in link.intake.take_rejections():
         log.warning("mqtt: command on %s refused: %s", r.topic[:120], r.reason)
         try:
