@@ -16,10 +16,11 @@ from .config import Settings
 from .core import Change, Decision
 from .events import Event
 from .journal import JournalError, attributed_to
+from .journal_reader import HistoryRow, let_others_run
 
 __all__ = ["DoorApi", "DoorCommands", "DoorReadModel", "DoorFeed", "DoorAudit", "Recorder", "OutboxStore",
            "EventListener", "ChangeListener", "Decision", "Change", "Event", "JournalError",
-           "attributed_to"]
+           "HistoryRow", "attributed_to", "let_others_run"]
 
 EventListener = Callable[[Event], None]
 ChangeListener = Callable[[Change], None]
@@ -76,7 +77,9 @@ class DoorReadModel(Protocol):
     def history(self, types: Iterable[str] | None = None, since: datetime | None = None,
                 until: datetime | None = None, before_seq: int | None = None,
                 limit: int = 50) -> list[Event]: ...
-    def ring_events(self, request_ids: Iterable[str]) -> list[Event]: ...
+    def history_page(self, types: Iterable[str] | None = None, since: datetime | None = None,
+                     until: datetime | None = None, before_seq: int | None = None,
+                     limit: int = 50) -> list[HistoryRow]: ...
     def snapshot_path(self, request_id: str, n: int | None = None) -> Path | None: ...
     def journal_position(self) -> tuple[str, int]: ...
     def now(self) -> datetime: ...

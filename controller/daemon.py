@@ -268,6 +268,7 @@ def stop(controller: Controller, reason: str, budget: float = STOP_BUDGET_SECOND
     except Exception:
         log.exception("could not journal controller_stopped")
     c.hardware.close()
+    c.close_reader()
     c.journal.close()
     if c.lock_file is not None:
         c.lock_file.close()

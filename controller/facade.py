@@ -23,7 +23,8 @@ from .events import Event
 from .faults import CountingRecorder
 from .gpio import DoorHardware, factory_name, uses_mock_pins
 from .identity import JournalIdentity
-from .journal import Journal
+from .journal import Journal, JournalError
+from .journal_reader import HistoryRow, JournalReader
 from .vocabulary import DecisionCode
 
 
@@ -63,6 +64,7 @@ class Controller:
     journal_lost: str | None = None   # why the journal is not the installation's (start-up check)
     lock_file: Any = None
     started_monotonic: float = field(default_factory=time.monotonic)
+    reader: JournalReader | None = field(default=None, repr=False)   # the panel's read-only history
 
     # ---- commands (delegates, so callers never need the core's internals)
     def press(self) -> Decision:
@@ -135,18 +137,32 @@ class Controller:
     def on_mock_pins(self) -> bool:
         return uses_mock_pins(self.hardware.pin_factory)
 
+    def _history_reader(self) -> JournalReader:
+        """The panel's reads go to read-only connections of their own, never the writer's. A
+        closed journal (stopping, or a fault) reads as unavailable there too."""
+        if self.journal.closed:
+            raise JournalError("journal is closed")
+        if self.reader is None:
+            self.reader = JournalReader(self.journal.path, self.journal.campus, self.journal.door,
+                                        self.journal.epoch)
+        return self.reader
+
+    def history_page(self, types: Iterable[str] | None = None, since: datetime | None = None,
+                     until: datetime | None = None, before_seq: int | None = None,
+                     limit: int = 50) -> list[HistoryRow]:
+        """Newest first, filtered by types and a [since, until) range, each ring with its
+        outcome: one query per page, on a read-only connection (History and the CSV export)."""
+        return self._history_reader().page(types, since, until, before_seq, limit)
+
     def history(self, types: Iterable[str] | None = None, since: datetime | None = None,
                 until: datetime | None = None, before_seq: int | None = None,
                 limit: int = 50) -> list[Event]:
-        """Newest first, filtered by types and a [since, until) range (History, Missed, recent)."""
-        return self.journal.query(types=types, since=since, until=until, before_seq=before_seq, limit=limit)
+        """The events of ``history_page`` (Missed visits, the dashboard's recent list)."""
+        return [row.event for row in self.history_page(types, since, until, before_seq, limit)]
 
-    def ring_events(self, request_ids: Iterable[str]) -> list[Event]:
-        """Every event of these rings, in seq order (a History page's outcomes)."""
-        out: list[Event] = []
-        for rid in request_ids:
-            out.extend(self.journal.for_request(rid))
-        return out
+    def close_reader(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
 
     def snapshot_path(self, request_id: str, n: int | None = None) -> Path | None:
         return self.snapshots.path_for(request_id, n)
