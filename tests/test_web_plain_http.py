@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import cli
+from entry_buzzer import cli
 from controller import config as cfg
 from tests.support_web import TEST_CONFIG
 
