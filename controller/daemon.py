@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from . import __version__
 from . import events as ev
-from .camera import Camera, SnapshotService, build_camera
+from .camera import Camera, build_camera
 from .config import Settings
 from .core import Clock, EntryCore, SystemClock
 from .durable import LOCKDOWN_FILE, RESERVE_BYTES, RESERVE_FILE, DiskReserve, FileLockdownStore
@@ -29,6 +29,7 @@ from .identity import JournalIdentity, hold_lock, identity_paths
 from .journal import Journal, JournalError
 from .memory import tune_malloc
 from .notify import Notifier, watchdog_interval
+from .snapshots import SnapshotService
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ from typing import Any, Iterable, Protocol
 
 from . import __version__
 from .api import ChangeListener, DoorApi, EventListener, OutboxStore, Recorder
-from .camera import SnapshotService
 from .config import Settings
 from .core import Clock, Decision, EntryCore
 from .durable import DiskReserve, FileLockdownStore
@@ -25,6 +24,7 @@ from .gpio import DoorHardware, factory_name, uses_mock_pins
 from .identity import JournalIdentity
 from .journal import Journal, JournalError
 from .journal_reader import HistoryRow, JournalReader
+from .snapshots import SnapshotService
 from .vocabulary import DecisionCode
 
 

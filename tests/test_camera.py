@@ -14,8 +14,9 @@ import uuid
 import pytest
 
 from controller import events as ev
-from controller.camera import CameraError, Picamera2Camera, SimulatedCamera, SnapshotService
+from controller.camera import CameraError, Picamera2Camera, SimulatedCamera
 from controller.journal import Journal
+from controller.snapshots import SnapshotService
 
 JPEG = b"\xff\xd8\xff\xe0" + b"fake-jpeg-body" + b"\xff\xd9"
 

@@ -81,7 +81,8 @@ def test_repeat_press_photos_are_coalesced(journal, tmp_path):
     import threading
     import uuid
 
-    from controller.camera import SimulatedCamera, SnapshotService
+    from controller.camera import SimulatedCamera
+    from controller.snapshots import SnapshotService
 
     gate = threading.Event()
 
@@ -113,7 +114,8 @@ def test_repeat_press_photos_are_coalesced(journal, tmp_path):
 def test_a_photo_that_cannot_be_saved_is_a_camera_failure_not_a_stuck_ring(journal, tmp_path):
     import uuid
 
-    from controller.camera import SimulatedCamera, SnapshotService
+    from controller.camera import SimulatedCamera
+    from controller.snapshots import SnapshotService
     svc = SnapshotService(SimulatedCamera(160, 120), tmp_path / "snaps", journal, timeout=5)
     done: list[tuple] = []
     svc.on_done = lambda *a: done.append(a)

@@ -14,8 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from controller.camera import SimulatedCamera, SnapshotService
+from controller.camera import SimulatedCamera
 from controller.journal import Journal
+from controller.snapshots import SnapshotService
 from web.stream import StreamHub
 
 

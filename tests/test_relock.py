@@ -24,7 +24,7 @@ ENTRY_BUZZER = Path(sys.executable).parent / "entry-buzzer"
 pytestmark = pytest.mark.process
 
 BLOCKED = ("flask", "werkzeug", "paho", "cheroot", "PIL", "web", "sqlite3", "controller.core",
-           "controller.daemon", "controller.simulate", "controller.mqtt", "controller.camera",
+           "controller.daemon", "controller.simulate", "controller.mqtt", "controller.camera", "controller.snapshots",
            "controller.gpio", "controller.journal", "controller.selftest")
 
 HARNESS = '''

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from entry_buzzer import cli
 from controller import config as cfg
+from entry_buzzer import cli
 from tests.support_web import TEST_CONFIG
 
 

@@ -1,7 +1,7 @@
 """Visit and event history from the journal: filters, paging, CSV export, snapshot files.
 
 Snapshots are served only to signed-in staff and only by request id, through
-SnapshotService.path_for (which validates the id), so no path from a request
+the facade's snapshot_path (SnapshotService.path_for validates the id), so no path from a request
 ever reaches the file system.
 """
 
