@@ -9,16 +9,19 @@ re-delivered from the persistent session.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .. import events as ev
 from ..vocabulary import DecisionCode
 from .commands import Pending
 
+if TYPE_CHECKING:
+    from .link import MqttLink
+
 log = logging.getLogger("controller.mqtt")
 
 
-def _apply(link: Any, pending: Pending) -> None:
+def _apply(link: MqttLink, pending: Pending) -> None:
     command = pending.command
     act = link.controller.start_lockdown if command["action"] == "start" else link.controller.end_lockdown
     try:
@@ -37,7 +40,7 @@ def _apply(link: Any, pending: Pending) -> None:
     log.warning("mqtt: lockdown %s by %r (command %s)", command["action"], command["by"], command["id"])
 
 
-def answer_commands(link: Any, final: bool = False) -> None:
+def answer_commands(link: MqttLink, final: bool = False) -> None:
     """Apply pending commands, journal refusals (detailed, then summarized), acknowledge."""
     pending = link.intake.take_commands()
     for p in pending:
