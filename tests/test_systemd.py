@@ -283,7 +283,7 @@ except OSError:
 from controller.camera import SimulatedCamera
 assert SimulatedCamera(160, 120).capture_jpeg().startswith(b"\xff\xd8")
 sys.argv = ["entry-buzzer"] + sys.argv[1:]
-runpy.run_module("controller", run_name="__main__")
+runpy.run_module("entry_buzzer", run_name="__main__")
 '''
 
 
