@@ -1,6 +1,6 @@
 """Latency and delivery measures against a private Mosquitto and the real daemon in-process.
 
-The daemon runs through ``daemon.run`` (the same wiring as production) on gpiozero's MockFactory
+The daemon runs through ``entry_buzzer.compose.run`` (the same wiring as production) on gpiozero's MockFactory
 with the simulated camera; presses drive the mock buzzer pin, so the measured path is the real
 one: GPIO edge -> adapter -> core -> journal commit -> MQTT outbox / panel stream.
 """
@@ -19,6 +19,7 @@ from gpiozero.pins.mock import MockFactory
 from controller import config as cfg
 from controller import daemon
 from controller.simulate import SIM_GPIO, SimulatedPin, SimulatedStation
+from entry_buzzer import compose
 from tests.support_mqtt import Broker
 
 from .stats import free_port, summary_ms
@@ -100,7 +101,7 @@ def baseline_paho_burst(broker: Broker, n: int) -> dict[str, Any]:
 
 
 class InProcessDaemon:
-    """daemon.run() in a thread with MQTT (and optionally the panel) on the mock pins."""
+    """compose.run() in a thread with MQTT (and optionally the panel) on the mock pins."""
 
     def __init__(self, broker: Broker, state_dir: Path, web: bool = False, mqtt: dict[str, Any] | None = None,
                  **door: Any):
@@ -123,12 +124,12 @@ class InProcessDaemon:
 
         def on_ready(c: daemon.Controller) -> None:
             self.controller = c
-            c.station = self.station
             ready.set()
 
         self.thread = threading.Thread(
-            target=daemon.run, name="bench-daemon", daemon=True,
-            kwargs=dict(settings=settings, pin_factory=self.factory, simulated=True, on_ready=on_ready,
+            target=compose.run, name="bench-daemon", daemon=True,
+            kwargs=dict(settings=settings, pin_factory=self.factory, simulated=True, station=self.station,
+                        on_ready=on_ready,
                         on_built=lambda _c: self.station.settle(), stop_event=self.stop_event))
         self.thread.start()
         if not ready.wait(60):

@@ -1,7 +1,7 @@
 """Measures of the MQTT link's own costs and guarantees: CPU per ring/approve cycle, reconnect
 time after a broker outage, and a command flood with valid lockdowns hidden in it.
 
-Every measure runs the real daemon in-process (``latency.InProcessDaemon``: daemon.run on
+Every measure runs the real daemon in-process (``latency.InProcessDaemon``: compose.run on
 MockFactory pins) against the bench's private Mosquitto.
 """
 

@@ -42,7 +42,7 @@ class DaemonProcess:
         config = state_dir.parent / f"{state_dir.name}.toml"
         config.write_text(config_text)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller", "simulate", "--console", "--json", "--state-dir", str(state_dir),
+            [sys.executable, "-m", "entry_buzzer", "simulate", "--console", "--json", "--state-dir", str(state_dir),
              "--config", str(config), *(extra_args or [])],
             cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -8,29 +8,29 @@ exception) relocks and journals ``controller_stopped`` before the process ends.
 from __future__ import annotations
 
 import logging
-import shutil
 import signal
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
 from . import events as ev
-from .camera import Camera, SnapshotService, build_camera
+from .camera import Camera, build_camera
 from .config import Settings
-from .identity import JournalIdentity, hold_lock, identity_paths
-from .faults import CountingRecorder
+from .core import Clock, EntryCore, SystemClock
 from .durable import LOCKDOWN_FILE, RESERVE_BYTES, RESERVE_FILE, DiskReserve, FileLockdownStore
-from .core import Clock, Decision, EntryCore, Rules, SystemClock
-from .gpio import DoorHardware, factory_name, uses_mock_pins
+from .facade import Controller, Service
+from .faults import CountingRecorder
+from .gpio import DoorHardware, factory_name
+from .identity import JournalIdentity, hold_lock, identity_paths
 from .journal import Journal, JournalError
 from .memory import tune_malloc
 from .notify import Notifier, watchdog_interval
 from .panic import Panic
+from .snapshots import SnapshotService
 
 log = logging.getLogger(__name__)
 
@@ -38,120 +38,19 @@ JOURNAL_FILE = "journal.sqlite3"
 SNAPSHOT_DIR = "snapshots"
 
 
-class Service:
-    """Something the daemon starts after the core and stops before it (MQTT link, web server)."""
-
-    name = "service"
-
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-    def health(self) -> dict[str, Any]:
-        return {}
-
-
-@dataclass
-class Controller:
-    """The running door controller: the object the panel and the MQTT link talk to.
-
-    Staff actions go through here to the core; nothing outside the core touches the strike.
-    """
-
-    settings: Settings
-    journal: Journal
-    core: EntryCore
-    hardware: DoorHardware
-    snapshots: SnapshotService
-    clock: Clock
-    services: list[Service] = field(default_factory=list)
-    simulated: bool = False
-    station: Any = None          # the simulated visitor station (simulate only)
-    lockdown_store: FileLockdownStore | None = None
-    reserve: DiskReserve | None = None
-    identity: JournalIdentity | None = None
-    journal_lost: str | None = None   # why the journal is not the installation's (start-up check)
-    lock_file: Any = None
-    panic: Panic | None = None
-    started_monotonic: float = field(default_factory=time.monotonic)
-
-    # ---- commands (delegates, so callers never need the core's internals)
-    def press(self) -> Decision:
-        return self.core.press()
-
-    def approve(self, request_id: Any, actor: Any, seen_snapshot: Any = None,
-                seen_presses: Any = None, visitor: Any = None) -> Decision:
-        return self.core.approve(request_id, actor, seen_snapshot, seen_presses, visitor)
-
-    def deny(self, request_id: Any, actor: Any) -> Decision:
-        return self.core.deny(request_id, actor)
-
-    def unlock_now(self, actor: Any, note: str = "") -> Decision:
-        return self.core.unlock_now(actor, note)
-
-    def start_lockdown(self, actor: str, reason: str = "", source: str = "panel",
-                       command_id: str | None = None, level: str = ev.DEFAULT_LOCKDOWN_LEVEL) -> Decision:
-        return self.core.start_lockdown(actor, reason, source, command_id, level)
-
-    def panic_pressed(self, by: str, source: str = "panel") -> bool:
-        """The panic (duress) control: alarm at once, then (by config) a lockdown. controller/panic.py."""
-        assert self.panic is not None
-        return self.panic.trigger(source, by)
-
-    def end_lockdown(self, actor: str, reason: str = "", source: str = "panel",
-                     command_id: str | None = None) -> Decision:
-        return self.core.end_lockdown(actor, reason, source, command_id)
-
-    def accept_new_journal(self, actor: Any, source: str = "panel") -> Decision:
-        """An admin accepts the journal in use after a ``journal_lost`` alarm (journaled, then
-        the installation identity is rewritten to this journal's epoch)."""
-        previous = self.identity.previous() if self.identity else []
-        decision = self.core.accept_new_journal(actor, source, self.journal.epoch, previous)
-        if decision.ok and decision.code == "ok" and self.identity is not None:
-            problems = self.identity.write(self.journal.epoch)
-            if problems and problems[0].startswith(str(self.identity.paths[0])):
-                return Decision(False, "fault", "accepted in the journal, but journal.id could not be "
-                                f"written ({problems[0]}); the alarm returns at the next start")
-            self.journal_lost = None
-        return decision
-
-    # ---- queries
-    def status(self) -> dict[str, Any]:
-        status = self.core.status()
-        status.update(campus=self.settings.site.campus, door_id=self.settings.site.door,
-                      last_seq=self.journal.last_seq, epoch=self.journal.epoch, version=__version__,
-                      camera_ok=self.snapshots.ok)
-        return status
-
-    def health(self) -> dict[str, Any]:
-        try:
-            disk = shutil.disk_usage(self.journal.path.parent)
-            disk_info = {"free_bytes": disk.free, "total_bytes": disk.total}
-        except OSError:
-            disk_info = {"free_bytes": None, "total_bytes": None}
-        health: dict[str, Any] = {
-            "camera": {"ok": self.snapshots.ok, "error": self.snapshots.last_error,
-                       "kind": self.snapshots.camera.name},
-            "disk": disk_info,
-            "outbox_depth": self.journal.outbox_depth() if self.settings.mqtt.enabled else 0,
-            "fault": self.core.fault,
-            "gpio_factory": factory_name(self.hardware.pin_factory),
-            "uptime_seconds": round(time.monotonic() - self.started_monotonic, 1),
-        }
-        for service in self.services:
-            health[service.name] = service.health()
-        return health
-
-
 class CoreLoop(threading.Thread):
     """The core's own loop: fires timers and sends systemd watchdog pings.
 
     It calls ``core.tick()`` (which takes the core lock) before each ping, so a
-    core stuck inside a transition stops the pings and systemd restarts us.
+    core stuck inside a transition stops the pings and systemd restarts us. One clock: the
+    core's (its deadlines are on it), so a test on a fake clock needs no real sleep.
     """
 
     def __init__(self, core: EntryCore, notifier: Notifier | None = None,
                  watchdog_seconds: float | None = None, max_sleep: float = 1.0):
         super().__init__(name="entry-core-loop", daemon=True)
         self.core = core
+        self.clock = core.clock
         self.notifier = notifier
         self.watchdog_seconds = watchdog_seconds
         self.max_sleep = min(max_sleep, watchdog_seconds or max_sleep)
@@ -171,7 +70,7 @@ class CoreLoop(threading.Thread):
                 self.core.tick()
             except Exception:
                 log.exception("core tick failed")
-            now = time.monotonic()
+            now = self.clock.monotonic()
             if self.notifier is not None and self.watchdog_seconds and now - last_ping >= self.watchdog_seconds:
                 self.notifier.watchdog()
                 last_ping = now
@@ -218,7 +117,8 @@ def restore_lockdown(controller: Controller) -> bool:
     record = c.lockdown_store.load() if c.lockdown_store is not None else None
     if record is not None:
         lid = record.get("id")
-        if lid and any(e.type == ev.LOCKDOWN_ENDED and e.data.get("lockdown_id") == lid for e in recent):
+        ended = any(e.type == ev.LOCKDOWN_ENDED and e.data.get("lockdown_id") == lid for e in recent)
+        if lid and ended and c.lockdown_store is not None:
             c.lockdown_store.save(None)
             record = None
     if record is not None:
@@ -299,7 +199,7 @@ def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = N
         lockdown_store = FileLockdownStore(state_dir / LOCKDOWN_FILE)
         reserve = DiskReserve(state_dir / RESERVE_FILE, RESERVE_BYTES)
         reserve.restore()              # best effort: a full disk at start-up still starts (locked)
-        core = EntryCore(journal, hardware.strike, Rules.from_settings(settings.door), clock=clock,
+        core = EntryCore(journal, hardware.strike, settings.door, clock=clock,
                          indicators=hardware.leds, on_ring=snapshots.request,
                          has_door_contact=hardware.door_contact is not None,
                          lockdown_store=lockdown_store, reserve=reserve,
@@ -373,11 +273,12 @@ def stop(controller: Controller, reason: str, budget: float = STOP_BUDGET_SECOND
     jobs.append(("camera", c.snapshots.close))
     stuck = _stop_all_within(jobs, budget)
     try:
-        extra = {"unfinished": stuck} if stuck else {}
+        extra: dict[str, Any] = {"unfinished": stuck} if stuck else {}
         c.journal.append(ev.CONTROLLER_STOPPED, reason=reason, **extra)
     except Exception:
         log.exception("could not journal controller_stopped")
     c.hardware.close()
+    c.close_reader()
     c.journal.close()
     if c.lock_file is not None:
         c.lock_file.close()
@@ -407,7 +308,9 @@ def run(settings: Settings, pin_factory: Any = None, camera: Camera | None = Non
         on_ready: Callable[[Controller], None] | None = None,
         on_built: Callable[[Controller], None] | None = None,
         stop_event: threading.Event | None = None) -> int:
-    """Run the daemon until SIGTERM/SIGINT (or stop_event). Returns the exit code."""
+    """Run the daemon until SIGTERM/SIGINT (or stop_event). Returns the exit code.
+
+    Services (MQTT link, panel) are the composition root's choice (entry_buzzer/compose.py)."""
     tune_malloc()
     stop_event = stop_event or threading.Event()
     received: list[str] = []
@@ -422,13 +325,6 @@ def run(settings: Settings, pin_factory: Any = None, camera: Camera | None = Non
         signal.signal(signal.SIGINT, on_signal)
 
     controller = build(settings, pin_factory=pin_factory, camera=camera, simulated=simulated)
-    if not simulated and uses_mock_pins(controller.hardware.pin_factory):
-        # Mock pins outside the simulated campus (a test system, GPIOZERO_PIN_FACTORY=mock): the
-        # /sim station drives them, as in the simulated campus. Never with real pins.
-        from gpiozero import Device
-        from .simulate import SimulatedStation
-        controller.station = SimulatedStation(controller.hardware.pin_factory or Device.pin_factory, settings.gpio)
-        controller.station.settle()
     notifier = Notifier()
     loop = CoreLoop(controller.core, notifier, watchdog_interval())
     reason = "shutdown"
@@ -437,7 +333,7 @@ def run(settings: Settings, pin_factory: Any = None, camera: Camera | None = Non
             on_built(controller)
         start(controller)
         loop.start()
-        for make in service_factories or default_services(settings):
+        for make in service_factories or []:
             service = make(controller)
             controller.services.append(service)
             service.start()
@@ -470,15 +366,3 @@ def remember_strike(settings: Settings) -> None:
         save_last_good(settings.gpio, Path(settings.storage.state_dir), settings.source)
     except OSError as exc:
         log.warning("could not save the last-known-good strike settings: %s", exc)
-
-
-def default_services(settings: Settings) -> list[ServiceFactory]:
-    """The MQTT link and the web panel, when enabled (imported lazily: each is optional)."""
-    factories: list[ServiceFactory] = []
-    if settings.mqtt.enabled:
-        from .mqtt import MqttLink
-        factories.append(MqttLink.for_controller)
-    if settings.web.enabled:
-        from web.server import WebServer   # composition root: the only place that knows the panel
-        factories.append(WebServer.for_controller)
-    return factories

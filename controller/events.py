@@ -1,9 +1,9 @@
 """Event types and their one JSON form.
 
 Every fact the controller learns becomes an Event, committed to the journal
-before anyone (panel, MQTT, log) hears about it. This module is the single
-place that names event types and turns an Event into JSON, so the panel, the
-MQTT feed and the history export can never disagree.
+before anyone (panel, MQTT, log) hears about it. controller/vocabulary.py names
+the event types; this module is the single place that turns an Event into JSON,
+so the panel, the MQTT feed and the history export can never disagree.
 """
 
 from __future__ import annotations
@@ -13,55 +13,40 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-# Visitor and ring lifecycle
-BUZZER_PRESSED = "buzzer_pressed"          # a new ring (request_id)
-BUZZER_REPEATED = "buzzer_repeated"        # more presses on the same ring (coalesced)
-SNAPSHOT_CAPTURED = "snapshot_captured"    # size, sha256
-CAMERA_FAILED = "camera_failed"            # reason
-ENTRY_APPROVED = "entry_approved"          # actor
-ENTRY_DENIED = "entry_denied"              # actor
-RING_EXPIRED = "ring_expired"
-ACTION_REFUSED = "action_refused"          # an approve/deny/unlock the core would not do: reason
-# Strike and door
-DOOR_UNLOCKED = "door_unlocked"            # reason: approved | staff_unlock; seconds
-DOOR_LOCKED = "door_locked"                # reason: pulse_end | door_closed | lockdown | shutdown | fault
-DOOR_OPENED = "door_opened"
-DOOR_CLOSED = "door_closed"
-ALARM_RAISED = "alarm_raised"              # alarm: held_open | forced_open | tamper | outbox_backlog
-ALARM_CLEARED = "alarm_cleared"
-# Site-wide
-LOCKDOWN_STARTED = "lockdown_started"      # actor, reason, source
-LOCKDOWN_ENDED = "lockdown_ended"
-LOCKDOWN_LEVEL_CHANGED = "lockdown_level_changed"   # level, previous_level (e.g. secure -> lockdown)
-COMMAND_REJECTED = "command_rejected"      # source, reason
-COMMANDS_REJECTED = "commands_rejected"    # source, total, reasons {category: count}: a flood, summarized
-CONTROLLER_STARTED = "controller_started"  # version, previous_stop: none | clean | unclean
-CONTROLLER_STOPPED = "controller_stopped"  # reason
-JOURNAL_RECOVERED = "journal_recovered"    # the journal accepted writes again after a fault: counts
-JOURNAL_ACCEPTED = "journal_accepted"      # an admin accepted a new journal after journal_lost
-# Panel (staff sign-in and accounts)
-LOGIN_SUCCEEDED = "login_succeeded"        # username, address, session
-LOGIN_FAILED = "login_failed"              # username, address
-LOGIN_THROTTLED = "login_throttled"        # username, address, limits: address | user_address
-ACCOUNT_CHANGED = "account_changed"        # actor; action: add | remove | password | revoke_session
+from .vocabulary import DEFAULT_LOCKDOWN_LEVEL as DEFAULT_LOCKDOWN_LEVEL  # re-exported: ev.DEFAULT_LOCKDOWN_LEVEL
+from .vocabulary import LOCKDOWN_LEVELS as LOCKDOWN_LEVELS  # re-exported: ev.LOCKDOWN_LEVELS
+from .vocabulary import EventType
 
-ALL_TYPES = (
-    BUZZER_PRESSED, BUZZER_REPEATED, SNAPSHOT_CAPTURED, CAMERA_FAILED, ENTRY_APPROVED,
-    ENTRY_DENIED, RING_EXPIRED, ACTION_REFUSED, DOOR_UNLOCKED, DOOR_LOCKED, DOOR_OPENED,
-    DOOR_CLOSED, ALARM_RAISED, ALARM_CLEARED, LOCKDOWN_STARTED, LOCKDOWN_ENDED, LOCKDOWN_LEVEL_CHANGED,
-    COMMAND_REJECTED, COMMANDS_REJECTED, CONTROLLER_STARTED, CONTROLLER_STOPPED, JOURNAL_RECOVERED,
-    JOURNAL_ACCEPTED,
-    LOGIN_SUCCEEDED, LOGIN_FAILED, LOGIN_THROTTLED, ACCOUNT_CHANGED,
-)
+# The event types by their old module-level names (``ev.BUZZER_PRESSED``): members of EventType.
+BUZZER_PRESSED = EventType.BUZZER_PRESSED
+BUZZER_REPEATED = EventType.BUZZER_REPEATED
+SNAPSHOT_CAPTURED = EventType.SNAPSHOT_CAPTURED
+CAMERA_FAILED = EventType.CAMERA_FAILED
+ENTRY_APPROVED = EventType.ENTRY_APPROVED
+ENTRY_DENIED = EventType.ENTRY_DENIED
+RING_EXPIRED = EventType.RING_EXPIRED
+ACTION_REFUSED = EventType.ACTION_REFUSED
+DOOR_UNLOCKED = EventType.DOOR_UNLOCKED
+DOOR_LOCKED = EventType.DOOR_LOCKED
+DOOR_OPENED = EventType.DOOR_OPENED
+DOOR_CLOSED = EventType.DOOR_CLOSED
+ALARM_RAISED = EventType.ALARM_RAISED
+ALARM_CLEARED = EventType.ALARM_CLEARED
+LOCKDOWN_STARTED = EventType.LOCKDOWN_STARTED
+LOCKDOWN_ENDED = EventType.LOCKDOWN_ENDED
+LOCKDOWN_LEVEL_CHANGED = EventType.LOCKDOWN_LEVEL_CHANGED
+COMMAND_REJECTED = EventType.COMMAND_REJECTED
+COMMANDS_REJECTED = EventType.COMMANDS_REJECTED
+CONTROLLER_STARTED = EventType.CONTROLLER_STARTED
+CONTROLLER_STOPPED = EventType.CONTROLLER_STOPPED
+JOURNAL_RECOVERED = EventType.JOURNAL_RECOVERED
+JOURNAL_ACCEPTED = EventType.JOURNAL_ACCEPTED
+LOGIN_SUCCEEDED = EventType.LOGIN_SUCCEEDED
+LOGIN_FAILED = EventType.LOGIN_FAILED
+LOGIN_THROTTLED = EventType.LOGIN_THROTTLED
+ACCOUNT_CHANGED = EventType.ACCOUNT_CHANGED
 
-ALARMS = ("held_open", "forced_open", "tamper", "outbox_backlog", "journal_failure", "journal_lost",
-          "disk_full", "lockdown_not_durable", "panic")
-
-# Lockdown levels (the Standard Response Protocol): "secure" (threat outside: entry refused,
-# normal activity inside) and "lockdown" (threat inside or near). Both refuse every unlock and
-# never block exit; the level only changes what people are told.
-LOCKDOWN_LEVELS = ("secure", "lockdown")
-DEFAULT_LOCKDOWN_LEVEL = "lockdown"
+ALL_TYPES: tuple[EventType, ...] = tuple(EventType)
 
 
 def utc_iso(ts: datetime) -> str:

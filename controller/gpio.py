@@ -21,7 +21,7 @@ from typing import Any, Callable
 from gpiozero import LED, Button, DigitalInputDevice, DigitalOutputDevice
 
 from .config import GpioSettings
-from .core import UNLOCK_CAP
+from .vocabulary import UNLOCK_CAP_SECONDS as UNLOCK_CAP
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +108,6 @@ class VisitorLeds:
     def led(self, name: str) -> LED | None:
         """The LED device for ``name`` (ringing/approved/denied), or None when not fitted."""
         return self._leds.get(name)
-
-    def is_lit(self, name: str) -> bool | None:
-        led = self._leds.get(name)
-        return None if led is None else bool(led.is_lit)
 
     def close(self) -> None:
         for led in self._leds.values():

@@ -15,8 +15,8 @@ import logging
 import sqlite3
 import threading
 import uuid
-from datetime import datetime, timezone
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -72,12 +72,35 @@ def _ts_text(ts: datetime) -> str:
     return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
+def history_filter(types: Iterable[str] | None = None, since: datetime | None = None,
+                   until: datetime | None = None, before_seq: int | None = None,
+                   table: str = "") -> tuple[str, list[str | int]]:
+    """The WHERE clause (or "") and its arguments for a history query's filters."""
+    col = f"{table}." if table else ""
+    where: list[str] = []
+    args: list[str | int] = []
+    if types:
+        wanted = [str(t) for t in types]
+        where.append(f"{col}type IN ({','.join('?' * len(wanted))})")
+        args.extend(wanted)
+    if since is not None:
+        where.append(f"{col}ts >= ?")
+        args.append(_ts_text(since))
+    if until is not None:
+        where.append(f"{col}ts < ?")
+        args.append(_ts_text(until))
+    if before_seq is not None:
+        where.append(f"{col}seq < ?")
+        args.append(before_seq)
+    return ("WHERE " + " AND ".join(where)) if where else "", args
+
+
 class JournalError(RuntimeError):
     """The journal could not commit. Callers must fail closed."""
 
 
 class Journal:
-    epoch: str | None = None       # this journal's id (meta table): every event carries it
+    epoch: str = ""                # this journal's id (meta table): every event carries it
     created: bool = False          # opened as a brand-new, empty journal (see controller/identity.py)
 
     def __init__(self, path: str | Path, campus: str, door: str,
@@ -132,7 +155,7 @@ class Journal:
         with self._lock:
             if self._closed:
                 raise JournalError("journal is closed")
-            event = Event(id=str(uuid.uuid4()), seq=self._last_seq + 1, type=type, ts=self._now(),
+            event = Event(id=str(uuid.uuid4()), seq=self._last_seq + 1, type=str(type), ts=self._now(),
                           campus=self.campus, door=self.door, request_id=request_id, actor=actor,
                           data=data, epoch=self.epoch)
             try:
@@ -184,6 +207,10 @@ class Journal:
 
     # ------------------------------------------------------------- reading
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def last_seq(self) -> int:
         return self._last_seq
 
@@ -201,22 +228,9 @@ class Journal:
     def query(self, types: Iterable[str] | None = None, since: datetime | None = None,
               until: datetime | None = None, before_seq: int | None = None,
               limit: int = 50) -> list[Event]:
-        """Newest first, for history pages: filter by types and a [since, until) time range."""
-        where, args = [], []
-        if types:
-            types = list(types)
-            where.append(f"type IN ({','.join('?' * len(types))})")
-            args.extend(types)
-        if since is not None:
-            where.append("ts >= ?")
-            args.append(_ts_text(since))
-        if until is not None:
-            where.append("ts < ?")
-            args.append(_ts_text(until))
-        if before_seq is not None:
-            where.append("seq < ?")
-            args.append(before_seq)
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        """Newest first, filtered by types and a [since, until) time range (the daemon's own
+        start-up reads; the panel reads through controller/journal_reader.py)."""
+        clause, args = history_filter(types, since, until, before_seq)
         return self._select(f"{clause} ORDER BY seq DESC LIMIT ?", (*args, max(1, min(limit, 10_000))))
 
     def _select(self, clause: str, args: tuple[Any, ...]) -> list[Event]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import events as ev
 from . import visitor
+from .vocabulary import Alarm
 
 TYPES: dict[str, str] = {
     ev.BUZZER_PRESSED: "Buzzer pressed",
@@ -61,17 +62,17 @@ REASONS: dict[str, str] = {
     "stop requested": "controller stopping",
 }
 
-ALARMS: dict[str, str] = {
-    "held_open": "Door held open",
-    "forced_open": "Door forced open",
-    "tamper": "Station tamper",
-    "outbox_backlog": "District link backlog",
-    "journal_failure": "Journal cannot be written — door kept locked",
-    "strike_failure": "Strike failure",
-    "journal_lost": "Journal lost or replaced — door kept locked until an admin accepts it (Admin page)",
-    "disk_full": "Disk full — using the reserve kept for safety events",
-    "lockdown_not_durable": "Lockdown could not be saved to disk — it holds until restart",
-    "panic": "PANIC (duress) button pressed",
+ALARMS: dict[str, str] = {        # every vocabulary.Alarm (a test checks)
+    Alarm.HELD_OPEN: "Door held open",
+    Alarm.FORCED_OPEN: "Door forced open",
+    Alarm.TAMPER: "Station tamper",
+    Alarm.OUTBOX_BACKLOG: "District link backlog",
+    Alarm.JOURNAL_FAILURE: "Journal cannot be written — door kept locked",
+    Alarm.STRIKE_FAILURE: "Strike failure",
+    Alarm.JOURNAL_LOST: "Journal lost or replaced — door kept locked until an admin accepts it (Admin page)",
+    Alarm.DISK_FULL: "Disk full — using the reserve kept for safety events",
+    Alarm.LOCKDOWN_NOT_DURABLE: "Lockdown could not be saved to disk — it holds until restart",
+    Alarm.PANIC: "PANIC (duress) button pressed",
 }
 
 # The two lockdown levels (Standard Response Protocol); both refuse entry, neither blocks exit.

@@ -18,10 +18,6 @@ class Notifier:
             address = "\0" + address[1:]       # abstract socket namespace
         self.address = address or None
 
-    @property
-    def enabled(self) -> bool:
-        return self.address is not None
-
     def notify(self, message: str) -> bool:
         if not self.address:
             return False

@@ -115,7 +115,7 @@ def gpio_section_alone(path: str) -> cfg.GpioSettings | None:
 
 def drive_locked(pin: int, pin_factory: Any = None) -> bool:
     """Drive the strike output low (de-energized, locked); return the level read back (False = low)."""
-    from gpiozero import DigitalOutputDevice   # the one hardware import, only when driving
+    from gpiozero import DigitalOutputDevice  # the one hardware import, only when driving
 
     device = DigitalOutputDevice(pin, active_high=True, initial_value=False, pin_factory=pin_factory)
     try:

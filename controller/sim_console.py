@@ -15,6 +15,7 @@ import threading
 from typing import Any, Callable, TextIO
 
 from . import labels
+from .vocabulary import DecisionCode
 
 HELP = """commands:
   press                     press the buzzer (drives the mock GPIO pin)
@@ -45,9 +46,9 @@ DONE = {"approve": "Approved: the door is unlocked for the visitor.",
 
 def decision_sentence(what: str, d: Any) -> str:
     """A core Decision as one sentence: what happened, or why nothing did."""
-    if d.ok and d.code == "ok" and d.reason.startswith("level changed"):
+    if d.ok and d.code == DecisionCode.OK and d.reason.startswith("level changed"):
         return f"Lockdown {d.reason}: entry is still refused."
-    if d.ok and d.code == "ok":
+    if d.ok and d.code == DecisionCode.OK:
         return DONE.get(what, "Done.")
     if d.ok:
         return f"Nothing to do: {d.reason}."
@@ -160,7 +161,8 @@ class Console:
 
     def _camera(self, rest: list[str]) -> list[str]:
         if not rest or rest[0] not in ("hang", "fail", "ok"):
-            return [self._out({"ok": False, "error": "usage: camera hang|fail|ok"}, "Say 'camera hang', 'camera fail' or 'camera ok'.")]
+            return [self._out({"ok": False, "error": "usage: camera hang|fail|ok"},
+                              "Say 'camera hang', 'camera fail' or 'camera ok'.")]
         camera = self.controller.snapshots.camera
         camera.delay_seconds = 10 ** 9 if rest[0] == "hang" else 0.0
         camera.fail_next = "simulated camera failure" if rest[0] == "fail" else None

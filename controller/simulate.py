@@ -1,23 +1,19 @@
-"""The simulated campus: the real daemon on gpiozero's MockFactory and the simulated camera.
+"""The simulated campus's parts: mock pins that keep a bounded history, the simulated
+settings, and the outdoor station that drives the mock pins like a person would.
 
-Presses drive the mock buzzer pin, so the real GPIO path (edge -> adapter ->
-core -> journal) runs, exactly as on a Pi. A small console lets a person
-press, approve, deny, open and close the door and watch the journal.
+Presses drive the mock buzzer pin, so the real GPIO path (edge -> adapter -> core -> journal)
+runs, exactly as on a Pi. entry_buzzer/simulation.py runs the campus (daemon, panel, console).
 """
 
 from __future__ import annotations
 
-import threading
+from collections import deque
 from pathlib import Path
 from typing import Any
-
-from collections import deque
 
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from . import config as cfg
-from .daemon import Controller, run
-from .sim_console import HELP, console  # noqa: F401  (the console lives there)
 
 SIM_GPIO = {"buzzer_pin": 27, "strike_pin": 17, "door_contact_pin": 22, "tamper_pin": 24, "exit_request_pin": 23,
             "led_ringing_pin": 19, "led_approved_pin": 26, "led_denied_pin": 13, "panic_pin": 6}
@@ -32,7 +28,7 @@ class SimulatedPin(MockPin):
 
     def clear_states(self) -> None:
         super().clear_states()
-        self.states = deque(self.states, maxlen=self.HISTORY)   # type: ignore[assignment]
+        self.states: deque[Any] = deque(self.states, maxlen=self.HISTORY)
 
 
 def simulated_settings(base: cfg.Settings, state_dir: Path, web_port: int = 8080, mqtt: bool = False,
@@ -100,38 +96,3 @@ class SimulatedStation:
             if pin is not None:
                 out[name] = bool(self.factory.pin(pin).state)
         return out
-
-
-def panel_links(settings: cfg.Settings) -> str:
-    """The panel and /sim links, https:// when the config gives the panel a certificate."""
-    w = settings.web
-    scheme = "https" if w.tls_cert_file and w.tls_key_file else "http"
-    base = f"{scheme}://{w.host}:{w.port}"
-    return f"panel: {base}/  visitor station: {base}/sim"
-
-
-def run_simulation(settings: cfg.Settings, console_enabled: bool = False, duration: float | None = None,
-                   as_json: bool = False, **kwargs: Any) -> int:
-    factory = MockFactory(pin_class=SimulatedPin)
-    station = SimulatedStation(factory, settings.gpio)
-    stop = threading.Event()
-
-    def ready(controller: Controller) -> None:
-        controller.station = station    # the /sim page drives it
-        print(f"simulated campus ready: {settings.site.campus}/{settings.site.door}", flush=True)
-        print(f"state dir: {settings.storage.state_dir}", flush=True)
-        if settings.web.enabled:
-            from web.cli import ensure_sim_admin
-            print(f"panel sign-in: admin / {ensure_sim_admin(settings)}  (generated for this run)", flush=True)
-            print(panel_links(settings), flush=True)
-        if settings.mqtt.enabled:
-            print(f"mqtt: mosquitto_sub -h {settings.mqtt.host} -p {settings.mqtt.port} -v -t "
-                  f"'{settings.mqtt.prefix}/#'", flush=True)
-        if duration:
-            threading.Timer(duration, stop.set).start()
-        if console_enabled:
-            threading.Thread(target=console, args=(controller, station, stop),
-                             kwargs={"as_json": as_json}, daemon=True).start()
-
-    return run(settings, pin_factory=factory, simulated=True, on_ready=ready,
-               on_built=lambda _c: station.settle(), stop_event=stop, **kwargs)

@@ -158,7 +158,7 @@ ensure_owner() {  # ensure_owner OWNER:GROUP PATH
 
 source_hash() {  # a fingerprint of the program's sources: reinstall only when it changes
   local paths=()
-  for p in pyproject.toml controller web; do [ -e "$SRC/$p" ] && paths+=("$p"); done
+  for p in pyproject.toml controller web entry_buzzer; do [ -e "$SRC/$p" ] && paths+=("$p"); done
   (cd "$SRC" && find "${paths[@]}" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 \
     | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64)
 }

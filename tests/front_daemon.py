@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from controller import config as cfg
-from controller.simulate import SIM_GPIO, run_simulation
+from controller.simulate import SIM_GPIO
+from entry_buzzer.simulation import run_simulation
 
 
 def main(state_dir: str, listen: str) -> int:

@@ -59,7 +59,7 @@ http {{
 def render_site(port: int, socket_path: str, cert: str, key: str) -> str:
     """The shipped template with its four tokens replaced (what install.sh's sed does)."""
     text = SITE_TEMPLATE.read_text()
-    for token, value in zip(TOKENS, (str(port), socket_path, cert, key)):
+    for token, value in zip(TOKENS, (str(port), socket_path, cert, key), strict=True):
         assert token in text, token
         text = text.replace(token, value)
     assert not re.search(r"@[A-Z_]+@", text), "an unreplaced token is left"

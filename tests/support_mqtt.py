@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -154,7 +154,7 @@ class Broker:
                     return
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"mosquitto did not listen on {self.port}")
+                    raise RuntimeError(f"mosquitto did not listen on {self.port}") from None
                 time.sleep(0.05)
 
     def stop(self) -> None:
@@ -301,7 +301,7 @@ class Linked:
         self.station = SimulatedStation(self.factory, self.settings.gpio)
         self.station.settle()            # door closed, enclosure shut, as on a real installation
         daemon.start(self.controller)
-        self.link = MqttLink.for_controller(self.controller)
+        self.link = MqttLink(self.controller)
         self.controller.services.append(self.link)
         self.link.start()
         self.stopped = False
@@ -457,3 +457,36 @@ class TcpProxy:
             except OSError:
                 pass
             s.close()
+
+
+@pytest.fixture
+def linked(broker: Any, tmp_path: Path, clock: Any) -> Iterator[Callable[..., Linked]]:
+    """Make controllers linked to the module's broker; all closed at the end."""
+    made: list[Linked] = []
+
+    def make(state_dir: Path | None = None, **kwargs) -> Linked:
+        kwargs.setdefault("clock", clock)
+        lc = Linked(broker, state_dir or tmp_path / f"state{len(made)}", **kwargs)
+        made.append(lc)
+        return lc
+
+    yield make
+    for lc in made:
+        lc.close()
+
+
+@pytest.fixture
+def subscriber(broker: Any) -> Iterator[Callable[..., Subscriber]]:
+    """Make subscribers on the module's broker; all closed at the end."""
+    subs: list[Subscriber] = []
+
+    def make(**kwargs) -> Subscriber:
+        s = Subscriber(broker, **kwargs)
+        subs.append(s)
+        return s
+
+    yield make
+    for s in subs:
+        s.close()
+    for s in subs:
+        validate_all(s)      # every status/state/event message any test client saw is schema-valid

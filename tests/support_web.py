@@ -8,15 +8,13 @@ journal and (simulated) camera.
 from __future__ import annotations
 
 import re
-import time
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
-from tests.conftest import wait_for  # noqa: F401  (re-exported for the tests)
-
 from controller import daemon
 from controller.simulate import SimulatedStation
+from tests.conftest import wait_for  # noqa: F401  (re-exported for the tests)
 
 PASSWORDS = {"admin": "orbit-lantern-quietly-7", "sam": "maple-kettle-sparrow-4"}
 NAMES = {"admin": "Ada Admin", "sam": "Sam Staff"}
@@ -31,7 +29,7 @@ def build_controller(settings: Any, pin_factory: Any) -> daemon.Controller:
     controller = daemon.build(settings, pin_factory=pin_factory, simulated=True)
     station = SimulatedStation(pin_factory, settings.gpio)
     station.settle()
-    controller.station = station
+    controller.station = station  # type: ignore[attr-defined]  # test harness: the panel gets it as station=
     daemon.start(controller)
     loop = daemon.CoreLoop(controller.core)      # timers: ring expiry, pulse end, held-open
     loop.start()
@@ -60,7 +58,7 @@ def add_users(store: Any) -> None:
 @pytest.fixture
 def app(controller: daemon.Controller) -> Iterator[Any]:
     from web import close_app, create_app
-    application = create_app(controller, test_config=TEST_CONFIG)
+    application = create_app(controller, test_config=TEST_CONFIG, station=controller.station)
     add_users(application.extensions["panel_store"])
     yield application
     close_app(application)
@@ -129,7 +127,7 @@ def wait_snapshot(controller: daemon.Controller, request_id: str) -> None:
 def web_server(controller: daemon.Controller) -> Iterator[Any]:
     """The real production server (cheroot) on a free port, serving the panel for this controller."""
     from web.server import WebServer
-    server = WebServer(controller, test_config=TEST_CONFIG, host="127.0.0.1", port=0)
+    server = WebServer(controller, test_config=TEST_CONFIG, host="127.0.0.1", port=0, station=controller.station)
     add_users(server.app.extensions["panel_store"])
     server.start()
     yield server

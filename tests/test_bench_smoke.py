@@ -13,9 +13,10 @@ from bench import run
 
 pytestmark = [pytest.mark.broker, pytest.mark.process]
 
-MEASURES = ["baseline_a_paho_roundtrip", "baseline_b_sqlite_commit", "baseline_b_back_to_back", "baseline_paho_burst", "press_to_mqtt",
+MEASURES = ["baseline_a_paho_roundtrip", "baseline_b_sqlite_commit", "baseline_b_back_to_back", "baseline_paho_burst",
+            "press_to_mqtt",
             "outage_drain", "press_to_panel", "approve_to_strike", "startup_to_ready", "footprint",
-            "memory_growth", "cpu_per_cycle", "reconnect", "command_flood"]
+            "memory_growth", "cpu_per_cycle", "reconnect", "command_flood", "history_export"]
 
 
 def test_smoke_run_reports_every_measure():

@@ -9,72 +9,22 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-from playwright import sync_api
 
-from controller import config as cfg
 from controller import events as ev
-from tests.support_web import NAMES, PASSWORDS, TEST_CONFIG, add_users, build_controller, stop_controller, wait_for
+from tests.support_browser import expect, signed_in
+from tests.support_web import NAMES, wait_for
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
-TIMEOUT_MS = 15_000
-
-
-sync_api.expect.set_options(timeout=TIMEOUT_MS)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def site(settings, pin_factory) -> Iterator[Any]:
-    """A started controller (2 s unlock so a test sees press -> pulse -> relock) and the real server."""
-    from web.server import WebServer
-    s = cfg.with_overrides(settings, door={"unlock_seconds": 2.0})
-    controller = build_controller(s, pin_factory)
-    server = WebServer(controller, test_config=TEST_CONFIG, host="127.0.0.1", port=0)
-    add_users(server.app.extensions["panel_store"])
-    server.start()
-    server.controller = controller
-    server.strike_pin = pin_factory.pin(s.gpio.strike_pin)
-    yield server
-    server.stop()
-    stop_controller(controller)
-
-
-def signed_in(browser: Any, site: Any, username: str, path: str = "/",
-              viewport: tuple[int, int] = (1024, 768)) -> Any:
-    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, base_url=site.url,
-                                  has_touch=viewport[0] < 1000)
-    context.grant_permissions(["notifications"], origin=site.url)
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    page.goto(f"/login?next={path}")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORDS[username])
-    page.click("#sign-in")
-    page.wait_for_url(re.compile(re.escape(site.url + path) + r"$"))
-    return page
 
 
 def strike_on_count(site: Any) -> int:
     return sum(1 for s in site.strike_pin.states if s.state)
-
-
-def expect(locator: Any) -> Any:
-    return sync_api.expect(locator)
 
 
 def test_press_alert_snapshot_approve_pulse_history(browser, site):

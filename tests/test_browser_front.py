@@ -10,12 +10,11 @@ import re
 from typing import Any, Iterator
 
 import pytest
-from playwright import sync_api
 
 from controller import config as cfg
 from controller import labels
+from tests.support_browser import CHROMIUM_ARGS, expect, launch_chromium, signed_in
 from tests.support_web import NAMES, ring, wait_for, wait_snapshot
-from tests.test_browser import CHROMIUM_ARGS, expect, signed_in, site  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -30,10 +29,7 @@ def settings(settings):
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=REAL_AUTOPLAY_ARGS)
-        yield b
-        b.close()
+    yield from launch_chromium(REAL_AUTOPLAY_ARGS)
 
 
 def test_sound_off_banner_until_one_click_and_again_after_reload(browser, site):

@@ -19,8 +19,9 @@ import pytest
 
 from controller import config as cfg
 from controller import events as ev
+from tests.support_browser import expect, signed_in
 from tests.support_web import NAMES, wait_for
-from tests.test_browser import ARTIFACTS, ROOT, browser, expect, signed_in, site, strike_on_count  # noqa: F401
+from tests.test_browser import ARTIFACTS, ROOT, strike_on_count
 
 pytestmark = pytest.mark.browser
 

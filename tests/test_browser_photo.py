@@ -8,13 +8,13 @@ import time
 import pytest
 
 from controller import events as ev
+from tests.support_browser import expect, signed_in
 from tests.support_web import wait_for
-from tests.test_browser import browser, expect, signed_in, site  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
 
-def test_second_press_shows_a_new_photo_and_the_approval_names_it(browser, site):  # noqa: F811
+def test_second_press_shows_a_new_photo_and_the_approval_names_it(browser, site):
     c = site.controller
     dash = signed_in(browser, site, "sam")
     expect(dash.locator("body")).to_have_attribute("data-connected", "yes")
@@ -34,7 +34,7 @@ def test_second_press_shows_a_new_photo_and_the_approval_names_it(browser, site)
     assert approved.data["snapshot"] == 2 and approved.data["presses"] == 2
 
 
-def test_stale_approval_is_refused_and_says_look_again(browser, site):  # noqa: F811
+def test_stale_approval_is_refused_and_says_look_again(browser, site):
     """The page approves with an older photo than the core has (as if the newer one had not
     reached this screen): refused, 'look again', and the page redraws from fresh status."""
     import re

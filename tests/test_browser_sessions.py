@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from controller import events as ev
+from tests.support_browser import expect, signed_in
 from tests.support_web import NAMES, PASSWORDS, session_cookie, wait_for
-from tests.test_browser import browser, expect, signed_in, site  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
 

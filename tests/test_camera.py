@@ -14,8 +14,9 @@ import uuid
 import pytest
 
 from controller import events as ev
-from controller.camera import CameraError, Picamera2Camera, SimulatedCamera, SnapshotService
+from controller.camera import CameraError, Picamera2Camera, SimulatedCamera
 from controller.journal import Journal
+from controller.snapshots import SnapshotService
 
 JPEG = b"\xff\xd8\xff\xe0" + b"fake-jpeg-body" + b"\xff\xd9"
 
@@ -145,8 +146,9 @@ def test_failed_camera_start_is_reported_not_raised(mocker, journal, tmp_path):
 
 
 def test_simulated_camera_makes_a_real_jpeg():
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     data = SimulatedCamera(320, 240, 70).capture_jpeg()
     img = Image.open(io.BytesIO(data))
@@ -163,7 +165,7 @@ def test_prune_by_age_then_size(journal, tmp_path):
     snaps = tmp_path / "snaps"
     svc = SnapshotService(SimulatedCamera(), snaps, journal, retention_days=1, max_bytes=2500)
     now = time.time()
-    for i, age_days in enumerate([3, 0.5, 0.4, 0.3, 0.2]):
+    for age_days in [3, 0.5, 0.4, 0.3, 0.2]:
         p = snaps / f"{uuid.uuid4()}.jpg"
         p.write_bytes(b"x" * 1000)
         os.utime(p, (now - age_days * 86400, now - age_days * 86400))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from controller import config as cfg
-from controller.cli import main
+from entry_buzzer.cli import main
 
 GOOD = """
 [site]
@@ -56,7 +56,8 @@ def test_defaults_are_documented_values():
 
 
 @pytest.mark.parametrize("snippet, key, words", [
-    ("[gpio]\nstrike_pin = 14", "gpio.strike_pin", "14 is pulled high or toggles at boot; use a pin in 9-27 other than 14/15"),
+    ("[gpio]\nstrike_pin = 14", "gpio.strike_pin",
+     "14 is pulled high or toggles at boot; use a pin in 9-27 other than 14/15"),
     ("[gpio]\nstrike_pin = 4", "gpio.strike_pin", "pulled high"),
     ("[gpio]\nstrike_pin = 40", "gpio.strike_pin", "9-27"),
     ("[gpio]\nstrike_active_high = false", "gpio.strike_active_high", "active-low"),
@@ -115,7 +116,7 @@ def test_check_config_prints_summary_and_exits_0(tmp_path, capsys):
 
 def test_check_config_as_a_process(tmp_path):
     bad = write(tmp_path, "[gpio]\nstrike_pin = 15\n")
-    proc = subprocess.run([sys.executable, "-m", "controller", "check-config", str(bad)],
+    proc = subprocess.run([sys.executable, "-m", "entry_buzzer", "check-config", str(bad)],
                           capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert proc.returncode == 2
     assert "gpio.strike_pin: 15 is pulled high or toggles at boot" in proc.stderr

@@ -3,69 +3,17 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
 from controller import events as ev
-from controller.core import UNLOCK_CAP, EntryCore, Rules
-from controller.journal import Journal
-
-
-class RecordingStrike:
-    """Strike port that records every call with the fake clock's time."""
-
-    def __init__(self, clock):
-        self.clock = clock
-        self.on = False
-        self.calls: list[tuple[str, float]] = []
-
-    def unlock(self):
-        self.on = True
-        self.calls.append(("unlock", self.clock.monotonic()))
-
-    def lock(self):
-        self.on = False
-        self.calls.append(("lock", self.clock.monotonic()))
-
-    def pulses(self) -> list[tuple[float, float]]:
-        out, start = [], None
-        for name, t in self.calls:
-            if name == "unlock" and start is None:
-                start = t
-            elif name == "lock" and start is not None:
-                out.append((start, t))
-                start = None
-        return out
-
-
-class FailingJournal:
-    """Wraps a journal; append raises while ``broken`` is set (disk full, read-only)."""
-
-    def __init__(self, journal):
-        self.journal = journal
-        self.broken = False
-
-    def append(self, *args, **kwargs):
-        if self.broken:
-            raise OSError("disk full")
-        return self.journal.append(*args, **kwargs)
-
-
-@pytest.fixture
-def journal(tmp_path: Path, clock):
-    j = Journal(tmp_path / "j.sqlite3", "campus", "door", now=clock.now)
-    yield j
-    j.close()
-
-
-@pytest.fixture
-def strike(clock):
-    return RecordingStrike(clock)
+from controller.core import UNLOCK_CAP, EntryCore
+from controller.door_settings import DoorSettings
+from tests.support_core import FailingJournal
 
 
 def make_core(journal, strike, clock, **rules):
-    return EntryCore(journal, strike, Rules(**rules), clock=clock, has_door_contact=True)
+    return EntryCore(journal, strike, DoorSettings(**rules), clock=clock, has_door_contact=True)
 
 
 @pytest.fixture
@@ -366,7 +314,7 @@ def test_forced_open_alarm_needs_acknowledgement(core):
 
 def test_journal_failure_fails_closed(tmp_path, journal, strike, clock):
     failing = FailingJournal(journal)
-    core = EntryCore(failing, strike, Rules(), clock=clock)
+    core = EntryCore(failing, strike, DoorSettings(), clock=clock)
     rid = core.press().request_id
     failing.broken = True
     d = core.approve(rid, "A")
@@ -378,7 +326,7 @@ def test_journal_failure_fails_closed(tmp_path, journal, strike, clock):
 
 def test_journal_failure_during_pulse_relocks(journal, strike, clock):
     failing = FailingJournal(journal)
-    core = EntryCore(failing, strike, Rules(), clock=clock, has_door_contact=True)
+    core = EntryCore(failing, strike, DoorSettings(), clock=clock, has_door_contact=True)
     core.unlock_now("A")
     failing.broken = True
     core.door_changed(True)   # cannot be journaled
@@ -387,7 +335,7 @@ def test_journal_failure_during_pulse_relocks(journal, strike, clock):
 
 def test_core_recovers_when_journal_writes_again(journal, strike, clock):
     failing = FailingJournal(journal)
-    core = EntryCore(failing, strike, Rules(), clock=clock)
+    core = EntryCore(failing, strike, DoorSettings(), clock=clock)
     failing.broken = True
     core.press()
     assert core.fault
@@ -426,7 +374,7 @@ def test_indicators_follow_state(journal, strike, clock):
         def show(self, state):
             shown.append(state)
 
-    core = EntryCore(journal, strike, Rules(denied_indicator_seconds=5), clock=clock, indicators=Leds())
+    core = EntryCore(journal, strike, DoorSettings(denied_indicator_seconds=5), clock=clock, indicators=Leds())
     rid = core.press().request_id
     core.deny(rid, "A")
     clock.advance(5)

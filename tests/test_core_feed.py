@@ -8,7 +8,8 @@ import threading
 import pytest
 
 from controller import events as ev
-from controller.core import EntryCore, Rules
+from controller.core import EntryCore
+from controller.door_settings import DoorSettings
 from controller.journal import Journal
 
 
@@ -20,7 +21,7 @@ class Strike:
 @pytest.fixture
 def core(tmp_path, clock):
     journal = Journal(tmp_path / "j.sqlite3", "campus", "door", now=clock.now)
-    yield EntryCore(journal, Strike(), Rules(debounce_ms=0), clock=clock)
+    yield EntryCore(journal, Strike(), DoorSettings(debounce_ms=0), clock=clock)
     journal.close()
 
 

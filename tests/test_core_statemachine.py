@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from controller import events as ev
-from controller.core import UNLOCK_CAP, EntryCore, Rules
+from controller.core import UNLOCK_CAP, EntryCore
+from controller.door_settings import DoorSettings
 from tests.conftest import FakeClock
 
 
@@ -78,7 +79,7 @@ class CoreMachine(RuleBasedStateMachine):
         self.core = None
         self.strike = AuditedStrike(self.clock, self.journal, self)
         self.core = EntryCore(self.journal, self.strike,
-                              Rules(unlock_seconds=5, ring_timeout_seconds=30, held_open_seconds=20),
+                              DoorSettings(unlock_seconds=5, ring_timeout_seconds=30, held_open_seconds=20),
                               clock=self.clock, has_door_contact=True)
         self.seen_ids: list[str] = []
         self.approved_ids: set[str] = set()

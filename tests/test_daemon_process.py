@@ -25,7 +25,7 @@ class Daemon:
     def __init__(self, state_dir: Path, config: Path):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller", "simulate", "--no-web", "--no-mqtt", "--console",
+            [sys.executable, "-m", "entry_buzzer", "simulate", "--no-web", "--no-mqtt", "--console",
              "--state-dir", str(state_dir), "--config", str(config)],
             cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True)
@@ -145,7 +145,7 @@ def test_restart_after_sigkill_starts_locked_and_journals_unclean_stop(tmp_path,
 
 def test_relock_command_as_a_process(tmp_path, config):
     env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
-    proc = subprocess.run([sys.executable, "-m", "controller", "relock", "--config", str(config)],
+    proc = subprocess.run([sys.executable, "-m", "entry_buzzer", "relock", "--config", str(config)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "strike on GPIO 17 driven locked" in proc.stdout
@@ -154,14 +154,14 @@ def test_relock_command_as_a_process(tmp_path, config):
 def test_relock_with_bad_config_exits_2_naming_the_key(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[gpio]\nstrike_pin = 3\n")
-    proc = subprocess.run([sys.executable, "-m", "controller", "relock", "--config", str(bad)],
+    proc = subprocess.run([sys.executable, "-m", "entry_buzzer", "relock", "--config", str(bad)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "gpio.strike_pin" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_simulated_campus_runs_and_stops_cleanly(tmp_path):
     state = tmp_path / "sim"
-    proc = subprocess.run([sys.executable, "-m", "controller", "simulate", "--no-web", "--no-mqtt",
+    proc = subprocess.run([sys.executable, "-m", "entry_buzzer", "simulate", "--no-web", "--no-mqtt",
                            "--state-dir", str(state), "--duration", "1"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -15,8 +15,7 @@ import pytest
 from controller import config as cfg
 from controller import daemon
 from controller import events as ev
-from tests.support_web import (TEST_CONFIG, Signed, add_users, app, build_controller, controller,  # noqa: F401
-                               login, stop_controller)
+from tests.support_web import TEST_CONFIG, Signed, add_users, build_controller, login, stop_controller
 
 pytestmark = pytest.mark.process
 
@@ -42,7 +41,7 @@ def test_sign_in_and_lockdown_on_a_full_disk(small_disk, settings, pin_factory):
     from web import close_app, create_app
     settings = cfg.with_overrides(settings, storage={"state_dir": small_disk / "state"})
     c = build_controller(settings, pin_factory)
-    app = create_app(c, test_config=TEST_CONFIG)
+    app = create_app(c, test_config=TEST_CONFIG, station=c.station)
     try:
         add_users(app.extensions["panel_store"])
         assert c.reserve.held, "a disk reserve is kept in the state directory"

@@ -16,9 +16,13 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from controller import events as ev
-
-from tests.support_district import (DISTRICT_ACCOUNTS, OTHER_CAMPUS, SHIPPED_CAMPUS, example_bridged_campus,
-                                    example_district_broker)
+from tests.support_district import (
+    DISTRICT_ACCOUNTS,
+    OTHER_CAMPUS,
+    SHIPPED_CAMPUS,
+    example_bridged_campus,
+    example_district_broker,
+)
 from tests.support_mqtt import Linked, Subscriber, make_certs, validate_all, wait_for
 
 pytestmark = pytest.mark.broker

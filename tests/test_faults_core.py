@@ -12,16 +12,10 @@ import pytest
 
 from controller import daemon
 from controller import events as ev
-from controller.core import EntryCore, Rules
+from controller.core import EntryCore
+from controller.door_settings import DoorSettings
 from controller.journal import Journal
-from tests.test_core import FailingJournal, RecordingStrike
-
-
-@pytest.fixture
-def journal(tmp_path: Path, clock):
-    j = Journal(tmp_path / "j.sqlite3", "campus", "door", now=clock.now)
-    yield j
-    j.close()
+from tests.support_core import FailingJournal, RecordingStrike
 
 
 def crash(c, pin_factory) -> None:
@@ -41,7 +35,7 @@ def types(journal: Journal) -> list[str]:
 def test_ring_pressed_while_journal_failed_cannot_be_approved_after_recovery(journal, clock):
     strike = RecordingStrike(clock)
     failing = FailingJournal(journal)
-    core = EntryCore(failing, strike, Rules(ring_timeout_seconds=120), clock=clock)
+    core = EntryCore(failing, strike, DoorSettings(ring_timeout_seconds=120), clock=clock)
     failing.broken = True
     rid = core.press().request_id
     failing.broken = False
@@ -63,7 +57,7 @@ def test_ring_pressed_while_journal_failed_cannot_be_approved_after_recovery(jou
 def test_unrecorded_ring_still_pending_is_refused_not_approved(journal, clock):
     strike = RecordingStrike(clock)
     failing = FailingJournal(journal)
-    core = EntryCore(failing, strike, Rules(ring_timeout_seconds=120), clock=clock)
+    core = EntryCore(failing, strike, DoorSettings(ring_timeout_seconds=120), clock=clock)
     failing.broken = True
     rid = core.press().request_id
     failing.broken = False
@@ -195,7 +189,7 @@ def test_recovery_journals_what_happened_during_the_fault(journal, clock, tmp_pa
     strike = RecordingStrike(clock)
     failing = FailingJournal(journal)
     store = FileLockdownStore(tmp_path / "lockdown.json")
-    core = EntryCore(failing, strike, Rules(ring_timeout_seconds=120), clock=clock, lockdown_store=store)
+    core = EntryCore(failing, strike, DoorSettings(ring_timeout_seconds=120), clock=clock, lockdown_store=store)
     failing.broken = True
     rid = core.press().request_id
     clock.advance(1)
@@ -225,7 +219,7 @@ def test_disk_reserve_lets_the_lockdown_reach_the_journal(journal, clock, tmp_pa
     strike = RecordingStrike(clock)
     failing = FailingJournal(journal)
     reserve = FreeingReserve(failing)
-    core = EntryCore(failing, strike, Rules(), clock=clock, reserve=reserve,
+    core = EntryCore(failing, strike, DoorSettings(), clock=clock, reserve=reserve,
                      lockdown_store=FileLockdownStore(tmp_path / "lockdown.json"))
     failing.broken = True                          # the disk just filled up
     assert core.start_lockdown("Sam Staff", "intruder").ok
@@ -248,7 +242,7 @@ def test_file_disk_reserve_releases_and_restores(tmp_path):
 
 def test_panel_audit_events_lost_to_a_fault_are_counted(journal, clock):
     failing = FailingJournal(journal)
-    core = EntryCore(failing, RecordingStrike(clock), Rules(), clock=clock)
+    core = EntryCore(failing, RecordingStrike(clock), DoorSettings(), clock=clock)
     failing.broken = True
     assert core.audit(ev.LOGIN_FAILED, username="sam", address="10.0.0.5") is False
     assert core.audit(ev.LOGIN_SUCCEEDED, username="sam", address="10.0.0.5", session="x") is False
@@ -267,7 +261,7 @@ def test_reserve_is_kept_when_the_failure_is_not_a_full_disk(journal, clock):
         def append(self, *a, **k):
             raise RuntimeError("journal is closed")
     reserve = FreeingReserve(FailingJournal(journal))
-    core = EntryCore(ClosedJournal(), RecordingStrike(clock), Rules(), clock=clock, reserve=reserve)
+    core = EntryCore(ClosedJournal(), RecordingStrike(clock), DoorSettings(), clock=clock, reserve=reserve)
     core.press()
     assert reserve.held and reserve.released == 0 and core.fault
 
@@ -278,11 +272,11 @@ def test_adapter_writes_lost_to_a_fault_are_counted_and_fail_closed(journal, clo
     from controller.faults import CountingRecorder
 
     failing = FailingJournal(journal)
-    core = EntryCore(failing, RecordingStrike(clock), Rules(), clock=clock)
+    core = EntryCore(failing, RecordingStrike(clock), DoorSettings(), clock=clock)
     adapter = CountingRecorder(failing, core.lost_event)
     failing.broken = True
     for type in (ev.SNAPSHOT_CAPTURED, ev.CAMERA_FAILED, ev.COMMAND_REJECTED):
-        with pytest.raises(Exception):
+        with pytest.raises(OSError, match="disk full"):
             adapter.append(type, None, reason="x")
     assert core.fault is not None and "journal_failure" in core.status()["alarms"]
     failing.broken = False

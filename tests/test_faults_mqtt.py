@@ -7,15 +7,13 @@ from __future__ import annotations
 import pytest
 
 from controller import events as ev
-from tests.support_mqtt import broker  # noqa: F401  (module-scoped fixture)
+from tests.support_core import FailingJournal
 from tests.support_mqtt import Linked, dedupe, wait_for
-from tests.test_core import FailingJournal
-from tests.test_mqtt import linked, subscriber  # noqa: F401
 
 pytestmark = pytest.mark.broker
 
 
-def test_district_sees_a_lost_journal_and_the_lockdown_that_outlived_it(linked, subscriber, tmp_path):  # noqa: F811
+def test_district_sees_a_lost_journal_and_the_lockdown_that_outlived_it(linked, subscriber, tmp_path):
     sub = subscriber()
     state = tmp_path / "door"
     first = linked(state_dir=state).ready()
@@ -43,7 +41,7 @@ def test_district_sees_a_lost_journal_and_the_lockdown_that_outlived_it(linked, 
     assert any(e["type"] == ev.LOCKDOWN_STARTED for e in new)
 
 
-def test_lockdown_started_while_the_journal_failed_reaches_the_district(linked, subscriber, clock):  # noqa: F811
+def test_lockdown_started_while_the_journal_failed_reaches_the_district(linked, subscriber, clock):
     sub = subscriber()
     lc: Linked = linked(clock=clock).ready()
     lc.controller.reserve.release()

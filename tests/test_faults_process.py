@@ -140,7 +140,7 @@ def test_damaged_journal_keeps_the_lockdown_and_refuses_unlocks(tmp_path, config
     # (simulate takes --state-dir; the command line reads it from the config)
     cfg2 = tmp_path / "with-state.toml"
     cfg2.write_text(config.read_text() + f'\n[storage]\nstate_dir = "{state}"\n')
-    proc = subprocess.run([sys.executable, "-m", "controller", "journal", "accept-new", "--config",
+    proc = subprocess.run([sys.executable, "-m", "entry_buzzer", "journal", "accept-new", "--config",
                            str(cfg2), "--actor", "Ada Admin"], capture_output=True, text=True,
                           timeout=60, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stderr

@@ -4,16 +4,16 @@ an approval names the photo and press count it was looking at and is refused whe
 from __future__ import annotations
 
 from controller import events as ev
-from controller.core import EntryCore, Rules
-from tests.support_web import app, controller, ring, staff, wait_for, wait_snapshot  # noqa: F401
-from tests.test_core import RecordingStrike
-from tests.test_faults_core import journal  # noqa: F401
+from controller.core import EntryCore
+from controller.door_settings import DoorSettings
+from tests.support_core import RecordingStrike
+from tests.support_web import ring, wait_for, wait_snapshot
 
 
-def test_core_refuses_an_approval_of_an_older_press_or_photo(journal, clock):  # noqa: F811
+def test_core_refuses_an_approval_of_an_older_press_or_photo(journal, clock):
     asked: list[tuple[str, int]] = []
     strike = RecordingStrike(clock)
-    core = EntryCore(journal, strike, Rules(), clock=clock, on_ring=lambda rid: asked.append((rid, 1)),
+    core = EntryCore(journal, strike, DoorSettings(), clock=clock, on_ring=lambda rid: asked.append((rid, 1)),
                      on_press_again=lambda rid, press: asked.append((rid, press)))
     rid = core.press().request_id
     core.photo_done(rid, 1, 1, clock.now())
@@ -36,9 +36,9 @@ def test_core_refuses_an_approval_of_an_older_press_or_photo(journal, clock):  #
     assert {e.data["code"] for e in refused} == {"stale"}
 
 
-def test_failed_photo_for_a_new_press_does_not_block_forever(journal, clock):  # noqa: F811
+def test_failed_photo_for_a_new_press_does_not_block_forever(journal, clock):
     strike = RecordingStrike(clock)
-    core = EntryCore(journal, strike, Rules(), clock=clock, on_ring=lambda rid: None,
+    core = EntryCore(journal, strike, DoorSettings(), clock=clock, on_ring=lambda rid: None,
                      on_press_again=lambda rid, press: None)
     rid = core.press().request_id
     clock.advance(5)
@@ -47,7 +47,7 @@ def test_failed_photo_for_a_new_press_does_not_block_forever(journal, clock):  #
     assert core.approve(rid, "Sam Staff", 0, 2).ok
 
 
-def test_panel_second_press_takes_a_new_photo_and_refuses_the_old_one(controller, staff):  # noqa: F811
+def test_panel_second_press_takes_a_new_photo_and_refuses_the_old_one(controller, staff):
     rid = ring(controller)
     wait_snapshot(controller, rid)
     wait_for(lambda: (controller.core.status()["ring"] or {}).get("photo"), what="photo 1 in status")
@@ -77,10 +77,12 @@ def test_panel_second_press_takes_a_new_photo_and_refuses_the_old_one(controller
     assert [e.data["snapshot"] for e in captured] == [1, 2]
 
 
-def test_repeat_press_photos_are_coalesced(journal, tmp_path):  # noqa: F811
+def test_repeat_press_photos_are_coalesced(journal, tmp_path):
     import threading
     import uuid
-    from controller.camera import SimulatedCamera, SnapshotService
+
+    from controller.camera import SimulatedCamera
+    from controller.snapshots import SnapshotService
 
     gate = threading.Event()
 
@@ -109,9 +111,11 @@ def test_repeat_press_photos_are_coalesced(journal, tmp_path):  # noqa: F811
     svc.close()
 
 
-def test_a_photo_that_cannot_be_saved_is_a_camera_failure_not_a_stuck_ring(journal, tmp_path):  # noqa: F811
+def test_a_photo_that_cannot_be_saved_is_a_camera_failure_not_a_stuck_ring(journal, tmp_path):
     import uuid
-    from controller.camera import SimulatedCamera, SnapshotService
+
+    from controller.camera import SimulatedCamera
+    from controller.snapshots import SnapshotService
     svc = SnapshotService(SimulatedCamera(160, 120), tmp_path / "snaps", journal, timeout=5)
     done: list[tuple] = []
     svc.on_done = lambda *a: done.append(a)

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from controller import events as ev
-from controller import labels
-from controller import visitor
-from controller.core import EntryCore, Rules
+from controller import labels, visitor
+from controller.core import EntryCore
+from controller.door_settings import DoorSettings
 from controller.durable import FileLockdownStore
 from controller.journal import Journal
 from controller.panic import Panic
-from tests.test_core import RecordingStrike
+from tests.support_core import RecordingStrike
 
 
 class Leds:
@@ -42,7 +42,7 @@ def leds():
 
 @pytest.fixture
 def core(journal, clock, leds, tmp_path):
-    return EntryCore(journal, RecordingStrike(clock), Rules(ring_timeout_seconds=60), clock=clock,
+    return EntryCore(journal, RecordingStrike(clock), DoorSettings(ring_timeout_seconds=60), clock=clock,
                      indicators=leds, lockdown_store=FileLockdownStore(tmp_path / "lockdown.json"))
 
 

@@ -17,7 +17,6 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from controller import config as cfg
 from controller.mqtt.discovery import COMPONENTS, configs
-
 from tests.support_mqtt import Linked, Subscriber, example_campus_broker, load_schema, wait_for
 
 CAMPUS, DOOR = "lincoln-elementary", "main-entrance"

@@ -64,7 +64,7 @@ def test_config_defaults_to_the_installed_config(command: list[str]) -> None:
 def test_credentials_default_to_the_installed_directory(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     monkeypatch.delenv("ENTRY_BUZZER_CREDENTIALS_DIR", raising=False)
-    assert cfg._secret_path("credential:web-secret-key") == Path("/etc/entry-buzzer/credentials/web-secret-key")
+    assert cfg.secret_path("credential:web-secret-key") == Path("/etc/entry-buzzer/credentials/web-secret-key")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", "/run/credentials/entry-buzzer.service")
     assert secret_files.secret_path("credential:x") == Path("/run/credentials/entry-buzzer.service/x")
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -135,7 +135,7 @@ def test_every_event_carries_the_journal_epoch(settings, pin_factory):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "controller", "journal", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "entry_buzzer", "journal", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=60, env={**os.environ})
 
 

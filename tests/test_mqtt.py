@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -12,45 +11,11 @@ import pytest
 from controller import events as ev
 from controller.camera import CameraError
 from controller.mqtt import Backoff, CommandError, parse_command
-
-from tests.support_mqtt import broker  # noqa: F401  (module-scoped fixture)
-from tests.support_mqtt import Linked, Subscriber, dedupe, load_schema, validate, validate_all, wait_for
+from tests.support_mqtt import Linked, dedupe, load_schema, validate, wait_for
 
 pytestmark = pytest.mark.broker
 
 COMMAND = load_schema("lockdown-command")
-
-
-@pytest.fixture
-def linked(broker, tmp_path, clock):
-    made: list[Linked] = []
-
-    def make(state_dir: Path | None = None, **kwargs) -> Linked:
-        kwargs.setdefault("clock", clock)
-        lc = Linked(broker, state_dir or tmp_path / f"state{len(made)}", **kwargs)
-        made.append(lc)
-        return lc
-
-    yield make
-    for lc in made:
-        lc.close()
-
-
-@pytest.fixture
-def subscriber(broker):
-    subs: list[Subscriber] = []
-
-    def make(**kwargs) -> Subscriber:
-        s = Subscriber(broker, **kwargs)
-        subs.append(s)
-        return s
-
-    yield make
-    for s in subs:
-        s.close()
-    for s in subs:
-        validate_all(s)      # every status/state/event message any test client saw is schema-valid
-
 
 def command(action: str = "start", **extra: object) -> str:
     body = {"action": action, "id": extra.pop("id", "cmd-1"), "reason": "drill", "by": "District Officer"}
@@ -167,7 +132,7 @@ def test_status_and_state_are_retained_and_clean_stop_publishes_offline(linked, 
                      what="state with the ring")
     validate(fresh[-1], "state")
     states = [{k: v for k, v in m.json().items() if k != "ts"} for m in late.on(f"{root}/state")]
-    assert all(a != b for a, b in zip(states, states[1:])), "state is published on change only"
+    assert all(a != b for a, b in zip(states, states[1:], strict=False)), "state is published on change only"
     assert fresh[-1]["last_seq"] >= lc.events_of(ev.BUZZER_PRESSED)[0].seq
 
     lc.wait_delivered()                                      # acknowledgements are committed in batches
@@ -204,7 +169,7 @@ def test_hostile_commands_change_nothing_and_are_journaled(linked, subscriber):
     rejected = wait_event(lc, ev.COMMAND_REJECTED, len(HOSTILE) + 1)
     operator.publish(topic, b"", retain=True)               # clear the retained message again
     reasons = [e.data["reason"] for e in rejected]
-    for (name, _payload, expected), reason in zip(HOSTILE, reasons):
+    for (name, _payload, expected), reason in zip(HOSTILE, reasons, strict=False):
         assert expected in reason, f"{name}: {reason}"
     assert reasons[len(HOSTILE)].startswith("retained")
     assert all(e.data["source"] == "mqtt" and e.data["topic"] == topic for e in rejected)

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from controller import events as ev
-
 from tests.support_mqtt import Linked, Subscriber, start_broker, wait_for
 
 pytestmark = pytest.mark.broker

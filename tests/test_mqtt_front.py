@@ -11,9 +11,8 @@ import pytest
 
 from controller import events as ev
 from controller.mqtt import CommandError, parse_command
-from tests.support_mqtt import broker  # noqa: F401  (module-scoped fixture)
 from tests.support_mqtt import load_schema, validate, wait_for
-from tests.test_mqtt import command, linked, subscriber, wait_event  # noqa: F401  (fixtures)
+from tests.test_mqtt import command, wait_event
 
 pytestmark = pytest.mark.broker
 

@@ -13,7 +13,6 @@ import pytest
 from controller import config as cfg
 from controller import events as ev
 from controller.mqtt import CommandError, parse_command
-
 from tests.support_mqtt import Linked, Subscriber, TcpProxy, example_campus_broker, wait_for
 
 pytestmark = pytest.mark.broker
@@ -210,7 +209,7 @@ def test_online_again_within_seconds_after_outages_of_5_30_and_120_s(campus, tmp
             time.sleep(outage)
             campus.start()
             back = time.monotonic()
-            wait_for(lambda: lc.link.health()["connects"] > connects, timeout=120, what="reconnect")
+            wait_for(lambda connects=connects: lc.link.health()["connects"] > connects, timeout=120, what="reconnect")
             returns.append(round(time.monotonic() - back, 2))
         print(f"\nreconnect after broker return (outages 5, 30, 120 s): {returns} s")
         record_property("reconnect_seconds", returns)

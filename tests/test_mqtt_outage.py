@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from controller import events as ev
-
 from tests.support_mqtt import Linked, Subscriber, dedupe, start_broker, validate, validate_all, wait_for
 
 pytestmark = pytest.mark.broker
@@ -116,7 +115,7 @@ def _journal_counts(state_dir: Path) -> tuple[int, int]:
 
 
 class Daemon:
-    """``python -m controller simulate`` as a real subprocess, driven through its console."""
+    """``python -m entry_buzzer simulate`` as a real subprocess, driven through its console."""
 
     def __init__(self, broker, tmp: Path, door: str):
         self.state_dir = tmp / "state"
@@ -138,7 +137,7 @@ reconnect_max_seconds = 1.0
 [web]
 enabled = false
 """)
-        self.args = [sys.executable, "-m", "controller", "simulate", "--no-web", "--console",
+        self.args = [sys.executable, "-m", "entry_buzzer", "simulate", "--no-web", "--console",
                      "--config", str(self.config), "--state-dir", str(self.state_dir),
                      "--mqtt-port", str(broker.port)]
         self.log = tmp / "daemon.log"

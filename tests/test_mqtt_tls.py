@@ -10,7 +10,6 @@ import pytest
 from controller import config as cfg
 from controller import events as ev
 from controller.mqtt import tls_context
-
 from tests.support_mqtt import Linked, Subscriber, make_certs, start_broker, wait_for
 
 pytestmark = pytest.mark.broker

@@ -5,9 +5,8 @@ health report says, and the simulated camera still stamps each photo with its ow
 
 from __future__ import annotations
 
-import json
-
 import io
+import json
 import time
 import uuid
 from pathlib import Path
@@ -15,10 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from controller.camera import SimulatedCamera, SnapshotService
+from controller.camera import SimulatedCamera
 from controller.journal import Journal
-from tests.support_web import controller  # noqa: F401  (fixture)
-from web.panel import summarize_health
+from controller.snapshots import SnapshotService
 from web.stream import StreamHub
 
 
@@ -54,7 +52,8 @@ def test_a_waiting_rings_photo_lookup_does_not_scan_the_directory(journal, tmp_p
 
 def test_an_event_is_encoded_once_and_streams_send_the_mqtt_text(journal):
     listeners = []
-    fake = SimpleNamespace(journal=journal, core=SimpleNamespace(add_listener=listeners.append))
+    fake = SimpleNamespace(subscribe_events=journal.subscribe, unsubscribe_events=journal.unsubscribe,
+                           subscribe_changes=listeners.append)
     hub = StreamHub(fake, session_check=lambda _t: {})
     client = hub.open("token")
     event = journal.append("buzzer_pressed", str(uuid.uuid4()), presses=1)
@@ -69,9 +68,9 @@ def test_an_event_is_encoded_once_and_streams_send_the_mqtt_text(journal):
     hub.close()
 
 
-def test_panel_health_summary_matches_the_full_health_report(controller):  # noqa: F811
+def test_panel_health_summary_matches_the_full_health_report(controller):
     full = controller.health()
-    summary = summarize_health(controller)
+    summary = controller.panel_health()
     assert summary["camera"] == full["camera"]
     assert summary["fault"] == full["fault"] and summary["outbox_depth"] == full["outbox_depth"]
     assert summary["mqtt"] == {"enabled": bool(controller.settings.mqtt.enabled),

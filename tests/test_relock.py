@@ -24,7 +24,7 @@ ENTRY_BUZZER = Path(sys.executable).parent / "entry-buzzer"
 pytestmark = pytest.mark.process
 
 BLOCKED = ("flask", "werkzeug", "paho", "cheroot", "PIL", "web", "sqlite3", "controller.core",
-           "controller.daemon", "controller.simulate", "controller.mqtt", "controller.camera",
+           "controller.daemon", "controller.simulate", "controller.mqtt", "controller.camera", "controller.snapshots",
            "controller.gpio", "controller.journal", "controller.selftest")
 
 HARNESS = '''
@@ -166,7 +166,7 @@ def test_daemon_start_writes_last_good_that_relock_uses(harness: Path, tmp_path:
     state = tmp_path / "state"
     config = tmp_path / "config.toml"
     config.write_text("[door]\nunlock_seconds = 3\n")
-    run = subprocess.run([sys.executable, "-m", "controller", "simulate", "--no-web", "--no-mqtt",
+    run = subprocess.run([sys.executable, "-m", "entry_buzzer", "simulate", "--no-web", "--no-mqtt",
                           "--state-dir", str(state), "--config", str(config), "--duration", "0.5"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert run.returncode == 0, run.stdout + run.stderr

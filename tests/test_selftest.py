@@ -162,7 +162,7 @@ def test_cli_selftest_with_mock_pins(tmp_path: Path) -> None:
     env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
     env.pop("CREDENTIALS_DIRECTORY", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "controller", "selftest", "--config", str(config), "--buzzer-wait", "0.2"],
+        [sys.executable, "-m", "entry_buzzer", "selftest", "--config", str(config), "--buzzer-wait", "0.2"],
         cwd=REPO, env=env, input="no\n", capture_output=True, text=True, timeout=120)
     out = proc.stdout
     assert "gpio factory" in out and "MockFactory" in out, out + proc.stderr
@@ -176,7 +176,7 @@ def test_cli_selftest_with_mock_pins(tmp_path: Path) -> None:
 def test_cli_selftest_bad_config_is_a_clear_error(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text("[gpio]\nstrike_pin = 4\n")
-    proc = subprocess.run([sys.executable, "-m", "controller", "selftest", "--config", str(config)],
+    proc = subprocess.run([sys.executable, "-m", "entry_buzzer", "selftest", "--config", str(config)],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "gpio.strike_pin" in proc.stderr and "Traceback" not in proc.stderr
@@ -187,10 +187,10 @@ def test_cli_relock_reads_only_gpio(tmp_path: Path) -> None:
     config = _write_config(tmp_path)
     env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
     env.pop("CREDENTIALS_DIRECTORY", None)
-    check = subprocess.run([sys.executable, "-m", "controller", "check-config", str(config)],
+    check = subprocess.run([sys.executable, "-m", "entry_buzzer", "check-config", str(config)],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert check.returncode == 2        # the full config needs the credential...
-    proc = subprocess.run([sys.executable, "-m", "controller", "relock", "--config", str(config)],
+    proc = subprocess.run([sys.executable, "-m", "entry_buzzer", "relock", "--config", str(config)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr    # ...the relock does not
     assert "GPIO 17 driven locked" in proc.stdout

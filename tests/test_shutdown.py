@@ -19,8 +19,8 @@ import pytest
 
 from controller import events as ev
 from controller.journal import Journal
-from tests.support_mqtt import free_port, start_broker
 from tests.conftest import wait_for
+from tests.support_mqtt import free_port, start_broker
 
 ROOT = Path(__file__).parents[1]
 pytestmark = [pytest.mark.process, pytest.mark.broker]
@@ -45,7 +45,7 @@ class Sim:
             text += (f'[mqtt]\nenabled = true\nusername = "ctl"\npassword_file = "{pw}"\n'
                      "reconnect_min_seconds = 0.1\nreconnect_max_seconds = 1.0\n")
         config.write_text(text)
-        args = [sys.executable, "-m", "controller", "simulate", "--console", "--config", str(config),
+        args = [sys.executable, "-m", "entry_buzzer", "simulate", "--console", "--config", str(config),
                 "--state-dir", str(self.state)]
         args += ["--mqtt-port", str(broker.port)] if broker is not None else ["--no-mqtt"]
         args += ["--port", str(web_port)] if web_port else ["--no-web"]
@@ -90,7 +90,8 @@ def test_hung_camera_does_not_hold_the_stop(tmp_path: Path) -> None:
     assert events[-1].type == ev.CONTROLLER_STOPPED
     assert events[-1].ts.timestamp() - sent_wall < 4.0
     assert events[-1].data["unfinished"] == ["camera"]
-    print(f"\nhung camera: SIGTERM to exit {took:.2f}s, to controller_stopped {events[-1].ts.timestamp() - sent_wall:.2f}s")
+    to_stopped = events[-1].ts.timestamp() - sent_wall
+    print(f"\nhung camera: SIGTERM to exit {took:.2f}s, to controller_stopped {to_stopped:.2f}s")
 
 
 def test_stuck_broker_panel_and_camera_together(tmp_path: Path) -> None:

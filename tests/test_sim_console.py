@@ -16,19 +16,20 @@ from pathlib import Path
 from controller import config as cfg
 from controller import events as ev
 from controller import simulate as sim
-from controller.cli import build_parser
-from tests.support_web import controller  # noqa: F401
+from controller.sim_console import console
+from entry_buzzer.cli import build_parser
+from entry_buzzer.simulation import panel_links
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_console(controller, text: str, as_json: bool = False) -> tuple[list[str], threading.Event]:  # noqa: F811
+def run_console(controller, text: str, as_json: bool = False) -> tuple[list[str], threading.Event]:
     out, stop = io.StringIO(), threading.Event()
-    sim.console(controller, controller.station, stop, stream=io.StringIO(text), out=out, as_json=as_json)
+    console(controller, controller.station, stop, stream=io.StringIO(text), out=out, as_json=as_json)
     return out.getvalue().splitlines(), stop
 
 
-def test_exit_is_the_request_to_exit_sensor_and_quit_stops(controller):  # noqa: F811
+def test_exit_is_the_request_to_exit_sensor_and_quit_stops(controller):
     lines, stop = run_console(controller, "exit\nopen\nclose\nquit\npress\n")
     kinds = [(e.type, e.data.get("egress")) for e in controller.journal.query(limit=50)]
     assert (ev.DOOR_OPENED, True) in kinds                  # the door opened as free egress
@@ -39,7 +40,7 @@ def test_exit_is_the_request_to_exit_sensor_and_quit_stops(controller):  # noqa:
     assert stop.is_set()
 
 
-def test_answers_are_sentences_not_python_objects(controller):  # noqa: F811
+def test_answers_are_sentences_not_python_objects(controller):
     lines, _ = run_console(controller, "approve\npress\napprove\nstatus\nevents 3\nbogus\nring_action\n_out\n")
     text = "\n".join(lines)
     assert "Decision(" not in text and "{'" not in text and "malformed" not in text
@@ -53,7 +54,7 @@ def test_answers_are_sentences_not_python_objects(controller):  # noqa: F811
     assert "Unknown command '_out'; type 'help' for the list." in lines
 
 
-def test_json_answers_for_scripts(controller):  # noqa: F811
+def test_json_answers_for_scripts(controller):
     lines, _ = run_console(controller, "deny\npress\nstatus\ndeny\n", as_json=True)
     answers = [json.loads(line) for line in lines]
     assert answers[0] == {"ok": False, "code": "no_ring", "reason": "no ring to deny"}
@@ -78,15 +79,15 @@ def test_every_option_of_every_subcommand_has_help():
 
 def test_tls_config_prints_an_https_link(tmp_path):
     base = cfg.with_overrides(cfg.Settings(), web={"tls_cert_file": "/x/cert.pem", "tls_key_file": "/x/key.pem"})
-    links = sim.panel_links(sim.simulated_settings(base, tmp_path, web_port=8443))
+    links = panel_links(sim.simulated_settings(base, tmp_path, web_port=8443))
     assert links == "panel: https://127.0.0.1:8443/  visitor station: https://127.0.0.1:8443/sim"
-    assert sim.panel_links(sim.simulated_settings(cfg.Settings(), tmp_path, web_port=8081)).startswith(
+    assert panel_links(sim.simulated_settings(cfg.Settings(), tmp_path, web_port=8081)).startswith(
         "panel: http://127.0.0.1:8081/")
 
 
 def _simulate(*args: str, tmp: Path) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "controller", "simulate", "--no-mqtt", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "entry_buzzer", "simulate", "--no-mqtt", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 

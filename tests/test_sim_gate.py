@@ -24,7 +24,7 @@ class LGPIOFactory:
 
 def _sim_status(controller: daemon.Controller) -> int:
     from web import close_app, create_app
-    app = create_app(controller, test_config=TEST_CONFIG)
+    app = create_app(controller, test_config=TEST_CONFIG, station=controller.station)
     try:
         add_users(app.extensions["panel_store"])
         return Signed(app.test_client(), "sam").get("/sim").status_code
@@ -61,15 +61,17 @@ def test_the_rule_reads_the_default_factory_from_the_environment(monkeypatch):
 
 
 def test_the_daemon_on_mock_pins_attaches_a_settled_station(settings, pin_factory):
-    """`entry-buzzer run` with mock pins: the station is there at READY and the door reads closed."""
-    s = cfg.with_overrides(settings, web={"enabled": False})
+    """`entry-buzzer run` with mock pins: the panel has the station at READY and the door reads closed."""
+    from entry_buzzer import compose
+    s = cfg.with_overrides(settings, web={"enabled": True, "host": "127.0.0.1", "port": 0, "listen": "tcp"})
     stop = threading.Event()
     seen: dict[str, object] = {}
 
     def ready(controller: daemon.Controller) -> None:
-        seen["station"] = controller.station
-        seen["door"] = controller.core.status()["door"]
+        panel = next(svc for svc in controller.services if svc.name == "web")
+        seen["station"] = panel.app.extensions["sim_station"]
+        seen["door"] = controller.status()["door"]
         stop.set()
 
-    assert daemon.run(s, pin_factory=pin_factory, simulated=False, on_ready=ready, stop_event=stop) == 0
+    assert compose.run(s, pin_factory=pin_factory, simulated=False, on_ready=ready, stop_event=stop) == 0
     assert seen["station"] is not None and seen["door"] == "locked"

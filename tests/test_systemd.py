@@ -163,7 +163,7 @@ def test_daemon_process_sends_ready_then_watchdog_pings(tmp_path: Path) -> None:
         env = dict(os.environ, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="200000", PYTHONUNBUFFERED="1")
         env.pop("WATCHDOG_PID", None)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "controller", "simulate", "--no-web", "--no-mqtt",
+            [sys.executable, "-m", "entry_buzzer", "simulate", "--no-web", "--no-mqtt",
              "--state-dir", str(state), "--duration", "5"],
             cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
@@ -283,7 +283,7 @@ except OSError:
 from controller.camera import SimulatedCamera
 assert SimulatedCamera(160, 120).capture_jpeg().startswith(b"\xff\xd8")
 sys.argv = ["entry-buzzer"] + sys.argv[1:]
-runpy.run_module("controller", run_name="__main__")
+runpy.run_module("entry_buzzer", run_name="__main__")
 '''
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from controller import events as ev
-from tests.support_web import NAMES, admin, app, controller, ring, staff  # noqa: F401
+from tests.support_web import NAMES, ring
 from web.store import PanelStore, StoreError
 
 WEAK = ["aaaaaaaaaa", "password12", "0000000000", "aaaaaaaaaaaa", "password1234", "000000000000",

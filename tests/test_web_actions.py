@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from controller import events as ev
-from tests.support_web import NAMES, app, controller, ring, staff, wait_for, wait_snapshot  # noqa: F401
+from tests.support_web import NAMES, ring, wait_for, wait_snapshot
 
 
 def strike_on_count(pin_factory_pin) -> int:
@@ -137,8 +137,8 @@ def test_sim_station(staff, controller):
 
 
 def test_sim_is_absent_outside_the_simulated_campus(controller):
-    from web import close_app, create_app
     from tests.support_web import TEST_CONFIG, Signed, add_users
+    from web import close_app, create_app
     controller.simulated = False
     controller.hardware.pin_factory = type("LGPIOFactory", (), {})()   # real pins: never /sim
     app = create_app(controller, test_config=TEST_CONFIG)

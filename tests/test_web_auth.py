@@ -9,8 +9,7 @@ import time
 import pytest
 
 from controller import events as ev
-from tests.support_web import (CSRF_INPUT, PASSWORDS, Signed, admin, app, controller, login,  # noqa: F401
-                               ring, staff)
+from tests.support_web import CSRF_INPUT, PASSWORDS, Signed, login
 
 SNAP = "/snapshot/0b4f8a52-8c4f-4f39-9a55-6f1e0c3a9d11"
 # (method, path, role) for every route but sign-in and static files

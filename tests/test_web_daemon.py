@@ -1,4 +1,4 @@
-"""The daemon serves the panel as a Service when web.enabled (WebServer.for_controller)."""
+"""The daemon serves the panel as a Service when web.enabled (entry_buzzer.compose)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import threading
 from controller import config as cfg
 from controller import daemon
 from controller.simulate import SimulatedStation
+from entry_buzzer import compose
 
 
 def free_port() -> int:
@@ -37,8 +38,8 @@ def test_daemon_serves_the_panel_and_stops_it(settings, pin_factory):
         stop.set()
 
     station = SimulatedStation(pin_factory, s.gpio)
-    code = daemon.run(s, pin_factory=pin_factory, simulated=True, on_ready=ready,
-                      on_built=lambda _c: station.settle(), stop_event=stop)
+    code = compose.run(s, pin_factory=pin_factory, simulated=True, station=station, on_ready=ready,
+                       on_built=lambda _c: station.settle(), stop_event=stop)
     assert code == 0
     assert seen["status"] == 401
     assert seen["health"]["running"] is True and seen["health"]["url"] == f"http://127.0.0.1:{port}"
@@ -52,7 +53,7 @@ def test_simulated_campus_prints_a_working_admin_password(tmp_path):
 
     from web.store import PanelStore
     port = free_port()
-    out = subprocess.run([sys.executable, "-m", "controller", "simulate", "--no-mqtt", "--port", str(port),
+    out = subprocess.run([sys.executable, "-m", "entry_buzzer", "simulate", "--no-mqtt", "--port", str(port),
                           "--state-dir", str(tmp_path), "--duration", "1"],
                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stderr

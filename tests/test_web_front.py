@@ -195,7 +195,8 @@ def test_staff_actions_succeed_while_hostile_clients_hold_connections(front: Fro
         "approve_max_s": round(max(approve), 3) if approve else None,
         "lockdown_max_s": round(max(lockdown), 3) if lockdown else None,
         "rss_before_mb": round(rss_before / 1024, 1), "rss_growth_mb": round((rss_max - rss_before) / 1024, 2),
-        "nginx_rss_growth_mb": round((nginx_max - nginx_before) / 1024, 2), "attacker": attack_stats, "front": "cheroot direct (old)" if DIRECT else "nginx (shipped config)",
+        "nginx_rss_growth_mb": round((nginx_max - nginx_before) / 1024, 2), "attacker": attack_stats,
+        "front": "cheroot direct (old)" if DIRECT else "nginx (shipped config)",
         "errors": sorted({r["error"] for r in results if "error" in r})[:3],
     }
     FIGURES[kind] = figures

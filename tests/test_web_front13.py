@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from controller import events as ev
-from tests.support_web import NAMES, app, controller, ring, staff  # noqa: F401
+from tests.support_web import NAMES, ring
 
 
 @pytest.mark.parametrize("fields,error", [

@@ -9,7 +9,7 @@ import io
 import pytest
 
 from controller import events as ev
-from tests.support_web import NAMES, admin, app, controller, login, ring, staff, wait_snapshot  # noqa: F401
+from tests.support_web import NAMES, login, ring, wait_snapshot
 
 
 def test_history_lists_visits_newest_first_with_outcome_and_thumbnail(staff, controller):
@@ -170,5 +170,5 @@ def test_csv_escapes_every_column_including_request_id(staff, controller, lead):
     header, body = rows[0], rows[1:]
     row = [r for r in body if r[header.index("type")] == ev.CAMERA_FAILED][0]
     assert row[header.index("request_id")] == "'" + evil
-    for name, cell in zip(header, row):
+    for name, cell in zip(header, row, strict=True):
         assert cell[:1] not in ("=", "+", "-", "@", "\t", "\r"), (name, cell)

@@ -15,8 +15,18 @@ import pytest
 from controller import config as cfg
 from controller import events as ev
 from controller import labels
-from tests.support_web import (NAMES, TEST_CONFIG, add_users, app, build_controller, login,  # noqa: F401
-                               ring, session_cookie, staff, stop_controller, wait_for, wait_snapshot)
+from controller.vocabulary import Alarm
+from tests.support_web import (
+    NAMES,
+    TEST_CONFIG,
+    add_users,
+    build_controller,
+    ring,
+    session_cookie,
+    stop_controller,
+    wait_for,
+    wait_snapshot,
+)
 from tests.test_web_stream import StreamReader
 
 RAW = re.compile(r"\b[a-z]+_[a-z_]+\b")      # pulse_end, staff_unlock, buzzer_pressed, …
@@ -46,7 +56,7 @@ def test_every_event_type_and_reason_has_words():
     assert set(labels.TYPES) == set(ev.ALL_TYPES)
     for code in ("approved", "staff_unlock", "pulse_end", "door_closed", "lockdown", "shutdown", "fault", "startup"):
         assert "_" not in labels.reason(code)
-    for alarm in ev.ALARMS:
+    for alarm in Alarm:
         assert alarm in labels.ALARMS
     assert labels.describe({"type": "door_opened", "egress": True}) == labels.EXIT
     assert labels.describe({"type": "door_locked", "reason": "pulse_end"}) == "Door locked (unlock time over)"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from controller import cli
 from controller import config as cfg
-from tests.support_web import TEST_CONFIG, controller  # noqa: F401  (fixture)
+from entry_buzzer import cli
+from tests.support_web import TEST_CONFIG
 
 
 def write(tmp_path: Path, web: str) -> str:
@@ -61,7 +61,7 @@ def test_socket_path_is_checked(tmp_path, capsys) -> None:
     assert "web.listen" in capsys.readouterr().err
 
 
-def test_every_start_with_allow_plain_http_logs_a_warning(controller, caplog) -> None:  # noqa: F811
+def test_every_start_with_allow_plain_http_logs_a_warning(controller, caplog) -> None:
     from web.server import WebServer
     settings = cfg.with_overrides(controller.settings, web={"enabled": True, "host": "0.0.0.0", "port": 0,
                                                            "allow_plain_http": True})
@@ -74,7 +74,7 @@ def test_every_start_with_allow_plain_http_logs_a_warning(controller, caplog) ->
     assert len(warnings) == 2 and all(r.levelno == logging.WARNING for r in warnings)
 
 
-def test_loopback_start_logs_no_plain_http_warning(controller, caplog) -> None:  # noqa: F811
+def test_loopback_start_logs_no_plain_http_warning(controller, caplog) -> None:
     from web.server import WebServer
     caplog.set_level(logging.WARNING, logger="web.server")
     server = WebServer(controller, test_config=TEST_CONFIG, host="127.0.0.1", port=0)

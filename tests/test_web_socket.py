@@ -16,7 +16,7 @@ import pytest
 
 from controller import config as cfg
 from controller import events as ev
-from tests.support_web import TEST_CONFIG, add_users, controller  # noqa: F401  (fixture)
+from tests.support_web import TEST_CONFIG, add_users
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -31,7 +31,7 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 
 @pytest.fixture
-def socket_server(controller: Any) -> Iterator[Any]:  # noqa: F811
+def socket_server(controller: Any) -> Iterator[Any]:
     from web.server import WebServer
     directory = Path(tempfile.mkdtemp(prefix="eb-sock-", dir="/tmp"))
     settings = cfg.with_overrides(controller.settings, web={
@@ -63,12 +63,12 @@ def failed_login(connect: Any, headers: dict[str, str]) -> tuple[str, str]:
     return cookie_header, body
 
 
-def last_failed_address(controller: Any) -> str:  # noqa: F811
+def last_failed_address(controller: Any) -> str:
     events = controller.journal.query(types=[ev.LOGIN_FAILED], limit=1)
     return events[0].data["address"]
 
 
-def test_socket_is_group_only_and_removed_on_stop(controller) -> None:  # noqa: F811
+def test_socket_is_group_only_and_removed_on_stop(controller) -> None:
     from web.server import WebServer
     directory = Path(tempfile.mkdtemp(prefix="eb-sock-", dir="/tmp"))
     path = directory / "panel.sock"
@@ -86,18 +86,17 @@ def test_socket_is_group_only_and_removed_on_stop(controller) -> None:  # noqa: 
     directory.rmdir()
 
 
-def test_forwarded_headers_are_trusted_on_the_socket(socket_server, controller) -> None:  # noqa: F811
+def test_forwarded_headers_are_trusted_on_the_socket(socket_server, controller) -> None:
     cookie, _ = failed_login(lambda: UnixHTTPConnection(socket_server.socket_path),
                              {"X-Forwarded-For": "10.20.30.40", "X-Forwarded-Proto": "https"})
     assert last_failed_address(controller) == "10.20.30.40"      # what nginx saw: the throttle's key
     assert "Secure" in cookie                                      # nginx terminated TLS
 
 
-def test_forwarded_headers_are_ignored_on_tcp(web_server, controller) -> None:  # noqa: F811
+def test_forwarded_headers_are_ignored_on_tcp(web_server, controller) -> None:
     cookie, _ = failed_login(lambda: http.client.HTTPConnection("127.0.0.1", web_server.port, timeout=20),
                              {"X-Forwarded-For": "10.20.30.40", "X-Forwarded-Proto": "https"})
     assert last_failed_address(controller) == "127.0.0.1"
     assert "Secure" not in cookie
 
 
-from tests.support_web import web_server  # noqa: E402,F401  (fixture)

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from controller import cli
+from entry_buzzer import cli
 from web.store import SCRYPT_N, PanelStore, StoreError, verify_password
 
 

@@ -13,8 +13,7 @@ import time
 import pytest
 
 from controller import config as cfg
-from tests.support_web import (TEST_CONFIG, add_users, build_controller, controller, ring,  # noqa: F401
-                               session_cookie, stop_controller, wait_for, web_server)
+from tests.support_web import TEST_CONFIG, add_users, build_controller, ring, session_cookie, stop_controller, wait_for
 
 
 class StreamReader:

@@ -14,15 +14,17 @@ from typing import Any
 from flask import Flask
 
 from controller import config as cfg
-from controller.gpio import uses_mock_pins
+from controller.api import DoorApi
 
 from . import admin, auth, history, panel, security, sim, stream
 from .store import PANEL_DB, SCRYPT_N, PanelStore
 from .throttle import LoginThrottle
 
 
-def create_app(controller: Any, settings: cfg.Settings | None = None,
-               test_config: dict[str, Any] | None = None) -> Flask:
+def create_app(controller: DoorApi, settings: cfg.Settings | None = None,
+               test_config: dict[str, Any] | None = None, station: Any = None) -> Flask:
+    """The panel for this controller. ``station`` is the simulated visitor station the /sim page
+    drives (simulated campus and mock pins only; the composition root passes it)."""
     settings = settings or controller.settings
     app = Flask(__name__)
     threads = settings.web.threads
@@ -55,6 +57,7 @@ def create_app(controller: Any, settings: cfg.Settings | None = None,
                        idle_seconds=app.config["SESSION_IDLE_SECONDS"])
     app.extensions["entry_controller"] = controller
     app.extensions["panel_store"] = store
+    app.extensions["sim_station"] = station
     app.extensions["login_throttle"] = LoginThrottle(
         per_user_address=app.config["LOGIN_LIMIT_PER_USER_ADDRESS"],
         per_address=app.config["LOGIN_LIMIT_PER_ADDRESS"], window_seconds=app.config["LOGIN_WINDOW_SECONDS"],
@@ -76,7 +79,7 @@ def create_app(controller: Any, settings: cfg.Settings | None = None,
     security.init_app(app)
     for bp in (auth.bp, panel.bp, stream.bp, history.bp, admin.bp):
         app.register_blueprint(bp)
-    if uses_mock_pins(controller.hardware.pin_factory):   # /sim iff the pins are gpiozero's mock pins
+    if controller.on_mock_pins:             # /sim iff the pins are gpiozero's mock pins
         app.register_blueprint(sim.bp)
     return app
 

@@ -10,9 +10,10 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request
 
 from controller import events as ev
+from controller.vocabulary import DecisionCode
 
 from . import security as sec
-from .store import StoreError
+from .store import NoSuchUser, StoreError
 from .throttle import KINDS, LoginThrottle
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -20,10 +21,10 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 def _page(status: int = 200, message: str = "", error: str = "") -> Any:
     store = sec.store()
-    controller = current_app.extensions["entry_controller"]
+    controller = sec.controller()
     return render_template("admin.html", users=store.users(), sessions=store.sessions(),
                            throttles=_throttle().entries()[:200], message=message, error=error,
-                           journal_lost=getattr(controller, "journal_lost", None)), status
+                           journal_lost=controller.journal_lost), status
 
 
 def _throttle() -> LoginThrottle:
@@ -33,7 +34,7 @@ def _throttle() -> LoginThrottle:
 def _audit(action: str, **data: Any) -> None:
     sess = sec.current_session()
     try:   # through the core: a full disk releases the reserve; a lost event is counted
-        current_app.extensions["entry_controller"].core.audit(
+        sec.controller().audit(
             ev.ACCOUNT_CHANGED, actor=sess.user.display_name if sess else None,
             actor_username=sess.user.username if sess else None, action=action, **data)
     except Exception:
@@ -68,7 +69,7 @@ def remove_user(username: str) -> Any:
     try:
         sec.store().remove_user(username)
     except StoreError as exc:
-        return _page(404 if str(exc).startswith("no user") else 400, error=str(exc))
+        return _page(404 if isinstance(exc, NoSuchUser) else 400, error=str(exc))
     _audit("remove", username=username)
     return _page(message=f"Removed {username}; their sessions ended.")
 
@@ -79,7 +80,7 @@ def set_password(username: str) -> Any:
     try:
         sec.store().set_password(username, request.form.get("password", ""))
     except StoreError as exc:
-        return _page(404 if str(exc).startswith("no user") else 400, error=str(exc))
+        return _page(404 if isinstance(exc, NoSuchUser) else 400, error=str(exc))
     _audit("password", username=username)
     return _page(message=f"Password changed for {username}; their sessions ended.")
 
@@ -100,10 +101,10 @@ def accept_journal() -> Any:
     if request.form.get("confirm") != "yes":
         return _page(400, error="tick the box to confirm you checked why the journal was replaced")
     sess = sec.current_session()
-    d = current_app.extensions["entry_controller"].accept_new_journal(sess.user.display_name if sess else None,
+    d = sec.controller().accept_new_journal(sess.user.display_name if sess else None,
                                                                       "panel")
     if not d.ok:
-        return _page(503 if d.code == "fault" else 400, error=d.reason)
+        return _page(503 if d.code == DecisionCode.FAULT else 400, error=d.reason)
     return _page(message="New journal accepted: " + d.reason + ".")
 @bp.post("/throttles/clear")
 @sec.require("admin")

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, make_response, redirect, render_template, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from controller import events as ev
 
@@ -38,16 +39,16 @@ def _form(status: int = 200, message: str = "", username: str = "") -> Response:
     return resp
 
 
-def _journal(type: str, **data: object) -> None:
+def _journal(type: str, **data: Any) -> None:
     try:   # through the core: a full disk releases the reserve; a lost event is counted
-        if not current_app.extensions["entry_controller"].core.audit(type, **data):
+        if not sec.controller().audit(type, **data):
             current_app.logger.error("could not journal %s (counted for journal_recovered)", type)
     except Exception:  # a full disk must not turn a sign-in page into a 500
         current_app.logger.exception("could not journal %s", type)
 
 
 @bp.get("/login")
-def login() -> Response:
+def login() -> BaseResponse:
     if sec.wants_json():                      # the in-page sign-in dialog: just a login CSRF token
         token = sec.new_login_csrf()
         resp = jsonify(ok=True, login_csrf=token)
@@ -59,7 +60,7 @@ def login() -> Response:
 
 
 @bp.post("/login")
-def login_post() -> Response:
+def login_post() -> BaseResponse:
     throttle: LoginThrottle = current_app.extensions["login_throttle"]
     username = request.form.get("username", "")[:64].strip().lower()
     password = request.form.get("password", "")
@@ -69,9 +70,9 @@ def login_post() -> Response:
         if throttle.should_announce(blocked, address, username):
             _journal(ev.LOGIN_THROTTLED, username=username, address=address, limits=blocked)
         message = "Too many failed sign-ins from this device. Wait a few minutes and try again."
-        resp = sec.error(429, message) if sec.wants_json() else _form(429, message, username)
-        resp.headers["Retry-After"] = str(int(throttle.window))
-        return resp
+        refused = sec.error(429, message) if sec.wants_json() else _form(429, message, username)
+        refused.headers["Retry-After"] = str(int(throttle.window))
+        return refused
     user = sec.store().authenticate(username, password)
     if user is None:
         throttle.failed(address, username)
@@ -93,6 +94,7 @@ def login_post() -> Response:
                    "stays locked and keeps working. Tell the district IT.")
         return sec.error(503, message) if sec.wants_json() else _form(503, message, username)
     _journal(ev.LOGIN_SUCCEEDED, username=user.username, address=address, session=session.id)
+    resp: BaseResponse
     if sec.wants_json():
         resp = jsonify(ok=True, csrf=session.csrf, username=user.username, display_name=user.display_name,
                        expires_in=session.expires_in)
@@ -112,14 +114,14 @@ def _create_session(user: Any, address: str) -> tuple[str, Any]:
     except (sqlite3.OperationalError, OSError) as exc:
         if not sec.disk_full(exc):
             raise
-        if not current_app.extensions["entry_controller"].core.use_reserve():
+        if not sec.controller().use_reserve():
             raise
     return sec.store().create_session(user, address, agent)
 
 
 @bp.post("/logout")
 @sec.require()
-def logout() -> Response:
+def logout() -> BaseResponse:
     sec.store().end_session(request.cookies.get(sec.SESSION_COOKIE))
     resp = redirect("/login", 303)
     sec.clear_cookie(resp, sec.SESSION_COOKIE)

@@ -1,7 +1,7 @@
 """Visit and event history from the journal: filters, paging, CSV export, snapshot files.
 
 Snapshots are served only to signed-in staff and only by request id, through
-SnapshotService.path_for (which validates the id), so no path from a request
+the facade's snapshot_path (SnapshotService.path_for validates the id), so no path from a request
 ever reaches the file system.
 """
 
@@ -13,11 +13,12 @@ import json
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from flask import Blueprint, Response, current_app, render_template, request
+from flask import Blueprint, Response, render_template, request
 
 from controller import events as ev
 from controller import labels
 from controller import visitor as visitor_record
+from controller.api import let_others_run
 
 from . import security as sec
 
@@ -28,7 +29,6 @@ CSV_LIMIT = 10_000
 # "event" and "note" are the human words (controller/labels.py); "type" stays for scripts.
 CSV_COLUMNS = ("seq", "time", "event", "staff", "outcome", "outcome_by", "note", "visitor", "request_id", "type",
                "details")
-OUTCOME_TYPES = {ev.ENTRY_APPROVED: "approved", ev.ENTRY_DENIED: "denied", ev.RING_EXPIRED: "expired"}
 
 
 THUMB_TYPES = {ev.BUZZER_PRESSED, ev.SNAPSHOT_CAPTURED}
@@ -78,28 +78,14 @@ def parse_filters() -> dict[str, Any]:
     }
 
 
-def _outcomes(journal: Any, request_ids: set[str]) -> dict[str, tuple[str, str | None]]:
-    """(outcome, staff) for each ring on the page: approved / denied / expired / pending."""
-    out: dict[str, tuple[str, str | None]] = {}
-    for rid in request_ids:
-        outcome: tuple[str, str | None] = ("pending", None)
-        for e in journal.for_request(rid):
-            if e.type in OUTCOME_TYPES:
-                outcome = (OUTCOME_TYPES[e.type], e.actor)
-                break
-        out[rid] = outcome
-    return out
-
-
 def rows(limit: int, f: dict[str, Any]) -> list[dict[str, Any]]:
-    c = current_app.extensions["entry_controller"]
-    events = c.journal.query(types=f["types"] or None, since=f["since"], until=f["until"],
-                             before_seq=f["before_seq"], limit=limit)
-    outcomes = _outcomes(c.journal, {e.request_id for e in events if e.request_id})
+    c = sec.controller()
+    page = c.history_page(types=f["types"] or None, since=f["since"], until=f["until"],
+                          before_seq=f["before_seq"], limit=limit)      # one query, read-only
     result = []
-    for e in events:
-        visit = e.type == ev.BUZZER_PRESSED
-        outcome, staff = outcomes.get(e.request_id, ("", None)) if visit and e.request_id else ("", None)
+    for i, row in enumerate(page):
+        let_others_run(i)            # a 10,000-row export must not hold up the door's journal appends
+        e, outcome, staff = row.event, row.outcome, row.outcome_by
         result.append({
             "seq": e.seq, "time": ev.utc_iso(e.ts), "type": e.type, "request_id": e.request_id or "",
             "event": labels.type_label(e.type, e.data),
@@ -108,7 +94,7 @@ def rows(limit: int, f: dict[str, Any]) -> list[dict[str, Any]]:
             "outcome": outcome, "outcome_by": staff or "",
             "note": _note(e),
             "visitor": visitor_record.describe(e.data.get("visitor")),    # on the entry_approved row
-            "snapshot": bool(e.type in THUMB_TYPES and e.request_id and c.snapshots.path_for(e.request_id)),
+            "snapshot": bool(e.type in THUMB_TYPES and e.request_id and c.snapshot_path(e.request_id)),
             "details": dict(e.data),
         })
     return result
@@ -157,7 +143,8 @@ def history_csv() -> Any:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(CSV_COLUMNS)
-    for r in rows(CSV_LIMIT, f):
+    for i, r in enumerate(rows(CSV_LIMIT, f)):
+        let_others_run(i)
         writer.writerow([_cell(r[key]) for key in CSV_COLUMNS])
     resp = Response(buf.getvalue(), mimetype="text/csv")
     resp.headers["Content-Disposition"] = 'attachment; filename="entry-history.csv"'
@@ -168,8 +155,7 @@ def history_csv() -> Any:
 @sec.require()
 def snapshot(request_id: str) -> Any:
     n = request.args.get("n", "")
-    path = current_app.extensions["entry_controller"].snapshots.path_for(
-        request_id, int(n) if n.isdigit() and len(n) < 6 else None)
+    path = sec.controller().snapshot_path(request_id, int(n) if n.isdigit() and len(n) < 6 else None)
     if path is None:
         return sec.error(404, "no snapshot for that request id")
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from functools import wraps
 from typing import Any
 
@@ -18,47 +17,23 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from controller import events as ev
 from controller import labels
 from controller import visitor as visitor_record
-from controller.core import Decision
-from controller.journal import JournalError, attributed_to
+from controller.api import Decision, DoorApi, JournalError, attributed_to
+from controller.vocabulary import Alarm, DecisionCode
 
 from . import security as sec
 
 log = logging.getLogger(__name__)
 bp = Blueprint("panel", __name__)
 
-DECISION_STATUS = {"ok": 200, "already": 200, "unknown": 404, "handled": 409, "expired": 409,
-                   "lockdown": 409, "busy": 409, "invalid": 400, "fault": 503,
-                   "ring_not_recorded": 409, "stale": 409}
-ALARM_NAMES = ("held_open", "forced_open", "tamper", "outbox_backlog", "journal_failure", "strike_failure",
-               "journal_lost", "disk_full", "lockdown_not_durable", "panic")
+DECISION_STATUS: dict[str, int] = {
+    DecisionCode.OK: 200, DecisionCode.ALREADY: 200, DecisionCode.UNKNOWN: 404, DecisionCode.HANDLED: 409,
+    DecisionCode.EXPIRED: 409, DecisionCode.LOCKDOWN: 409, DecisionCode.BUSY: 409, DecisionCode.INVALID: 400,
+    DecisionCode.FAULT: 503, DecisionCode.RING_NOT_RECORDED: 409, DecisionCode.STALE: 409}
+ALARM_NAMES = tuple(Alarm)
 
 
-def controller() -> Any:
-    return current_app.extensions["entry_controller"]
-
-
-def summarize_health(c: Any) -> dict[str, Any]:
-    """The few health facts staff need at a glance (full detail stays in controller.health()).
-
-    Read straight from their sources, not through controller.health(): the live stream sends
-    this with every state change, and the full report (every service's details, the GPIO
-    factory, uptime) cost more than the rest of the state. The values are the same and as fresh."""
-    mqtt = next((s for s in c.services if s.name == "mqtt"), None) if c.settings.mqtt.enabled else None
-    connected = getattr(mqtt, "connected", None)
-    if mqtt is not None and connected is None:
-        connected = (mqtt.health() or {}).get("connected")
-    try:
-        usage = shutil.disk_usage(c.journal.path.parent)
-        disk = {"free_bytes": usage.free, "total_bytes": usage.total}
-    except OSError:
-        disk = {"free_bytes": None, "total_bytes": None}
-    return {
-        "mqtt": {"enabled": bool(c.settings.mqtt.enabled), "connected": bool(connected)},
-        "outbox_depth": c.journal.outbox_depth() if c.settings.mqtt.enabled else 0,
-        "camera": {"ok": c.snapshots.ok, "error": c.snapshots.last_error, "kind": c.snapshots.camera.name},
-        "disk": disk,
-        "fault": c.core.fault,
-    }
+def controller() -> DoorApi:
+    return sec.controller()
 
 
 def labelled(e: Any) -> dict[str, Any]:
@@ -72,33 +47,33 @@ MISSED_SHOWN = 10
 MISSED_LOOKBACK = 50        # expired rings scanned per state: bounded work, however many are acked
 
 
-def missed_rings(c: Any, acked: set[str]) -> list[dict[str, Any]]:
+def missed_rings(c: DoorApi, acked: set[str]) -> list[dict[str, Any]]:
     """Rings that expired unanswered and no staff member has acknowledged yet (newest first).
 
     Acknowledgements live in the panel's store (``missed_acks``), not the core: seeing a
     missed visit is the office's bookkeeping, not door state."""
     out: list[dict[str, Any]] = []
-    for e in c.journal.query(types=[ev.RING_EXPIRED], limit=MISSED_LOOKBACK):
+    for e in c.history(types=[ev.RING_EXPIRED], limit=MISSED_LOOKBACK):
         if e.request_id and e.request_id not in acked:
             out.append({"request_id": e.request_id, "expired": ev.utc_iso(e.ts), "reason": e.data.get("reason"),
-                        "snapshot": c.snapshots.path_for(e.request_id) is not None})
+                        "snapshot": c.snapshot_path(e.request_id) is not None})
         if len(out) >= MISSED_SHOWN:
             break
     return out
 
 
-def panel_state(c: Any, recent: bool = True, acked: set[str] | None = None) -> dict[str, Any]:
+def panel_state(c: DoorApi, recent: bool = True, acked: set[str] | None = None) -> dict[str, Any]:
     """Everything a freshly (re)connected dashboard needs to draw itself."""
     status = c.status()
     ring = status.get("ring")
     if ring:
-        ring["snapshot"] = c.snapshots.path_for(ring["request_id"]) is not None
+        ring["snapshot"] = c.snapshot_path(ring["request_id"]) is not None
     try:
-        health = summarize_health(c)
+        health = c.panel_health()
     except Exception as exc:       # a failing health probe must not take the dashboard down
         log.exception("health check failed")
         health = {"mqtt": {"enabled": bool(c.settings.mqtt.enabled), "connected": False},
-                  "outbox_depth": None, "camera": {"ok": c.snapshots.ok, "error": c.snapshots.last_error},
+                  "outbox_depth": None, "camera": dict(zip(("ok", "error"), c.camera_state(), strict=True)),
                   "disk": {"free_bytes": None, "total_bytes": None}, "fault": str(exc)[:200]}
     state: dict[str, Any] = {"status": status, "health": health}
     if acked is not None:
@@ -108,7 +83,7 @@ def panel_state(c: Any, recent: bool = True, acked: set[str] | None = None) -> d
             state["missed"] = []
     if recent:
         try:
-            state["recent"] = [labelled(e) for e in c.journal.query(limit=15)]
+            state["recent"] = [labelled(e) for e in c.history(limit=15)]
         except JournalError:        # fault: the core already fails closed and raises an alarm
             state["recent"] = []
     return state
@@ -243,7 +218,7 @@ def alarm_ack() -> Response:
     alarm = _field("alarm", 40)
     if alarm not in ALARM_NAMES:
         return sec.error(400, f"unknown alarm; use one of {', '.join(ALARM_NAMES)}")
-    return decision_response(controller().core.acknowledge_alarm(alarm, _actor()))
+    return decision_response(controller().acknowledge_alarm(alarm, _actor()))
 
 
 @bp.post("/api/missed/ack")

@@ -20,8 +20,10 @@ from typing import Iterable
 
 from zxcvbn import zxcvbn
 
-MIN_LENGTH = {"staff": 10, "admin": 12}
-MIN_SCORE = {"staff": 2, "admin": 3}           # zxcvbn: 0 too guessable .. 4 very unguessable
+from controller.vocabulary import Role
+
+MIN_LENGTH: dict[str, int] = {Role.STAFF: 10, Role.ADMIN: 12}
+MIN_SCORE: dict[str, int] = {Role.STAFF: 2, Role.ADMIN: 3}           # zxcvbn: 0 too guessable .. 4 very unguessable
 MAX_LENGTH = 256
 ZXCVBN_MAX = 72                                # zxcvbn's own input limit; the rest only adds strength
 CONTEXT_WORDS = ["entry", "buzzer", "door", "panel", "school", "office", "admin", "staff", "password"]

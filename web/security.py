@@ -6,19 +6,20 @@ able to read all of them in one place. Nothing here knows about doors.
 
 from __future__ import annotations
 
+import errno
 import hmac
 import logging
 import secrets
+import sqlite3
 from functools import wraps
 from typing import Any, Callable
 
 from flask import Flask, Response, current_app, g, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
-import errno
-import sqlite3
-
-from controller.journal import JournalError
+from controller.api import DoorApi, JournalError
+from controller.vocabulary import Role
 
 from .store import PanelStore, Session
 
@@ -34,6 +35,11 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 def store() -> PanelStore:
     return current_app.extensions["panel_store"]
+
+
+def controller() -> DoorApi:
+    """The door, through its typed facade (controller/api.py): all the panel may touch."""
+    return current_app.extensions["entry_controller"]
 
 
 def current_session() -> Session | None:
@@ -68,7 +74,7 @@ def require(role: str = "staff") -> Callable[[Callable[..., Any]], Callable[...,
                 if request.method == "GET" and not wants_json():
                     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
                 return error(401, "sign in first (or your session has expired)")
-            if role == "admin" and not sess.user.is_admin:
+            if role == Role.ADMIN and not sess.user.is_admin:
                 return error(403, "this needs an admin account")
             return view(*args, **kwargs)
         return wrapper
@@ -96,12 +102,12 @@ def _check_csrf() -> Response | None:
     return None
 
 
-def set_cookie(resp: Response, name: str, value: str, max_age: int | None = None) -> None:
+def set_cookie(resp: BaseResponse, name: str, value: str, max_age: int | None = None) -> None:
     resp.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="Strict",
                     secure=request.is_secure)
 
 
-def clear_cookie(resp: Response, name: str) -> None:
+def clear_cookie(resp: BaseResponse, name: str) -> None:
     resp.delete_cookie(name, path="/", httponly=True, samesite="Strict", secure=request.is_secure)
 
 
@@ -172,7 +178,7 @@ def init_app(app: Flask) -> None:
     @app.context_processor
     def _template_globals() -> dict[str, Any]:
         sess = current_session()
-        controller = app.extensions["entry_controller"]
+        controller: DoorApi = app.extensions["entry_controller"]
         return {"session": sess, "user": sess.user if sess else None,
                 "csrf_token": sess.csrf if sess else "", "simulated": controller.simulated,
                 "site": controller.settings.site}

@@ -30,6 +30,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from controller import config as cfg
+from controller.api import DoorApi
 
 from . import close_app, create_app
 
@@ -40,7 +41,7 @@ SOCKET_MODE = 0o660
 
 
 def _resolve(value: str) -> str:
-    return str(cfg._secret_path(value)) if value else value
+    return str(cfg.secret_path(value)) if value else value
 
 
 class WebServer:
@@ -48,8 +49,9 @@ class WebServer:
 
     name = "web"
 
-    def __init__(self, controller: Any, settings: cfg.Settings | None = None,
-                 test_config: dict[str, Any] | None = None, host: str | None = None, port: int | None = None):
+    def __init__(self, controller: DoorApi, settings: cfg.Settings | None = None,
+                 test_config: dict[str, Any] | None = None, host: str | None = None, port: int | None = None,
+                 station: Any = None):
         self.controller = controller
         self.settings = settings or controller.settings
         web = self.settings.web
@@ -57,7 +59,7 @@ class WebServer:
         self.port = port if port is not None else web.port
         self.socket_path = web.socket_path if web.listen == "unix" and host is None else None
         self.tls = bool(web.tls_cert_file and web.tls_key_file) and self.socket_path is None
-        self.app = create_app(controller, self.settings, test_config)
+        self.app = create_app(controller, self.settings, test_config, station=station)
         if self.socket_path is not None:
             # Only nginx can reach the socket (mode 0660 in a 0750 directory), and it replaces
             # any client-sent X-Forwarded-For with the address it saw: one proxy hop to trust.
@@ -65,10 +67,6 @@ class WebServer:
         self._server: wsgi.Server | None = None
         self._thread: threading.Thread | None = None
         self._error: str | None = None
-
-    @classmethod
-    def for_controller(cls, controller: Any) -> "WebServer":
-        return cls(controller)
 
     @property
     def url(self) -> str:

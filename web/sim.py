@@ -2,7 +2,7 @@
 mock pins (the simulated campus, or a test system with GPIOZERO_PIN_FACTORY=mock); never
 with real pins.
 
-The Press button drives the mock GPIO buzzer pin through controller.station, so
+The Press button drives the mock GPIO buzzer pin through the simulated station, so
 a press from the browser takes the real path (edge -> GPIO adapter -> core ->
 journal). The strike state shown is read from the mock strike pin itself.
 """
@@ -14,13 +14,15 @@ from typing import Any, Callable
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 
+from controller.api import DoorApi
+
 from . import security as sec
 
 bp = Blueprint("sim", __name__)
 
 
 def _station() -> Any:
-    return current_app.extensions["entry_controller"].station
+    return current_app.extensions["sim_station"]
 
 
 def _needs_station(view: Callable[[], Any]) -> Callable[[], Any]:
@@ -34,14 +36,14 @@ def _needs_station(view: Callable[[], Any]) -> Callable[[], Any]:
 
 
 def _state() -> Any:
-    c = current_app.extensions["entry_controller"]
+    c: DoorApi = current_app.extensions["entry_controller"]
     station = _station()
-    status = c.core.status()
+    status = c.status()
     # pattern: what the station shows as a whole (idle, ringing, approved, denied, lockdown); the
     # LEDs themselves blink, so a poll of the pins alone could miss a pattern.
     return jsonify(strike_on=station.strike_on, leds=station.leds(), door_open=bool(status["door_open"]),
                    door=status["door"], ringing=status["ring"] is not None,
-                   lockdown=status["lockdown"] is not None, pattern=c.hardware.leds.state,
+                   lockdown=status["lockdown"] is not None, pattern=c.indicator_pattern(),
                    level=(status["lockdown"] or {}).get("level"))
 
 

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from controller.vocabulary import Role
+
 from . import policy
 
 PANEL_DB = "panel.sqlite3"
-ROLES = ("staff", "admin")
+ROLES = tuple(Role)
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 MIN_PASSWORD = policy.MIN_LENGTH["staff"]
 MAX_PASSWORD = policy.MAX_LENGTH
@@ -66,6 +68,10 @@ class StoreError(ValueError):
     """A refused account change; the message is safe to show to the operator."""
 
 
+class NoSuchUser(StoreError):
+    """The account named does not exist (the admin page answers 404)."""
+
+
 @dataclass(frozen=True)
 class User:
     username: str
@@ -74,7 +80,7 @@ class User:
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "admin"
+        return self.role == Role.ADMIN
 
 
 @dataclass(frozen=True)
@@ -224,29 +230,29 @@ class PanelStore:
             self._guard_last_admin(username, removing=True)
             cur = self._db.execute("DELETE FROM users WHERE username = ?", (str(username),))
         if cur.rowcount == 0:
-            raise StoreError(f"no user {username!r}")
+            raise NoSuchUser(f"no user {username!r}")
 
     def set_password(self, username: str, password: str) -> None:
         """Change a password and end every session of that user."""
         user = self.get_user(username)
         if user is None:
-            raise StoreError(f"no user {username!r}")
+            raise NoSuchUser(f"no user {username!r}")
         check_password(password, user.role, (user.username, user.display_name))
         pw_hash = hash_password(password, self.scrypt_n)
         with self._lock:
             cur = self._db.execute("UPDATE users SET pw_hash = ? WHERE username = ?", (pw_hash, str(username)))
             if cur.rowcount == 0:
-                raise StoreError(f"no user {username!r}")
+                raise NoSuchUser(f"no user {username!r}")
             self._db.execute("DELETE FROM sessions WHERE username = ?", (str(username),))
 
     def set_role(self, username: str, role: str) -> None:
         role = check_role(role)
         with self._lock:
-            if role != "admin":
+            if role != Role.ADMIN:
                 self._guard_last_admin(username, removing=True)
             cur = self._db.execute("UPDATE users SET role = ? WHERE username = ?", (role, str(username)))
         if cur.rowcount == 0:
-            raise StoreError(f"no user {username!r}")
+            raise NoSuchUser(f"no user {username!r}")
 
     def _guard_unique_name(self, username: str, display: str) -> None:
         """No two accounts show the same name, look-alikes included (caller holds the lock)."""

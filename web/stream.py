@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator
 from flask import Blueprint, Response, current_app, request
 
 from controller import labels
+from controller.api import DoorApi
 
 from . import security as sec
 from .panel import panel_state
@@ -99,7 +100,7 @@ class StreamClient:
 
 
 class StreamHub:
-    def __init__(self, controller: Any, session_check: Callable[[str], dict[str, Any] | None],
+    def __init__(self, controller: DoorApi, session_check: Callable[[str], dict[str, Any] | None],
                  max_streams: int = 24,
                  queue_size: int = 200, heartbeat_seconds: float = 3.0, state_every: int = 5,
                  per_session: int = 4, per_user: int = 8, health_poll_seconds: float = 0.5,
@@ -120,8 +121,8 @@ class StreamHub:
         self._health_poll = health_poll_seconds
         self._last_health = ""
         self._stopped = threading.Event()
-        controller.journal.subscribe(self._on_event)
-        controller.core.add_listener(self._on_change)
+        controller.subscribe_events(self._on_event)
+        controller.subscribe_changes(self._on_change)
         threading.Thread(target=self._watch_health, name="stream-health", daemon=True).start()
 
     @property
@@ -160,13 +161,8 @@ class StreamHub:
             client.offer_status()
 
     def _health_signature(self) -> str:
-        """The health facts a dashboard shows that can change with no core change. Cheap: the
-        outbox depth is a counter, the rest are attributes (no disk or network probe here)."""
-        c = self.controller
-        links = [bool((svc.health() or {}).get("connected")) for svc in getattr(c, "services", [])
-                 if getattr(svc, "name", "") == "mqtt"]
-        depth = c.journal.outbox_depth() if c.settings.mqtt.enabled else 0
-        return json.dumps([depth, links, c.snapshots.ok, c.snapshots.last_error], default=str)
+        """The health facts a dashboard shows that can change with no core change (cheap)."""
+        return json.dumps(self.controller.health_signature(), default=str)
 
     def _watch_health(self) -> None:
         while not self._stopped.wait(self._health_poll):
@@ -238,7 +234,7 @@ class StreamHub:
         """End every stream (server shutdown) and stop listening to the journal."""
         self._closed = True
         self._stopped.set()
-        self.controller.journal.unsubscribe(self._on_event)
+        self.controller.unsubscribe_events(self._on_event)
         for client in self._each():
             try:
                 client.queue.put_nowait(_STOP)

@@ -9,16 +9,19 @@ re-delivered from the persistent session.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .. import events as ev
-from ..faults import CountingRecorder
+from ..vocabulary import DecisionCode
 from .commands import Pending
+
+if TYPE_CHECKING:
+    from .link import MqttLink
 
 log = logging.getLogger("controller.mqtt")
 
 
-def _apply(link: Any, pending: Pending) -> None:
+def _apply(link: MqttLink, pending: Pending) -> None:
     command = pending.command
     c = link.controller
     extra = {"level": command["level"]} if command["action"] == "start" else {}
@@ -31,7 +34,7 @@ def _apply(link: Any, pending: Pending) -> None:
         link.intake.reject(pending.topic, "error: the command could not be processed", pending.payload,
                            command["by"])
         return
-    if decision.code != "ok":      # 'already' or 'fault': still answer the command with an event
+    if decision.code != DecisionCode.OK:      # 'already' or 'fault': still answer the command with an event
         log.warning("mqtt: command %s refused: %s: %s", command["id"][:64], decision.code, decision.reason)
         link.intake.reject(pending.topic, f"{decision.code}: {decision.reason}", pending.payload, command["by"])
         return
@@ -39,13 +42,13 @@ def _apply(link: Any, pending: Pending) -> None:
     log.warning("mqtt: lockdown %s by %r (command %s)", command["action"], command["by"], command["id"])
 
 
-def answer_commands(link: Any, final: bool = False) -> None:
+def answer_commands(link: MqttLink, final: bool = False) -> None:
     """Apply pending commands, journal refusals (detailed, then summarized), acknowledge."""
     pending = link.intake.take_commands()
     for p in pending:
         _apply(link, p)
     # Lost writes are counted by the core for journal_recovered (no silent gap in the audit).
-    journal = CountingRecorder(link.controller.journal, link.controller.core.lost_event)
+    journal = link.controller.adapter_recorder()
     for r in link.intake.take_rejections():
         log.warning("mqtt: command on %s refused: %s", r.topic[:120], r.reason)
         try:

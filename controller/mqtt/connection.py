@@ -75,10 +75,10 @@ def tls_context(settings: cfg.MqttSettings) -> ssl.SSLContext:
     ctx.sslsocket_class = _ClosingSSLSocket
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3 if settings.tls_min_version == "1.3" \
         else ssl.TLSVersion.TLSv1_2
-    ctx.load_verify_locations(cafile=cfg._secret_path(settings.tls_ca_file))
+    ctx.load_verify_locations(cafile=cfg.secret_path(settings.tls_ca_file))
     if settings.tls_cert_file:
-        ctx.load_cert_chain(certfile=cfg._secret_path(settings.tls_cert_file),
-                            keyfile=cfg._secret_path(settings.tls_key_file))
+        ctx.load_cert_chain(certfile=cfg.secret_path(settings.tls_cert_file),
+                            keyfile=cfg.secret_path(settings.tls_key_file))
     return ctx
 
 

@@ -18,6 +18,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from .. import config as cfg
 from .. import events as ev
 from .. import visitor
+from ..api import DoorApi
+from ..vocabulary import Alarm
 from . import connection as conn
 from .answers import answer_commands
 from .commands import CommandIntake, Pending
@@ -32,7 +34,7 @@ log = logging.getLogger("controller.mqtt")
 class MqttLink:
     name = "mqtt"
 
-    def __init__(self, controller: Any, rng: Callable[[], float] = random.random):
+    def __init__(self, controller: DoorApi, rng: Callable[[], float] = random.random):
         self.controller = controller
         self.settings: cfg.MqttSettings = controller.settings.mqtt
         site = controller.settings.site
@@ -47,8 +49,8 @@ class MqttLink:
         self._generation = 0                   # connection number: acks never cross connections
         self._reset_pending = False
         self.backoff = conn.Backoff(s.reconnect_min_seconds, s.reconnect_max_seconds, rng)
-        self.outbox = Outbox(controller.journal, f"{self.root}/events", lambda rid: f"{self.root}/snapshot/{rid}",
-                             controller.snapshots.path_for, s.publish_snapshots, self._wake.set, self._refused,
+        self.outbox = Outbox(controller.outbox(), f"{self.root}/events", lambda rid: f"{self.root}/snapshot/{rid}",
+                             controller.snapshot_path, s.publish_snapshots, self._wake.set, self._refused,
                              partial(visitor.mqtt_text, publish_names=s.publish_visitor_names))
         self.state = StatePublisher(controller, f"{self.root}/status", f"{self.root}/state")
         self.discovery = Discovery.for_link(controller, self.root)      # Home Assistant (off by default)
@@ -61,18 +63,14 @@ class MqttLink:
         self._client: conn.Client | None = None
         self._worker: threading.Thread | None = None
 
-    @classmethod
-    def for_controller(cls, controller: Any) -> "MqttLink":
-        return cls(controller)
-
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
         s = self.settings
         site = self.controller.settings.site
         client = conn.new_client(s, site.campus, site.door)
         client.on_attempt_error = self._on_attempt_error
-        self.controller.journal.subscribe(self._on_journal_event)
-        self.controller.core.add_listener(self._on_change)
+        self.controller.subscribe_events(self._on_journal_event)
+        self.controller.subscribe_changes(self._on_change)
         self._worker = threading.Thread(target=self._run_worker, name="mqtt-outbox", daemon=True)
         self._worker.start()          # runs even without a broker: it keeps the backlog alarm honest
         try:
@@ -93,7 +91,7 @@ class MqttLink:
         """Clean stop: publish the retained ``offline`` before disconnecting (no last will then)."""
         self._stopping.set()
         self._wake.set()
-        self.controller.journal.unsubscribe(self._on_journal_event)
+        self.controller.unsubscribe_events(self._on_journal_event)
         if self._worker is not None:
             self._worker.join(timeout=10)
         client = self._client
@@ -262,8 +260,8 @@ class MqttLink:
         if not self.backlog_alarm and depth > limit:
             self.backlog_alarm = True
             log.error("mqtt: outbox backlog %d events exceeds %d; still recording", depth, limit)
-            self.controller.core.set_alarm("outbox_backlog", True, depth=depth, limit=limit)
+            self.controller.set_alarm(Alarm.OUTBOX_BACKLOG, True, depth=depth, limit=limit)
         elif self.backlog_alarm and depth <= limit * 8 // 10:
             self.backlog_alarm = False
             log.info("mqtt: outbox backlog down to %d events", depth)
-            self.controller.core.set_alarm("outbox_backlog", False)
+            self.controller.set_alarm(Alarm.OUTBOX_BACKLOG, False)

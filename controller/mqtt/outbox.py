@@ -136,7 +136,10 @@ class Outbox:
                 seq = self._inflight.pop(mid, None)
                 if seq is None:
                     continue           # status/state/snapshot, or a message of an earlier connection
-                (delivered.append(seq) if ok else refused.append(reason))   # type: ignore[func-returns-value]
+                if ok:
+                    delivered.append(seq)
+                else:
+                    refused.append(reason)
             if refused:
                 # Keep order: resend from the first undelivered event once the refusal may be fixed.
                 self._inflight.clear()
@@ -173,7 +176,7 @@ class Outbox:
                 if not self._buffer:
                     return []
                 if self._buffer[0].seq == self._sent_upto + 1:
-                    batch = []
+                    batch: list[ev.Event] = []
                     while self._buffer and len(batch) < room and \
                             self._buffer[0].seq == self._sent_upto + 1 + len(batch):
                         batch.append(self._buffer.popleft())

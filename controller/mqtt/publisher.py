@@ -16,13 +16,14 @@ import paho.mqtt.client as mqtt
 
 from .. import __version__
 from .. import events as ev
+from ..api import DoorApi
 from .connection import QOS
 
 VOLATILE = ("ts", "last_seq", "outbox_depth")   # carried along, never a reason to publish
 
 
 class StatePublisher:
-    def __init__(self, controller: Any, topic_status: str, topic_state: str):
+    def __init__(self, controller: DoorApi, topic_status: str, topic_state: str):
         self.controller = controller
         self.topic_status = topic_status
         self.topic_state = topic_state
@@ -55,14 +56,15 @@ class StatePublisher:
         c = self.controller
         status = self._status
         if status is None:                    # no change seen yet (just started): read it once
-            status = self._status = c.core.status()
+            status = self._status = c.status()
+        epoch, last_seq = c.journal_position()
         return {"campus": c.settings.site.campus, "door_id": c.settings.site.door,
                 "door": status["door"], "lockdown": status["lockdown"],
                 "ringing": (status["ring"] or {}).get("request_id"),
-                "last_seq": c.journal.last_seq, "epoch": c.journal.epoch, "outbox_depth": waiting,
-                "camera_ok": bool(c.snapshots.ok), "version": __version__,
+                "last_seq": last_seq, "epoch": epoch, "outbox_depth": waiting,
+                "camera_ok": bool(c.camera_state()[0]), "version": __version__,
                 "alarms": sorted(status["alarms"]), "fault": status["fault"],
-                "ts": ev.utc_iso(c.clock.now())}
+                "ts": ev.utc_iso(c.now())}
 
     def publish(self, client: Any, waiting: int, force: bool = False, locked: bool = True) -> bool:
         """Publish the state if it changed (or forced on connect, or the backlog is through).

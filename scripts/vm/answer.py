@@ -8,9 +8,9 @@ is the command's; a command still running after ANSWER_TIMEOUT seconds (180) is 
 """
 import os
 import pty
-import signal
 import re
 import select
+import signal
 import sys
 import time
 

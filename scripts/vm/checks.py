@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -188,7 +188,7 @@ def readme_commands_script() -> str:
         cmd, expect = line, ""
         if "journalctl" in cmd and " -f" in cmd:     # follows forever: 5 s of it, showing the service's log
             cmd = f"timeout 5 {cmd}; [ $? = 124 ]"
-            expect = 'grep -q "entry-buzzer\\[" /tmp/cmd.out || { echo "(no lines of the service)"; rc=1; }' 
+            expect = 'grep -q "entry-buzzer\\[" /tmp/cmd.out || { echo "(no lines of the service)"; rc=1; }'
         shown = shlex.quote("$ " + line)
         if "selftest" in line:     # in a VM nobody presses the buzzer: that one FAIL is expected
             expect = ('if [ "$rc" = 1 ] && grep -q "RESULT: FAIL (.*, 1 failed" /tmp/cmd.out '

@@ -4,7 +4,8 @@ usage: python panel_flow.py BASE_URL CAFILE USER PASSWORD_FILE [--unlock | --loc
 
 Signs in over HTTPS verifying the installed certificate, rings from the visitor-station page,
 approves the ring on the dashboard API and watches the strike pulse and relock on the station.
-With --unlock it only asks for 'unlock now', with --lockdown it only starts a lockdown. Prints one JSON line; exit 0 only if every step held.
+With --unlock it only asks for 'unlock now', with --lockdown it only starts a lockdown. Prints one
+JSON line; exit 0 only if every step held.
 Standard library only (it runs on the installed system, not in the test venv).
 """
 import http.cookiejar

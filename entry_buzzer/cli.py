@@ -1,5 +1,7 @@
 """Command line: ``entry-buzzer run|simulate|check-config|relock|selftest|user|make-cert``.
 
+Part of the composition root (this package knows every part: controller, panel, MQTT link).
+
 Exit codes: 0 ok, 2 bad configuration or usage, 1 runtime failure. Errors are
 one clear line each, never a stack trace.
 """
@@ -15,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from . import config as cfg
+from controller import config as cfg
 
 log = logging.getLogger("entry-buzzer")
 
@@ -53,14 +55,14 @@ def cmd_relock(args: argparse.Namespace) -> int:
 
     Reads only [gpio] and falls back to the last-known-good strike settings: see controller/relock.py.
     """
-    from .relock import main as relock_main
+    from controller.relock import main as relock_main
     return relock_main(args.config)
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
     """Check the door installation interactively (see controller/selftest.py)."""
     settings = _load(args.config, ("site", "gpio", "door", "camera", "storage"))
-    from .selftest import SelfTest
+    from controller.selftest import SelfTest
     test = SelfTest(settings, buzzer_wait=args.buzzer_wait, strike=not args.no_strike)
     test.run()
     print(test.summary())
@@ -70,7 +72,9 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     _setup_logging(args.verbose)
-    from .daemon import exit_now_if_stuck, run
+    from controller.daemon import exit_now_if_stuck
+
+    from .compose import run
     try:
         code = run(settings)
     except Exception as exc:
@@ -80,7 +84,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from . import simulate as sim     # lazy: it pulls in the whole daemon
+    from controller import simulate as sim  # lazy: it pulls in the whole daemon
+
+    from .simulation import run_simulation
     _setup_logging(args.verbose)
     base = _load(args.config) if args.config else cfg.Settings()
     if not args.no_web and not _port_free("127.0.0.1", args.port):
@@ -93,12 +99,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         mqtt_on = not args.no_mqtt and (args.mqtt_port is not None or _broker_reachable("127.0.0.1", 1883))
         settings = sim.simulated_settings(base, state_dir, web_port=args.port, mqtt=mqtt_on,
                                           mqtt_port=args.mqtt_port or 1883, web=not args.no_web)
-        code = sim.run_simulation(settings, console_enabled=args.console or sys.stdin.isatty(),
-                                  duration=args.duration, as_json=args.json)
+        code = run_simulation(settings, console_enabled=args.console or sys.stdin.isatty(),
+                              duration=args.duration, as_json=args.json)
     finally:
         if temporary:    # a throw-away campus leaves nothing behind; --state-dir is kept
             shutil.rmtree(state_dir, ignore_errors=True)
-    from .daemon import exit_now_if_stuck
+    from controller.daemon import exit_now_if_stuck
     return exit_now_if_stuck(code)
 
 
@@ -156,9 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-strike", action="store_true", help="never offer to pulse the strike")
     p.set_defaults(func=cmd_selftest)
 
-    from web.cli import add_commands   # panel: user accounts and make-cert
+    from web.cli import add_commands  # panel: user accounts and make-cert
     add_commands(sub, _load)
-    from .journal_cli import add_commands as add_journal_commands   # journal accept-new
+    from controller.journal_cli import add_commands as add_journal_commands  # journal accept-new
     add_journal_commands(sub, _load)
     return parser
 
