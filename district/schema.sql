@@ -140,15 +140,20 @@ CREATE TABLE IF NOT EXISTS gaps (
 );
 CREATE INDEX IF NOT EXISTS gaps_open ON gaps (campus, door) WHERE closed_at IS NULL;
 
--- Per door and epoch: every seq up to contiguous_seq has been checked for holes (the gap
--- scanner's watermark; see district/recorder/gaps.py).
+-- Per door and journal epoch: the highest seq recorded (max_seq, kept by the recorder on
+-- every write) and the gap scanner's watermark: every seq up to contiguous_seq has been
+-- checked for holes (NULL until the scanner first looks; see district/recorder/gaps.py).
 CREATE TABLE IF NOT EXISTS seq_watermarks (
     campus         text NOT NULL,
     door           text NOT NULL,
     epoch          text NOT NULL,
-    contiguous_seq bigint NOT NULL,
+    max_seq        bigint NOT NULL,
+    contiguous_seq bigint,
+    first_seen_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (campus, door, epoch)
 );
+CREATE INDEX IF NOT EXISTS seq_watermarks_behind ON seq_watermarks (campus, door)
+    WHERE contiguous_seq IS NULL OR contiguous_seq < max_seq;
 
 -- Payloads the recorder refused: a capped sample for inspection ...
 CREATE TABLE IF NOT EXISTS rejected_payloads (
