@@ -16,6 +16,10 @@ CREATE TABLE IF NOT EXISTS campuses (
     panel_url  text NOT NULL DEFAULT '',         -- link from the board to the campus panel
     added_at   timestamptz NOT NULL DEFAULT now()
 );
+-- The campus broker's bridge to the district (Mosquitto's notification topic
+-- {prefix}/bridges/{campus}/state: 1 connected, 0 not): a whole campus going dark.
+ALTER TABLE campuses ADD COLUMN IF NOT EXISTS bridge_online boolean;
+ALTER TABLE campuses ADD COLUMN IF NOT EXISTS bridge_at timestamptz;
 
 -- One row per door ever heard of: availability (status topic), latest retained state.
 CREATE TABLE IF NOT EXISTS doors (

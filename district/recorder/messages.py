@@ -54,6 +54,13 @@ class Status:
 
 
 @dataclass(frozen=True)
+class Bridge:
+    """Mosquitto's bridge notification for one campus ({prefix}/bridges/{campus}/state)."""
+    campus: str
+    online: bool
+
+
+@dataclass(frozen=True)
 class Snapshot:
     campus: str
     door: str
@@ -70,7 +77,7 @@ class Rejected:
     payload: bytes
 
 
-Item = Event | State | Status | Snapshot | Rejected
+Item = Event | State | Status | Snapshot | Bridge | Rejected
 
 
 @lru_cache(maxsize=None)
@@ -103,6 +110,12 @@ def classify(topic: str, payload: bytes, prefix: str, known: frozenset[str] | se
     if len(parts) < 4 or parts[0] != prefix:
         return Rejected(topic, "bad_topic", "not {prefix}/{campus}/{door}/...", payload)
     _, campus, door, kind, *rest = parts
+    if campus == "bridges" and kind == "state" and not rest:
+        if door not in known:
+            return Rejected(topic, "unknown_campus", f"bridge of campus {door!r} (not registered)", payload)
+        if payload not in (b"0", b"1"):
+            return Rejected(topic, "schema", "bridge state is not 0 or 1", payload)
+        return Bridge(door, payload == b"1")
     if campus not in known:
         return Rejected(topic, "unknown_campus", f"campus {campus!r} is not registered", payload)
     if kind == "snapshot" and len(rest) == 1 and rest[0]:

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from district.recorder.messages import Event, Item, Rejected, Snapshot, State, Status
+from district.recorder.messages import Bridge, Event, Item, Rejected, Snapshot, State, Status
 
 EVENTS_SQL = """
 WITH batch AS (
@@ -27,8 +27,9 @@ WITH batch AS (
     ON CONFLICT DO NOTHING
     RETURNING id
 ), ins AS (
-    INSERT INTO events (id, campus, door, epoch, seq, type, ts, request_id, actor, data)
-    SELECT b.id, b.campus, b.door, b.epoch, b.seq, b.type, b.ts, b.request_id, b.actor, b.data::jsonb
+    INSERT INTO events (id, campus, door, epoch, seq, type, ts, request_id, actor, data, received_at)
+    SELECT b.id, b.campus, b.door, b.epoch, b.seq, b.type, b.ts, b.request_id, b.actor, b.data::jsonb,
+           clock_timestamp()
       FROM batch b JOIN new_keys USING (id)
     RETURNING id, campus, door, epoch, seq
 ), heads AS (
@@ -158,6 +159,12 @@ def write_batch(conn: Any, items: Sequence[Item], keep_bytes: int, months: set[s
         conn.execute(STATUS_SQL, _columns(rows_st, "campus", "door", "online"))
         out.statuses = len(statuses)
 
+    bridges = {i.campus: i.online for i in items if isinstance(i, Bridge)}
+    for campus in sorted(bridges):
+        conn.execute("UPDATE campuses SET bridge_online = %s, bridge_at = now() WHERE campus = %s",
+                     (bridges[campus], campus))
+        out.statuses += 1
+
     if snapshots:
         cols = _columns(snapshots, "campus", "door", "request_id", "sha256")
         cols += [[len(s.data) for s in snapshots], [s.data for s in snapshots]]
@@ -172,7 +179,7 @@ def write_batch(conn: Any, items: Sequence[Item], keep_bytes: int, months: set[s
         conn.execute(TOTALS_SQL, (reasons, [counts[r] for r in reasons]))
         out.rejected = counts
 
-    touched = sorted({f"{c}/{d}" for c, d in seen_doors + quiet_doors})
+    touched = sorted({f"{c}/{d}" for c, d in seen_doors + quiet_doors} | {f"{c}/*" for c in bridges})
     if touched:   # wakes the board (LISTEN district): which doors changed in this commit
         note = json.dumps({"doors": touched}) if len(touched) < 200 else json.dumps({"doors": "*"})
         conn.execute("SELECT pg_notify('district', %s)", (note,))
