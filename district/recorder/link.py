@@ -74,8 +74,15 @@ class RecorderLink:
                                   clean_start=False, properties=props)
         self.client.loop_start()
 
-    def stop(self) -> None:
-        self.client.disconnect()
+    def stop(self, retire: bool = False) -> None:
+        """Disconnects, keeping the session (and its queued messages) for the next start; with
+        ``retire`` the broker ends the session: an instance taken out of service must retire,
+        or the broker keeps queueing its share of the shared subscription for it."""
+        props = None
+        if retire:
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+        self.client.disconnect(properties=props)
         self.client.loop_stop()
 
     def ack(self, messages: list[Message]) -> None:
