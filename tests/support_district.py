@@ -94,6 +94,13 @@ class RecorderProcess:
         self.proc.wait(timeout=30)
         self.proc = None
 
+    def retire(self) -> None:
+        """Ends this instance's broker session (else the shared subscription keeps queueing its
+        share for it)."""
+        subprocess.run([sys.executable, "-m", "district.cli", "retire-recorder", "--config", str(self.config_path)],
+                       cwd=REPO, check=True, capture_output=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+
     def stop(self) -> int:
         if self.proc is None:
             return 0
