@@ -166,17 +166,20 @@ def _check(pg: PgCluster, gen: dict[str, Any]) -> dict[str, Any]:
 class Rig:
     """One private PostgreSQL + district broker for the whole run; fresh tables per case."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, max_campuses: int):
         self.workdir = workdir
+        self.max_campuses = max_campuses
         self.pg = start_pg(durable=True)
         self.pg.apply_schema()
         self.broker = district_broker(workdir / "broker")
         self.password = self.broker.accounts["ctl"]
 
-    def reset(self, campuses: list[str]) -> None:
+    def reset(self) -> None:
+        """Empty tables; every campus of the run registered (retained state of an earlier,
+        larger case is still on the broker and must not count as unknown)."""
         self.pg.reset()
         with self.pg.connect() as conn:
-            conn.execute("INSERT INTO campuses (campus) SELECT unnest(%s::text[])", (campuses,))
+            conn.execute("INSERT INTO campuses (campus) SELECT unnest(%s::text[])", (campuses_of(self.max_campuses),))
 
     def recorder(self, name: str, client_id: str) -> RecorderProcess:
         settings = recorder_settings(self.pg, self.broker, client_id=client_id, gap_delay_seconds=30.0,
@@ -203,7 +206,7 @@ def campuses_of(n: int) -> list[str]:
 
 def paced(rig: Rig, n: int, period: float, duration: float, kill_at: float | None = None) -> dict[str, Any]:
     campuses = campuses_of(n)
-    rig.reset(campuses)
+    rig.reset()
     rec = rig.recorder(f"paced-{n}-{period}", f"bench-rec-{n}-{period}-{kill_at}")
     killer = None
     start_at = time.time() + start_delay(n)
@@ -232,7 +235,7 @@ def paced(rig: Rig, n: int, period: float, duration: float, kill_at: float | Non
 def backlog(rig: Rig, n: int, cycles_each: int, instances: int) -> dict[str, Any]:
     """Queue a backlog at the broker with the recorder(s) stopped, then time the drain."""
     campuses = campuses_of(n)
-    rig.reset(campuses)
+    rig.reset()
     ids = [f"bench-drain-{n}-{instances}-{i}" for i in range(instances)]
     recs = [rig.recorder(f"drain-{n}-{i}", cid) for i, cid in enumerate(ids)]   # sessions exist ...
     for r in recs:
@@ -262,7 +265,7 @@ def raw_baseline(rig: Rig, batch: int = 500) -> dict[str, Any]:
         events = conn.execute("SELECT id, campus, door, epoch, seq, type, ts, request_id, actor, data::text"
                               " FROM events ORDER BY received_at").fetchall()
         snaps = conn.execute("SELECT campus, door, request_id, sha256, size, data FROM snapshots").fetchall()
-    rig.reset([])
+    rig.pg.reset()
     with rig.pg.connect() as conn:
         conn.execute("SELECT district_ensure_month(now())")
         conn.commit()
@@ -296,7 +299,7 @@ def run(smoke: bool = False, sizes: tuple[int, ...] = (25, 100, 500), duration: 
                            f"({SNAPSHOT_BYTES // 1000} KB)/s, 0.3 states/s per campus; 10x = 1 cycle/s",
                            "cpus": os.cpu_count(), "paced": [], "drain": [], "kill": None}
     with tempfile.TemporaryDirectory(prefix="district-bench-") as tmp:
-        rig = Rig(Path(tmp))
+        rig = Rig(Path(tmp), max(sizes))
         try:
             for n in sizes:
                 for label, period in (("peak", 10.0), ("10x", 1.0)):

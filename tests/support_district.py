@@ -40,12 +40,13 @@ def dbroker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     b.stop()
 
 
-def recorder_settings(pg: PgCluster, broker: Broker, client_id: str = "rec-1", **recorder: Any) -> dcfg.Settings:
+def recorder_settings(pg: PgCluster, broker: Broker, client_id: str = "rec-1", receive_maximum: int = 1000,
+                      **recorder: Any) -> dcfg.Settings:
     s = dcfg.from_dict({
         "database": {"dsn": pg.dsn},
         "broker": {"host": "127.0.0.1", "port": broker.port, "username": "district",
                    "password_file": str(broker.password_file("district")), "client_id": client_id,
-                   "session_expiry_seconds": 600},
+                   "session_expiry_seconds": 600, "receive_maximum": receive_maximum},
         "recorder": {"campuses": list(CAMPUSES), "gap_scan_seconds": 0.3, "gap_delay_seconds": 1.0,
                      **recorder},
     })
@@ -65,6 +66,7 @@ username = "{b.username}"
 password_file = "{b.password_file}"
 client_id = "{b.client_id}"
 session_expiry_seconds = {b.session_expiry_seconds}
+receive_maximum = {b.receive_maximum}
 [recorder]
 campuses = [{campuses}]
 gap_scan_seconds = {r.gap_scan_seconds}
