@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from typing import Callable
 
 from district import config
@@ -60,14 +61,19 @@ def _recorder(_args: argparse.Namespace, settings: config.Settings) -> int:
     signal.signal(signal.SIGINT, on_signal)
     recorder.start()
     logging.getLogger("district.recorder").info("recorder started (client id %s)", settings.broker.client_id)
-    last = 0.0
-    import time
+    last = time.monotonic()
+    log = logging.getLogger("district.recorder")
     while not stopping.wait(1.0):
+        if not recorder.healthy():
+            log.error("a recorder thread died; exiting so the service manager restarts it (nothing"
+                      " unacknowledged is lost)")
+            recorder.stop()
+            return 1
         if time.monotonic() - last > 60:
             last = time.monotonic()
-            logging.getLogger("district.recorder").info("%s", totals_line(recorder))
+            log.info("%s", totals_line(recorder))
     recorder.stop()
-    logging.getLogger("district.recorder").info("stopped: %s", totals_line(recorder))
+    log.info("stopped: %s", totals_line(recorder))
     return 0
 
 

@@ -138,12 +138,15 @@ class PgCluster:
             conn.execute(SCHEMA_SQL.read_text())
 
     def stop(self) -> None:
+        """Fast shutdown (open sessions are ended), waiting until the server is gone. Through
+        pg_ctl: as root the server runs under runuser, which does not pass SIGTERM on."""
         if self.proc is None:
             return
-        self.proc.terminate()          # SIGTERM: smart shutdown
         try:
+            self._as_owner([str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data), "-m", "fast", "-w",
+                            "-t", "60"], timeout=90)
             self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
             self.proc.kill()
             self.proc.wait()
         self.proc = None

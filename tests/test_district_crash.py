@@ -85,3 +85,37 @@ def test_two_instances_share_the_feed_exactly_once(pg, dbroker) -> None:  # noqa
     finally:
         for r in (a, b):
             r.stop(retire=True)
+
+
+def test_database_outage_mid_load_loses_nothing(pg, dbroker) -> None:  # noqa: F811
+    """PostgreSQL stopped under load: nothing is acknowledged meanwhile, the recorder retries,
+    and once the server is back every event is there exactly once."""
+    r = Recorder(recorder_settings(pg, dbroker, client_id=f"rec-db-{uuid.uuid4().hex[:6]}"))
+    try:
+        r.start()
+        wait_for(r.link.subscribed.is_set, what="the recorder to subscribe")
+        sims = doors(dbroker, "lincoln", "jefferson")
+        for i in range(100):
+            for d in sims:
+                d.event("door_opened")
+        wait_for(lambda: count(pg, "SELECT count(*) FROM events") == 200, what="the first events")
+        pg.stop()                                  # the database goes away
+        for i in range(300):
+            for d in sims:
+                d.event("door_closed")
+        for d in sims:
+            d.flush()
+        time.sleep(1.0)
+        assert r.stats()["events"] == 200          # nothing more written (nor acknowledged)
+        pg.start()
+        wait_for(lambda: count(pg, "SELECT count(*) FROM events") >= 800, timeout=120, what="the rest after the outage")
+        time.sleep(0.5)
+        assert count(pg, "SELECT count(*) FROM events") == 800
+        assert count(pg, "SELECT count(DISTINCT id) FROM events") == 800
+        assert r.healthy()
+        for d in sims:
+            d.close()
+    finally:
+        if pg.proc is None:
+            pg.start()
+        r.stop(retire=True)
