@@ -38,6 +38,7 @@ class Broker:
     keepalive_seconds: int = 30
     session_expiry_seconds: int = 86400      # broker keeps unacknowledged messages this long
     receive_maximum: int = 1000              # messages in flight to this instance
+    retained_catchup_seconds: float = 5.0    # fresh session: how long to take retained state/status
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ class Settings:
 
 SECTIONS = {"database": Database, "broker": Broker, "recorder": Recorder, "retention": Retention}
 PASS_THROUGH = ("board",)
-POSITIVE = {"broker.port", "broker.keepalive_seconds", "broker.receive_maximum", "recorder.batch_max",
+POSITIVE = {"broker.port", "broker.keepalive_seconds", "broker.receive_maximum", "broker.retained_catchup_seconds",
+            "recorder.batch_max",
             "recorder.snapshot_max_bytes", "recorder.rejected_keep_rows", "recorder.gap_scan_seconds",
             "recorder.maintenance_seconds", "retention.events_months", "retention.snapshots_days",
             "retention.snapshots_max_bytes"}

@@ -46,7 +46,8 @@ def recorder_settings(pg: PgCluster, broker: Broker, client_id: str = "rec-1", r
         "database": {"dsn": pg.dsn},
         "broker": {"host": "127.0.0.1", "port": broker.port, "username": "district",
                    "password_file": str(broker.password_file("district")), "client_id": client_id,
-                   "session_expiry_seconds": 600, "receive_maximum": receive_maximum},
+                   "session_expiry_seconds": 600, "receive_maximum": receive_maximum,
+                   "retained_catchup_seconds": 1.0},
         "recorder": {"campuses": list(CAMPUSES), "gap_scan_seconds": 0.3, "gap_delay_seconds": 1.0,
                      **recorder},
     })
@@ -67,6 +68,7 @@ password_file = "{b.password_file}"
 client_id = "{b.client_id}"
 session_expiry_seconds = {b.session_expiry_seconds}
 receive_maximum = {b.receive_maximum}
+retained_catchup_seconds = {b.retained_catchup_seconds}
 [recorder]
 campuses = [{campuses}]
 gap_scan_seconds = {r.gap_scan_seconds}

@@ -5,6 +5,7 @@ counted and kept without stopping anything."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Iterator
 
@@ -161,3 +162,29 @@ def test_campus_registered_later_is_recorded(recorder, pg, dbroker) -> None:  # 
     wait_for(lambda: count(pg, "SELECT count(*) FROM events WHERE campus = 'roosevelt'") == 1,
              what="the new campus recorded")
     door.close()
+
+
+def test_retained_state_is_taken_once_at_a_fresh_start_then_only_shared(pg, dbroker) -> None:  # noqa: F811
+    """Retained messages never travel on shared subscriptions: a recorder with a fresh session
+    takes every door's retained state and status through a short plain subscription, then gets
+    each live message once (through the shared one only)."""
+    (door,) = doors(dbroker, "washington")
+    door.publish_state(door="open", alarms=["held_open"])
+    door.flush()
+    r = Recorder(recorder_settings(pg, dbroker, client_id=f"rec-{uuid.uuid4().hex[:6]}"))
+    try:
+        r.start()
+        wait_for(lambda: rows(pg, "SELECT online, state->>'door' FROM doors WHERE campus = 'washington'")
+                 == [(True, "open")], what="the retained status and state recorded")
+        wait_for(r.link.catchup_done.is_set, what="the catch-up to end")
+        before = r.stats()["received"]
+        door.publish_state(door="locked")
+        door.flush()
+        wait_for(lambda: rows(pg, "SELECT state->>'door' FROM doors WHERE campus = 'washington'") == [("locked",)],
+                 what="the live state")
+        time.sleep(0.5)
+        assert r.stats()["received"] == before + 1          # once: the plain subscription is gone
+        assert set(r.stats()["rejected"]) <= {"unknown_campus"}   # earlier tests' strangers' retained state
+    finally:
+        r.stop(retire=True)
+        door.close()

@@ -52,6 +52,7 @@ class Status:
     campus: str
     door: str
     online: bool
+    since: datetime | None = None   # retained copy: applies only if no status arrived since then
 
 
 @dataclass(frozen=True)

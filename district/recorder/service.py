@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -23,7 +24,7 @@ from district import db
 from district.config import Settings, read_secret
 from district.recorder import gaps, retention
 from district.recorder.link import Message, RecorderLink
-from district.recorder.messages import Item, Rejected, classify
+from district.recorder.messages import Item, Rejected, Status, classify
 from district.recorder.store import Outcome, write_batch
 
 log = logging.getLogger("district.recorder")
@@ -118,12 +119,20 @@ class Recorder:
                 if self._refresh_campuses():   # a campus added since: classify again
                     items = [classify(m.topic, m.payload, self.settings.broker.prefix, self.known,
                                       rec.snapshot_max_bytes) for m in batch]
+            items = [self._mark_retained(m, i) for m, i in zip(batch, items)]
             outcome = self._commit(batch, items)
             if outcome is None:
                 return                          # stopping: nothing acknowledged
             self.link.ack(batch)
             self.totals.add(outcome)
             self.batches += 1
+
+    def _mark_retained(self, message: Message, item: Item) -> Item:
+        """A retained status from the catch-up must not undo a newer live one (status has no
+        time of its own; state has, and is guarded by it)."""
+        if message.retained and isinstance(item, Status):
+            return replace(item, since=self.link.catchup_since)
+        return item
 
     def _commit(self, batch: list[Message], items: list[Item]) -> Outcome | None:
         keep = self.settings.recorder.rejected_keep_bytes

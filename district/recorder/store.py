@@ -62,8 +62,9 @@ UPDATE doors AS d SET state = s.state::jsonb, state_at = now(), epoch = coalesce
 
 STATUS_SQL = """
 UPDATE doors AS d SET online = s.online, status_at = now()
-  FROM unnest(%b::text[], %b::text[], %b::boolean[]) AS s(campus, door, online)
+  FROM unnest(%b::text[], %b::text[], %b::boolean[], %b::timestamptz[]) AS s(campus, door, online, since)
  WHERE d.campus = s.campus AND d.door = s.door
+   AND (s.since IS NULL OR d.status_at IS NULL OR d.status_at < s.since)
 """
 
 SNAPSHOT_SQL = """
@@ -157,7 +158,7 @@ def write_batch(conn: Any, items: Sequence[Item], keep_bytes: int, months: set[s
         for st in statuses:                     # arrival order: the last one is current
             last[(st.campus, st.door)] = st
         rows_st = [last[k] for k in sorted(last)]
-        conn.execute(STATUS_SQL, _columns(rows_st, "campus", "door", "online"))
+        conn.execute(STATUS_SQL, _columns(rows_st, "campus", "door", "online", "since"))
         out.statuses = len(statuses)
 
     bridges = {i.campus: i.online for i in items if isinstance(i, Bridge)}
