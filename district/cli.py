@@ -106,10 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--config", required=True, help="district TOML file")
         p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        p.add_argument("--client-id", help="override broker.client_id (one config, several instances)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = config.load(args.config)
+        if args.client_id is not None:
+            settings = config.from_dict({**config.to_dict(settings), "broker": {
+                **config.to_dict(settings)["broker"], "client_id": args.client_id}})
         return COMMANDS[args.command][1](args, settings)
     except config.ConfigError as exc:
         print(f"entry-buzzer-district: config error: {exc}", file=sys.stderr)

@@ -134,6 +134,14 @@ def from_dict(data: dict[str, Any]) -> Settings:
     return replace(settings, extra=extra)
 
 
+def to_dict(settings: Settings) -> dict[str, Any]:
+    """The inverse of from_dict (tuples as lists), for overriding single keys."""
+    out: dict[str, Any] = {name: {f.name: (list(v) if isinstance(v := getattr(getattr(settings, name), f.name), tuple)
+                                           else v) for f in fields(getattr(settings, name))} for name in SECTIONS}
+    out.update(settings.extra)
+    return out
+
+
 def load(path: str | Path) -> Settings:
     try:
         with open(path, "rb") as fh:

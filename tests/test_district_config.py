@@ -131,3 +131,28 @@ def test_classify_accepts_event_types_it_does_not_know() -> None:
 def test_classify_refusals(topic: str, payload: bytes, reason: str) -> None:
     item = classify(topic, payload, "entry", KNOWN, 100)
     assert isinstance(item, Rejected) and item.reason == reason, item
+
+
+def test_client_id_override_keeps_everything_else(tmp_path: Path) -> None:
+    from district.config import from_dict, to_dict
+
+    s = config.load(EXAMPLE)
+    assert from_dict(to_dict(s)) == s
+    path = tmp_path / "d.toml"
+    path.write_text("[broker]\nclient_id = 'x'\n")
+    assert main(["check-config", "--config", str(path), "--client-id", "district-recorder-2"]) == 0
+
+
+@pytest.mark.systemd
+def test_recorder_template_unit_verifies(tmp_path: Path) -> None:
+    template = UNIT.with_name("entry-buzzer-district-recorder@.service")
+    assert "--client-id district-recorder-%i" in template.read_text()
+    analyze = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
+    fake = tmp_path / "entry-buzzer-district"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    staged = tmp_path / "entry-buzzer-district-recorder@2.service"
+    staged.write_text(template.read_text().replace("/opt/entry-buzzer/.venv/bin/entry-buzzer-district", str(fake)))
+    out = subprocess.run([analyze, "verify", "--man=no", str(staged)], capture_output=True, text=True, timeout=120,
+                         env={"SYSTEMD_LOG_COLOR": "0", "LC_ALL": "C.UTF-8", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0 and not (out.stdout + out.stderr).strip(), out.stdout + out.stderr
