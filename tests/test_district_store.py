@@ -1,0 +1,59 @@
+"""The batch writer on a real PostgreSQL: the guards that keep newer data from being undone by
+older copies (late states, retained statuses from a catch-up), and door rows kept from a
+flood of offline last wills alone."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from district.recorder.messages import State, Status
+from district.recorder.store import write_batch
+from tests.support_district import rows
+from tests.support_pg import pg, pg_cluster  # noqa: F401
+
+pytestmark = [pytest.mark.postgres]
+
+
+def _write(pg, items) -> None:  # noqa: F811
+    with pg.connect() as conn:
+        write_batch(conn, items, 64, set())
+
+
+def _state(ts: str, door: str) -> State:
+    payload = {"campus": "lincoln", "door_id": "main", "door": door, "ts": ts}
+    return State("lincoln", "main", datetime.fromisoformat(ts.replace("Z", "+00:00")), None, json.dumps(payload))
+
+
+@pytest.fixture
+def lincoln(pg):  # noqa: F811
+    with pg.connect() as conn:
+        conn.execute("INSERT INTO campuses (campus) VALUES ('lincoln')")
+    return pg
+
+
+def test_an_older_state_never_overwrites_a_newer_one(lincoln) -> None:
+    _write(lincoln, [_state("2026-11-30T07:00:02.000Z", "open")])
+    _write(lincoln, [_state("2026-11-30T07:00:01.000Z", "locked")])          # late copy of an older one
+    assert rows(lincoln, "SELECT state->>'door' FROM doors") == [("open",)]
+    _write(lincoln, [_state("2026-11-30T07:00:03.000Z", "locked"), _state("2026-11-30T07:00:02.500Z", "unlocked")])
+    assert rows(lincoln, "SELECT state->>'door' FROM doors") == [("locked",)]   # newest of the batch
+
+
+def test_a_retained_status_never_undoes_a_newer_live_one(lincoln) -> None:
+    catchup_began = datetime.now(timezone.utc) - timedelta(seconds=5)
+    _write(lincoln, [Status("lincoln", "main", False)])                        # live: the door went offline
+    _write(lincoln, [Status("lincoln", "main", True, since=catchup_began)])    # retained copy from before
+    assert rows(lincoln, "SELECT online FROM doors") == [(False,)]
+    later = datetime.now(timezone.utc) + timedelta(seconds=5)
+    _write(lincoln, [Status("lincoln", "main", True, since=later)])            # no live status since: applies
+    assert rows(lincoln, "SELECT online FROM doors") == [(True,)]
+
+
+def test_an_offline_will_is_not_a_sign_of_life(lincoln) -> None:
+    _write(lincoln, [Status("lincoln", "main", False)])
+    assert rows(lincoln, "SELECT online, last_seen FROM doors") == [(False, None)]
+    _write(lincoln, [Status("lincoln", "main", True)])
+    assert rows(lincoln, "SELECT online, last_seen IS NOT NULL FROM doors") == [(True, True)]
