@@ -91,6 +91,26 @@ def _retire(_args: argparse.Namespace, settings: config.Settings) -> int:
     return 0
 
 
+@command("rejected", "what the recorder refused: totals per reason and the newest kept payloads")
+def _rejected(_args: argparse.Namespace, settings: config.Settings) -> int:
+    from district import db
+
+    with db.connect(settings.database.dsn) as conn:
+        totals = conn.execute("SELECT reason, count, last_at FROM rejected_totals ORDER BY count DESC").fetchall()
+        newest = conn.execute("SELECT at, reason, topic, size, detail, payload FROM rejected_payloads"
+                              " ORDER BY id DESC LIMIT 20").fetchall()
+    if not totals:
+        print("nothing refused")
+        return 0
+    for reason, count, last_at in totals:
+        print(f"{reason:16} {count:>10}  last {last_at:%Y-%m-%d %H:%M:%S %Z}")
+    print("newest kept payloads:")
+    for at, reason, topic, size, detail, payload in newest:
+        preview = bytes(payload[:80]).decode("utf-8", "replace").replace("\n", " ")
+        print(f"  {at:%Y-%m-%d %H:%M:%S} {reason} {topic} ({size} bytes) {detail}\n    {preview!r}")
+    return 0
+
+
 def _load_board_commands() -> None:
     try:   # the board helper's subcommands, when that package is present
         import district.board.cli  # type: ignore[import-not-found]  # noqa: F401

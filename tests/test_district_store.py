@@ -57,3 +57,17 @@ def test_an_offline_will_is_not_a_sign_of_life(lincoln) -> None:
     assert rows(lincoln, "SELECT online, last_seen FROM doors") == [(False, None)]
     _write(lincoln, [Status("lincoln", "main", True)])
     assert rows(lincoln, "SELECT online, last_seen IS NOT NULL FROM doors") == [(True, True)]
+
+
+def test_rejected_command_lists_totals_and_newest(lincoln, tmp_path, capsys) -> None:
+    from district.cli import main
+    from district.recorder.messages import Rejected
+
+    config = tmp_path / "d.toml"
+    config.write_text(f'[database]\ndsn = "{lincoln.dsn}"\n')
+    assert main(["rejected", "--config", str(config)]) == 0
+    assert "nothing refused" in capsys.readouterr().out
+    _write(lincoln, [Rejected("entry/x/y/events", "unknown_campus", "campus 'x' is not registered", b"{\"a\": 1}")] * 3)
+    assert main(["rejected", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "unknown_campus" in out and " 3 " in out and "entry/x/y/events" in out and '{"a": 1}' in out

@@ -196,7 +196,7 @@ class Recorder:
 
     def _maintenance_loop(self) -> None:
         rec = self.settings.recorder
-        next_gap = next_retention = next_campuses = 0.0
+        next_gap = next_retention = next_campuses = next_trim = 0.0
         conn: psycopg.Connection[Any] | None = None
         while not self._stop.wait(0.5):
             now = time.monotonic()
@@ -214,6 +214,9 @@ class Recorder:
                             log.warning("gaps: %d opened, %d closed, %d open", result.opened, result.closed,
                                         result.open_now)
                         self.open_gaps = result.open_now
+                if now >= next_trim:
+                    next_trim = now + 60
+                    retention.trim_rejected(conn, rec.rejected_keep_rows)
                 if now >= next_retention:
                     next_retention = now + rec.maintenance_seconds
                     pruned = retention.run(conn, self.settings.retention, rec.rejected_keep_rows)
