@@ -156,3 +156,16 @@ def test_recorder_template_unit_verifies(tmp_path: Path) -> None:
     out = subprocess.run([analyze, "verify", "--man=no", str(staged)], capture_output=True, text=True, timeout=120,
                          env={"SYSTEMD_LOG_COLOR": "0", "LC_ALL": "C.UTF-8", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0 and not (out.stdout + out.stderr).strip(), out.stdout + out.stderr
+
+
+def test_retire_with_no_broker_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as s:            # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "d.toml"
+    path.write_text(f"[broker]\nport = {port}\n")
+    assert main(["retire-recorder", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "did not accept" in err and "Traceback" not in err

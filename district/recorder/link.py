@@ -104,8 +104,12 @@ class RecorderLink:
         self.client.on_connect = lambda c, u, f, r, p: (not r.is_failure) and done.set()
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0
-        self.client.connect(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_seconds,
-                            clean_start=True, properties=props)
+        try:
+            self.client.connect(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_seconds,
+                                clean_start=True, properties=props)
+        except OSError as exc:
+            log.error("cannot reach the district broker: %s", exc)
+            return False
         self.client.loop_start()
         ok = done.wait(timeout)
         self.client.disconnect()

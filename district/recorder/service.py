@@ -41,6 +41,7 @@ class Recorder:
         self.batches = 0
         self.open_gaps = 0
         self._months: set[str] = set()
+        self._refreshed_at = 0.0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._conn: psycopg.Connection[Any] | None = None
@@ -115,7 +116,8 @@ class Recorder:
             rec = self.settings.recorder
             items = [classify(m.topic, m.payload, self.settings.broker.prefix, self.known, rec.snapshot_max_bytes)
                      for m in batch]
-            if any(isinstance(i, Rejected) and i.reason == "unknown_campus" for i in items):
+            if any(isinstance(i, Rejected) and i.reason == "unknown_campus" for i in items) \
+                    and time.monotonic() - self._refreshed_at > 2.0:   # at most every 2 s under a flood
                 if self._refresh_campuses():   # a campus added since: classify again
                     items = [classify(m.topic, m.payload, self.settings.broker.prefix, self.known,
                                       rec.snapshot_max_bytes) for m in batch]
@@ -184,6 +186,7 @@ class Recorder:
 
     # ------------------------------------------------------------------ maintenance
     def _refresh_campuses(self) -> bool:
+        self._refreshed_at = time.monotonic()
         try:
             with db.connect(self.settings.database.dsn) as conn:
                 known = frozenset(r[0] for r in conn.execute("SELECT campus FROM campuses").fetchall())
