@@ -41,7 +41,6 @@ class Recorder:
         self.batches = 0
         self.open_gaps = 0
         self._months: set[str] = set()
-        self._refreshed_at = 0.0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._conn: psycopg.Connection[Any] | None = None
@@ -116,9 +115,8 @@ class Recorder:
             rec = self.settings.recorder
             items = [classify(m.topic, m.payload, self.settings.broker.prefix, self.known, rec.snapshot_max_bytes)
                      for m in batch]
-            if any(isinstance(i, Rejected) and i.reason == "unknown_campus" for i in items) \
-                    and time.monotonic() - self._refreshed_at > 2.0:   # at most every 2 s under a flood
-                if self._refresh_campuses():   # a campus added since: classify again
+            if any(isinstance(i, Rejected) and i.reason == "unknown_campus" for i in items):
+                if self._refresh_campuses(writer=True):   # a campus added since: classify again
                     items = [classify(m.topic, m.payload, self.settings.broker.prefix, self.known,
                                       rec.snapshot_max_bytes) for m in batch]
             items = [self._mark_retained(m, i) for m, i in zip(batch, items)]
@@ -185,13 +183,21 @@ class Recorder:
         self._months.clear()
 
     # ------------------------------------------------------------------ maintenance
-    def _refresh_campuses(self) -> bool:
-        self._refreshed_at = time.monotonic()
+    def _refresh_campuses(self, writer: bool = False) -> bool:
+        """Re-reads the registered campuses. The writer uses its own connection (one cheap query
+        per batch even under a flood of unknown campuses, no new connection each time)."""
         try:
-            with db.connect(self.settings.database.dsn) as conn:
-                known = frozenset(r[0] for r in conn.execute("SELECT campus FROM campuses").fetchall())
+            if writer:
+                conn = self._connection()
+                with conn.transaction():
+                    known = frozenset(r[0] for r in conn.execute("SELECT campus FROM campuses").fetchall())
+            else:
+                with db.connect(self.settings.database.dsn) as c:
+                    known = frozenset(r[0] for r in c.execute("SELECT campus FROM campuses").fetchall())
         except psycopg.Error as exc:
             log.error("cannot read campuses: %s", exc)
+            if writer:
+                self._drop_connection()
             return False
         changed = known != self.known
         self.known = known
