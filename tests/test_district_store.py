@@ -71,3 +71,12 @@ def test_rejected_command_lists_totals_and_newest(lincoln, tmp_path, capsys) -> 
     assert main(["rejected", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "unknown_campus" in out and " 3 " in out and "entry/x/y/events" in out and '{"a": 1}' in out
+
+
+def test_every_commit_that_touches_a_door_notifies_the_board(lincoln) -> None:
+    """The board's live grid listens on 'district': each commit names the doors it changed."""
+    with lincoln.connect(autocommit=True) as listener:
+        listener.execute("LISTEN district")
+        _write(lincoln, [Status("lincoln", "main", True), _state("2026-11-30T07:00:02.000Z", "open")])
+        got = [json.loads(n.payload) for n in listener.notifies(timeout=10, stop_after=1)]
+    assert got == [{"doors": ["lincoln/main"]}]
