@@ -315,7 +315,17 @@ def run(smoke: bool = False, sizes: tuple[int, ...] = (25, 100, 500), duration: 
                 out["drain"].append(d)
                 print(json.dumps(d), flush=True)
             n2 = sizes[min(1, len(sizes) - 1)]
-            two = backlog(rig, n2, 2 if smoke else max(2, 2000 // n2), 2)
+            cycles = 2 if smoke else max(2, 2000 // n2)
+            pairs = []                      # alternating 1 / 2 instances: the neighbours' load drifts
+            for _ in range(1 if smoke else 3):
+                pairs.append((backlog(rig, n2, cycles, 1), backlog(rig, n2, cycles, 2)))
+            one_rates = sorted(p[0]["recorder_rows_per_s"] for p in pairs)
+            two_rates = sorted(p[1]["recorder_rows_per_s"] for p in pairs)
+            two = dict(pairs[len(pairs) // 2][1], recorder_rows_per_s=two_rates[len(two_rates) // 2],
+                       one_instance_rows_per_s=one_rates[len(one_rates) // 2], one_runs=one_rates, two_runs=two_rates)
+            two["lost"] = sum(p[0]["lost"] + p[1]["lost"] for p in pairs)
+            two["duplicated"] = sum(p[0]["duplicated"] + p[1]["duplicated"] for p in pairs)
+            two["two_vs_one"] = round(two["recorder_rows_per_s"] / two["one_instance_rows_per_s"], 2)
             out["drain"].append(two)
             print(json.dumps(two), flush=True)
             k = paced(rig, n2, 1.0, duration, kill_at=duration / 3)
@@ -336,7 +346,10 @@ def table(results: dict[str, Any]) -> str:
     lines += ["", "| campuses | instances | backlog rows | recorder rows/s | raw INSERT rows/s | ratio | lost | dup |",
               "|---|---|---|---|---|---|---|---|"]
     for d in results["drain"]:
-        lines.append(f"| {d['n']} | {d['instances']} | {d['rows']} | {d['recorder_rows_per_s']} | "
+        rate = d["recorder_rows_per_s"]
+        if "two_vs_one" in d:
+            rate = f"{rate} (median of {d['two_runs']}; one instance alternately {d['one_runs']}: {d['two_vs_one']}x)"
+        lines.append(f"| {d['n']} | {d['instances']} | {d['rows']} | {rate} | "
                      f"{d.get('raw_rows_per_s', '-')} | {d.get('ratio_to_raw', '-')} | {d['lost']} | {d['duplicated']} |")
     return "\n".join(lines)
 

@@ -19,5 +19,7 @@ def test_district_bench_smoke_reports_every_measure() -> None:
         assert case["rows"] == case["events_sent"]
         assert case["rss_mb"] > 0
     assert results["kill"]["rows"] > 0
-    assert results["drain"][0]["ratio_to_raw"] > 0
+    assert results["drain"][0]["recorder_rows_per_s"] > 0 and results["drain"][0]["raw_rows_per_s"] > 0
+    assert "ratio_to_raw" in results["drain"][0]     # tiny smoke backlogs round it to 0.0
+    assert results["drain"][-1]["two_vs_one"] > 0
     assert "| campuses |" in district_load.table(results)
