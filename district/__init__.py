@@ -8,3 +8,4 @@ broker, so a district runs several instances of each when one machine is not eno
 from pathlib import Path
 
 SCHEMA_SQL = Path(__file__).resolve().parent / "schema.sql"
+SCHEMA_VERSION = "1"   # bump with every change to schema.sql (its last statement records it)

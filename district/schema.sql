@@ -1,12 +1,13 @@
 -- District database (PostgreSQL >= 15). Idempotent: every statement may run again on an
--- existing database (the recorder applies this file at start-up, see district/db.py).
+-- existing database. The recorder applies this file at start-up only when schema_info's
+-- version differs from district.SCHEMA_VERSION (see district/db.py): DDL takes table locks
+-- that would stall or deadlock a recorder instance already writing.
 -- Times are timestamptz (stored as UTC). Slugs (campus, door) follow docs/mqtt.md.
 
 CREATE TABLE IF NOT EXISTS schema_info (
     key   text PRIMARY KEY,
     value text NOT NULL
 );
-INSERT INTO schema_info (key, value) VALUES ('version', '1') ON CONFLICT (key) DO NOTHING;
 
 -- Campuses the district knows. The recorder refuses topics of any other campus (counted in
 -- rejected_payloads with reason 'unknown_campus').
@@ -197,3 +198,7 @@ CREATE TABLE IF NOT EXISTS board_users (
     password_hash text NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT now()
 );
+
+-- Last: the version this file brings (district.SCHEMA_VERSION), set only once all of it applied.
+INSERT INTO schema_info (key, value) VALUES ('version', '1')
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;

@@ -80,3 +80,16 @@ def test_every_commit_that_touches_a_door_notifies_the_board(lincoln) -> None:
         _write(lincoln, [Status("lincoln", "main", True), _state("2026-11-30T07:00:02.000Z", "open")])
         got = [json.loads(n.payload) for n in listener.notifies(timeout=10, stop_after=1)]
     assert got == [{"doors": ["lincoln/main"]}]
+
+
+def test_schema_is_applied_once_per_version(pg) -> None:  # noqa: F811
+    """A recorder starting next to one already writing must not run DDL (table locks would
+    stall or deadlock the other): the schema records its version, and a current one is skipped."""
+    from district import SCHEMA_SQL, SCHEMA_VERSION, db
+
+    assert f"VALUES ('version', '{SCHEMA_VERSION}')" in SCHEMA_SQL.read_text()
+    assert db.apply_schema(pg.dsn) is False                 # the fixture applied it already
+    with pg.connect() as conn:
+        conn.execute("UPDATE schema_info SET value = 'old' WHERE key = 'version'")
+    assert db.apply_schema(pg.dsn) is True
+    assert rows(pg, "SELECT value FROM schema_info") == [(SCHEMA_VERSION,)]
