@@ -18,8 +18,8 @@ Measured per case: messages offered and recorded, 0 lost / 0 duplicated, campus 
 row written p50/p99 (the row's clock_timestamp() at insert; its commit follows in the same
 batch), recorder peak RSS. Capacity: a backlog queued at the broker while the recorder is
 stopped, then drained: rows/s against a raw PostgreSQL insert of the same rows (plain INSERT,
-no dedupe, same batch size) in the same run; then with two recorder instances. SIGKILL: the
-recorder killed mid-load and restarted.
+no dedupe, same batch size) in the same run; then two recorder instances against one (three
+alternating pairs, medians). SIGKILL: the recorder killed mid-load and restarted.
 """
 
 from __future__ import annotations
