@@ -1,0 +1,25 @@
+"""The district load bench's smoke run: every measure runs end to end (real PostgreSQL,
+Mosquitto, recorder processes, SIGKILL) and reports 0 lost and 0 duplicated."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import district_load
+
+pytestmark = [pytest.mark.postgres, pytest.mark.broker, pytest.mark.process]
+
+
+def test_district_bench_smoke_reports_every_measure() -> None:
+    results = district_load.run(smoke=True)
+    cases = results["paced"] + results["drain"] + [results["kill"]]
+    assert len(results["paced"]) == 2 and len(results["drain"]) == 2
+    for case in cases:
+        assert case["lost"] == 0 and case["duplicated"] == 0, case
+        assert case["rows"] == case["events_sent"]
+        assert case["rss_mb"] > 0
+    assert results["kill"]["rows"] > 0
+    assert results["drain"][0]["recorder_rows_per_s"] > 0 and results["drain"][0]["raw_rows_per_s"] > 0
+    assert "ratio_to_raw" in results["drain"][0]     # tiny smoke backlogs round it to 0.0
+    assert results["drain"][-1]["two_vs_one"] > 0
+    assert "| campuses |" in district_load.table(results)
