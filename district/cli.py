@@ -1,0 +1,107 @@
+"""``entry-buzzer-district``: the district's console script.
+
+    entry-buzzer-district recorder --config /etc/entry-buzzer/district.toml
+    entry-buzzer-district check-config --config ...
+    entry-buzzer-district init-db --config ...
+
+Subcommands register themselves in ``COMMANDS`` (the board adds ``board``), so this file
+stays a thin dispatcher. Config and database errors end with one clear line, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import Callable
+
+from district import config
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace, config.Settings], int]]] = {}
+
+
+def command(name: str, help_text: str) -> Callable[[Callable[[argparse.Namespace, config.Settings], int]],
+                                                   Callable[[argparse.Namespace, config.Settings], int]]:
+    def register(fn: Callable[[argparse.Namespace, config.Settings], int]) -> Callable[..., int]:
+        COMMANDS[name] = (help_text, fn)
+        return fn
+    return register
+
+
+@command("check-config", "load the config and report the first bad key")
+def _check(_args: argparse.Namespace, _settings: config.Settings) -> int:
+    print("config OK")
+    return 0
+
+
+@command("init-db", "create or complete the district schema and register the configured campuses")
+def _init_db(_args: argparse.Namespace, settings: config.Settings) -> int:
+    from district import db
+
+    db.apply_schema(settings.database.dsn)
+    db.add_campuses(settings.database.dsn, settings.recorder.campuses)
+    print("schema ready")
+    return 0
+
+
+@command("recorder", "record every campus's MQTT feed into PostgreSQL")
+def _recorder(_args: argparse.Namespace, settings: config.Settings) -> int:
+    from district.recorder.service import Recorder, totals_line
+
+    recorder = Recorder(settings)
+    stopping = threading.Event()
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    recorder.start()
+    logging.getLogger("district.recorder").info("recorder started (client id %s)", settings.broker.client_id)
+    last = 0.0
+    import time
+    while not stopping.wait(1.0):
+        if time.monotonic() - last > 60:
+            last = time.monotonic()
+            logging.getLogger("district.recorder").info("%s", totals_line(recorder))
+    recorder.stop()
+    logging.getLogger("district.recorder").info("stopped: %s", totals_line(recorder))
+    return 0
+
+
+def _load_board_commands() -> None:
+    try:   # the board helper's subcommands, when that package is present
+        import district.board.cli  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    _load_board_commands()
+    parser = argparse.ArgumentParser(prog="entry-buzzer-district", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, _fn) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--config", required=True, help="district TOML file")
+        p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = config.load(args.config)
+        return COMMANDS[args.command][1](args, settings)
+    except config.ConfigError as exc:
+        print(f"entry-buzzer-district: config error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # psycopg errors and the like: one line, no traceback
+        import psycopg
+
+        if isinstance(exc, psycopg.Error):
+            print(f"entry-buzzer-district: database error: {str(exc).splitlines()[0]}", file=sys.stderr)
+            return 3
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

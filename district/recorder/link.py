@@ -1,0 +1,113 @@
+"""The recorder's MQTT side: one paho client (MQTT v5, VERSION2 callbacks, manual ack).
+
+Events and snapshots come through a shared subscription (``$share/<group>/...``) so several
+recorder instances split them. Retained messages are never sent on shared subscriptions
+(MQTT 5, 4.8.2), so ``status`` and ``state`` -- retained, few, idempotent to write -- come
+through a plain subscription to every instance. The session is persistent (clean start off,
+session expiry) so messages not yet acknowledged when a recorder dies are delivered again
+when it returns. A message is acknowledged only by ``ack()`` after its row is committed;
+acknowledgements for a connection that has since dropped are not sent (the broker re-sends
+those messages; the database dedupes them).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from district.config import Broker
+
+log = logging.getLogger("district.recorder")
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int           # which connection delivered it
+
+
+class RecorderLink:
+    def __init__(self, settings: Broker, password: str, inbox: "queue.Queue[Message]"):
+        self.settings = settings
+        self.inbox = inbox
+        self.generation = 0
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self._lock = threading.Lock()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
+                        protocol=mqtt.MQTTv5, manual_ack=True)
+        if settings.username:
+            c.username_pw_set(settings.username, password)
+        if settings.tls:
+            c.tls_set(ca_certs=settings.ca_file or None, certfile=settings.cert_file or None,
+                      keyfile=settings.key_file or None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        c.reconnect_delay_set(1, 30)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_subscribe = self._on_subscribe
+        c.on_message = self._on_message
+        self.client = c
+
+    def topics(self) -> list[tuple[str, SubscribeOptions]]:
+        p, g = self.settings.prefix, self.settings.share_group
+        q1 = SubscribeOptions(qos=1)
+        return [(f"$share/{g}/{p}/+/+/events", q1), (f"$share/{g}/{p}/+/+/snapshot/+", q1),
+                (f"{p}/+/+/state", q1), (f"{p}/+/+/status", q1)]
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.settings.session_expiry_seconds
+        props.ReceiveMaximum = self.settings.receive_maximum
+        self.client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_seconds,
+                                  clean_start=False, properties=props)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def ack(self, messages: list[Message]) -> None:
+        """Acknowledges committed messages, in arrival order (MQTT requires it)."""
+        with self._lock:
+            current = self.generation if self.connected.is_set() else -1
+        for m in messages:
+            if m.qos > 0 and m.generation == current:
+                self.client.ack(m.mid, m.qos)
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            log.error("district broker refused the recorder: %s", reason)
+            return
+        with self._lock:
+            self.generation += 1
+            self.connected.set()
+        log.info("connected to the district broker (session present: %s)", flags.session_present)
+        client.subscribe(self.topics())
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: list[Any], _p: Any) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error("subscription refused by the broker: %s", ", ".join(refused))
+        else:
+            self.subscribed.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        with self._lock:
+            self.connected.clear()
+            self.subscribed.clear()
+        log.warning("disconnected from the district broker: %s", reason)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self.inbox.put(Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self.generation))

@@ -1,0 +1,222 @@
+"""The recorder process: MQTT inbox -> batches -> PostgreSQL commit -> acknowledgements.
+
+One writer thread owns the database connection that writes messages; it takes whatever has
+arrived (up to ``batch_max``), writes it in one transaction and only then acknowledges those
+messages. If the database is unreachable nothing is acknowledged and the batch is retried;
+if one message makes the database refuse the batch, the batch is written message by
+message and the refused one is kept as rejected (reason ``db_refused``) instead of blocking
+the feed. A second thread runs the gap scan and retention on its own connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import psycopg
+
+from district import db
+from district.config import Settings, read_secret
+from district.recorder import gaps, retention
+from district.recorder.link import Message, RecorderLink
+from district.recorder.messages import Item, Rejected, classify
+from district.recorder.store import Outcome, write_batch
+
+log = logging.getLogger("district.recorder")
+
+
+class Recorder:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.inbox: queue.Queue[Message] = queue.Queue(maxsize=4 * settings.broker.receive_maximum + 1000)
+        self.link = RecorderLink(settings.broker, read_secret(settings.broker.password_file), self.inbox)
+        self.known: frozenset[str] = frozenset()
+        self.totals = Outcome()
+        self.received = 0
+        self.batches = 0
+        self.open_gaps = 0
+        self._months: set[str] = set()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._conn: psycopg.Connection[Any] | None = None
+
+    # ------------------------------------------------------------------ life cycle
+    def start(self) -> None:
+        db.apply_schema(self.settings.database.dsn)
+        db.add_campuses(self.settings.database.dsn, self.settings.recorder.campuses)
+        self._refresh_campuses()
+        for target, name in ((self._write_loop, "recorder-writer"), (self._maintenance_loop, "recorder-maint")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        self.link.start()
+
+    def stop(self) -> None:
+        """Disconnects first (unacknowledged messages stay with the broker), then stops."""
+        self.link.stop()
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)
+
+    def wait(self) -> None:
+        while not self._stop.wait(1.0):
+            if not all(t.is_alive() for t in self._threads):
+                raise RuntimeError("a recorder thread died")
+
+    def stats(self) -> dict[str, Any]:
+        t = self.totals
+        return {"received": self.received, "events": t.events, "duplicates": t.duplicates, "states": t.states,
+                "statuses": t.statuses, "snapshots": t.snapshots, "rejected": dict(t.rejected),
+                "batches": self.batches, "open_gaps": self.open_gaps, "connected": self.link.connected.is_set()}
+
+    # ------------------------------------------------------------------ writing
+    def _connection(self) -> psycopg.Connection[Any]:
+        delay = 0.5
+        while self._conn is None or self._conn.closed:
+            try:
+                self._conn = db.connect(self.settings.database.dsn)
+            except psycopg.OperationalError as exc:
+                log.error("database unreachable (%s); retrying in %.1f s, nothing acknowledged", exc, delay)
+                if self._stop.wait(delay):
+                    raise
+                delay = min(delay * 2, 10)
+        return self._conn
+
+    def _next_batch(self) -> list[Message]:
+        try:
+            first = self.inbox.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        while len(batch) < self.settings.recorder.batch_max:
+            try:
+                batch.append(self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _write_loop(self) -> None:
+        while not self._stop.is_set():
+            batch = self._next_batch()
+            if not batch:
+                continue
+            self.received += len(batch)
+            rec = self.settings.recorder
+            items = [classify(m.topic, m.payload, self.settings.broker.prefix, self.known, rec.snapshot_max_bytes)
+                     for m in batch]
+            if any(isinstance(i, Rejected) and i.reason == "unknown_campus" for i in items):
+                if self._refresh_campuses():   # a campus added since: classify again
+                    items = [classify(m.topic, m.payload, self.settings.broker.prefix, self.known,
+                                      rec.snapshot_max_bytes) for m in batch]
+            outcome = self._commit(batch, items)
+            if outcome is None:
+                return                          # stopping: nothing acknowledged
+            self.link.ack(batch)
+            self.totals.add(outcome)
+            self.batches += 1
+
+    def _commit(self, batch: list[Message], items: list[Item]) -> Outcome | None:
+        keep = self.settings.recorder.rejected_keep_bytes
+        while not self._stop.is_set():
+            try:
+                conn = self._connection()
+            except psycopg.OperationalError:
+                return None
+            try:
+                with conn.transaction():
+                    return write_batch(conn, items, keep, self._months)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                log.error("database error (%s); batch of %d kept unacknowledged, retrying", exc, len(batch))
+                self._drop_connection()
+                self._stop.wait(0.5)
+            except psycopg.Error as exc:
+                log.warning("database refused a batch (%s); writing its %d messages one by one", exc, len(batch))
+                self._months.clear()
+                try:
+                    return self._one_by_one(conn, batch, items)
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    self._drop_connection()
+        return None
+
+    def _one_by_one(self, conn: psycopg.Connection[Any], batch: list[Message], items: list[Item]) -> Outcome:
+        out = Outcome()
+        keep = self.settings.recorder.rejected_keep_bytes
+        for m, item in zip(batch, items):
+            try:
+                with conn.transaction():
+                    out.add(write_batch(conn, [item], keep, self._months))
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                raise
+            except psycopg.Error as exc:
+                self._months.clear()
+                refused = Rejected(m.topic, "db_refused", str(exc).splitlines()[0][:300], m.payload)
+                with conn.transaction():
+                    out.add(write_batch(conn, [refused], keep, self._months))
+        return out
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+        self._conn = None
+        self._months.clear()
+
+    # ------------------------------------------------------------------ maintenance
+    def _refresh_campuses(self) -> bool:
+        try:
+            with db.connect(self.settings.database.dsn) as conn:
+                known = frozenset(r[0] for r in conn.execute("SELECT campus FROM campuses").fetchall())
+        except psycopg.Error as exc:
+            log.error("cannot read campuses: %s", exc)
+            return False
+        changed = known != self.known
+        self.known = known
+        return changed
+
+    def _maintenance_loop(self) -> None:
+        rec = self.settings.recorder
+        next_gap = next_retention = next_campuses = 0.0
+        conn: psycopg.Connection[Any] | None = None
+        while not self._stop.wait(0.5):
+            now = time.monotonic()
+            try:
+                if conn is None or conn.closed:
+                    conn = db.connect(self.settings.database.dsn, autocommit=True)
+                if now >= next_campuses:
+                    next_campuses = now + 10
+                    self._refresh_campuses()
+                if now >= next_gap:
+                    next_gap = now + rec.gap_scan_seconds
+                    result = gaps.scan(conn, rec.gap_delay_seconds)
+                    if result.ran:
+                        if result.opened or result.closed:
+                            log.warning("gaps: %d opened, %d closed, %d open", result.opened, result.closed,
+                                        result.open_now)
+                        self.open_gaps = result.open_now
+                if now >= next_retention:
+                    next_retention = now + rec.maintenance_seconds
+                    pruned = retention.run(conn, self.settings.retention, rec.rejected_keep_rows)
+                    if pruned.partitions or pruned.snapshots_by_age or pruned.snapshots_by_size:
+                        log.info("retention: dropped %s, %d snapshots by age, %d by size", pruned.partitions,
+                                 pruned.snapshots_by_age, pruned.snapshots_by_size)
+                    self._months.clear()
+            except psycopg.Error as exc:
+                log.error("maintenance failed (%s); retrying", exc)
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+
+def totals_line(r: Recorder) -> str:
+    s = r.stats()
+    rejected = Counter(s["rejected"])
+    return (f"received {s['received']} events {s['events']} duplicates {s['duplicates']} snapshots {s['snapshots']}"
+            f" rejected {sum(rejected.values())} {dict(rejected)} open gaps {s['open_gaps']}")
