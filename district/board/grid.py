@@ -1,0 +1,115 @@
+"""The grid: every campus and door in one query, shaped for the page and the live stream.
+
+Read from the recorder's tables (district/schema.sql): ``doors`` (availability and the
+latest retained state), ``events`` (when the pending ring was pressed) and ``gaps`` (holes
+in a door's feed). The board never asks a campus: what it shows is what the district
+database holds, so every screen and every instance shows the same thing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from psycopg_pool import ConnectionPool
+
+from controller import labels
+
+from .config import BoardSettings
+
+GRID_SQL = """
+SELECT c.campus, c.name, c.panel_url, d.door, d.online, d.status_at, d.last_seen, d.state, d.state_at,
+       r.since, g.open_gaps, g.missing
+  FROM campuses c
+  LEFT JOIN doors d ON d.campus = c.campus
+  LEFT JOIN LATERAL (SELECT min(e.ts) AS since FROM events e
+                      WHERE e.request_id = d.state->>'ringing' AND e.campus = d.campus AND e.door = d.door
+                        AND e.type = 'buzzer_pressed') r ON true
+  LEFT JOIN LATERAL (SELECT count(*) AS open_gaps, coalesce(sum(x.missing), 0) AS missing FROM gaps x
+                      WHERE x.campus = d.campus AND x.door = d.door AND x.closed_at IS NULL) g ON true
+ ORDER BY c.campus, d.door
+"""
+
+# Alarms the district must see at once; anything else in state.alarms is shown too, in words.
+ALARM_WORDS = {"forced_open": "forced open", "held_open": "held open", "panic": "panic",
+               "journal_failure": "journal fault", "journal_lost": "journal lost", "disk_full": "disk full",
+               "tamper": "tamper", "outbox_backlog": "events waiting"}
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z") if t else None
+
+
+def _alarm_words(name: str) -> str:
+    return ALARM_WORDS.get(name) or labels.alarm(name)
+
+
+def lockdown_level(state: dict[str, Any]) -> str | None:
+    """'lockdown' (or the level the campus names, e.g. 'secure') when active, else None."""
+    lock = state.get("lockdown")
+    if not lock:
+        return None
+    level = lock.get("level") if isinstance(lock, dict) else None
+    return str(level) if isinstance(level, str) and level else "lockdown"
+
+
+def door_entry(row: tuple[Any, ...], now: datetime, alert_after: float) -> dict[str, Any]:
+    (_c, _n, _u, door, online, status_at, last_seen, state, state_at, since, open_gaps, missing) = row
+    state = state if isinstance(state, dict) else {}
+    ringing = state.get("ringing")
+    ring = None
+    if ringing:
+        start = since or state_at
+        age = max(0.0, (now - start).total_seconds()) if start else 0.0
+        ring = {"request_id": str(ringing), "since": _iso(start), "age": round(age, 1), "overdue": age > alert_after}
+    alarms = [a for a in (state.get("alarms") or []) if isinstance(a, str)]
+    if state.get("panic") and "panic" not in alarms:
+        alarms.append("panic")
+    if open_gaps:
+        alarms.append("gap")
+    words = [_alarm_words(a) for a in alarms if a != "gap"]
+    if open_gaps:
+        words.append(f"gap: {int(missing)} event{'s' if int(missing) != 1 else ''} missing")
+    if state.get("fault"):
+        words.append(f"fault: {str(state['fault'])[:80]}")
+    return {"door": door, "online": bool(online), "last_seen": _iso(last_seen), "status_at": _iso(status_at),
+            "state": state.get("door") or "unknown", "ring": ring, "alarms": alarms, "alarm_words": words,
+            "lockdown": lockdown_level(state), "fault": state.get("fault")}
+
+
+def build(pool: ConnectionPool, settings: BoardSettings, now: Callable[[], datetime]) -> dict[str, Any]:
+    """The whole grid as plain JSON-able data (one query)."""
+    with pool.connection() as conn:
+        rows = conn.execute(GRID_SQL).fetchall()
+    t = now()
+    campuses: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        slug, name, panel_url = row[0], row[1], row[2]
+        conf = settings.campuses.get(slug)
+        c = campuses.setdefault(slug, {
+            "campus": slug, "name": (conf.name if conf and conf.name else name) or slug,
+            "panel_url": (conf.panel_url if conf and conf.panel_url else panel_url) or "",
+            "doors": []})
+        if row[3] is not None:
+            c["doors"].append(door_entry(row, t, settings.ring_alert_seconds))
+    for c in campuses.values():
+        doors = c["doors"]
+        c["online"] = sum(1 for d in doors if d["online"])
+        levels = [d["lockdown"] for d in doors if d["lockdown"]]
+        c["lockdown"] = levels[0] if levels else None
+        c["lockdown_doors"] = len(levels)
+        c["alarms"] = sum(1 for d in doors if d["alarms"])
+        c["rings_overdue"] = sum(1 for d in doors if d["ring"] and d["ring"]["overdue"])
+    return {"now": _iso(t), "ring_alert_seconds": settings.ring_alert_seconds,
+            "campuses": list(campuses.values())}
+
+
+def signature(grid: dict[str, Any]) -> list[Any]:
+    """The grid without what changes by itself (ages run in the browser): compared to skip
+    pushing an unchanged grid after a notification that changed nothing visible."""
+    out = []
+    for c in grid["campuses"]:
+        out.append([c["campus"], c["name"], c["panel_url"],
+                    [[d["door"], d["online"], d["last_seen"], d["state"], d["ring"] and d["ring"]["request_id"],
+                      d["ring"] and d["ring"]["overdue"], d["alarm_words"], d["lockdown"]] for d in c["doors"]]])
+    return out
