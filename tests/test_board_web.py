@@ -260,3 +260,73 @@ def test_sign_in_is_throttled_per_address_and_user(district):
     assert district.sql("SELECT count(*) FROM audit WHERE action = 'login_throttled'")[0][0] >= 1
     district.app.extensions["board_throttle"].clear_all()
     assert json.loads("{}") == {}
+
+
+def test_grid_shows_alarms_gaps_levels_and_a_dark_campus_link(district, viewer):
+    """Rows as the recorder writes them (a door in alarm, an open gap, a campus bridge down): the
+    trigger notifies the board, which rebuilds the grid without being asked."""
+    hub = district.hub
+    before = hub.notifications
+    state = {"door": "open", "alarms": ["forced_open", "held_open", "panic", "journal_failure"],
+             "lockdown": {"since": "2026-11-30T07:00:00.000Z", "actor": "x", "reason": "", "source": "panel",
+                          "level": "secure"}, "ringing": None, "fault": "journal: disk full"}
+    district.sql("INSERT INTO campuses (campus, name) VALUES ('east-mid', 'East Middle') ON CONFLICT DO NOTHING")
+    district.sql("INSERT INTO doors (campus, door, online, status_at, last_seen, state, state_at) "
+                 "VALUES ('east-mid', 'side', true, now(), now(), %s, now())", (json.dumps(state),))
+    district.sql("INSERT INTO gaps (campus, door, epoch, from_seq, to_seq, missing) "
+                 "VALUES ('east-mid', 'side', 'e0', 5, 7, 3)")
+    district.sql("UPDATE campuses SET bridge_online = false, bridge_at = now() WHERE campus = 'east-mid'")
+    wait_for(lambda: hub.notifications > before and hub.latest and
+             any(c["campus"] == "east-mid" and c["link_down"] for c in hub.latest["campuses"]),
+             what="the trigger's notification to rebuild the grid")
+    campus = next(c for c in viewer.get("/api/grid").get_json()["campuses"] if c["campus"] == "east-mid")
+    door = campus["doors"][0]
+    assert set(door["alarms"]) == {"forced_open", "held_open", "panic", "journal_failure", "gap"}
+    words = " | ".join(door["alarm_words"])
+    for text in ("forced open", "held open", "panic", "journal fault", "gap: 3 events missing", "fault: journal"):
+        assert text in words
+    assert door["lockdown"] == "secure" and campus["lockdown"] == "secure" and campus["link_down"] is True
+    district.sql("UPDATE gaps SET closed_at = now(), missing = 0 WHERE campus = 'east-mid'")
+    wait_for(lambda: "gap" not in district.grid_door("east-mid", "side")["alarms"], what="the gap to clear")
+
+
+def test_secure_level_and_the_operators_own_broker_account(district, doors, tmp_path):
+    from district.board.config import BrokerAccount
+    from district.board.publisher import LockdownPublisher, PublishError
+    spy = Subscriber(district.broker, user="district", topics=("entry/+/+/cmd/lockdown",))
+    try:
+        own = LockdownPublisher(district.settings.mqtt, {"olivia": BrokerAccount("admin", str(
+            district.broker.password_file("admin")))})
+        assert own.account_for("olivia")[0] == "admin" and own.account_for("someone")[0] == "operator"
+        result = own.publish("start", [("north-high", "main-entrance")], by="Olivia", reason="drill",
+                             level="secure", board_user="olivia")
+        assert result.acknowledged == ["entry/north-high/main-entrance/cmd/lockdown"]
+        msg = wait_for(lambda: spy.on("entry/north-high/main-entrance/cmd/lockdown"), what="the command")[0].json()
+        assert msg["level"] == "secure" and msg["action"] == "start"
+        bad = tmp_path / "bad.pass"
+        bad.write_text("wrong\n")
+        wrong = LockdownPublisher(district.settings.mqtt, {"olivia": BrokerAccount("operator", str(bad))})
+        with pytest.raises(PublishError, match="refused the account 'operator'"):
+            wrong.publish("start", [("north-high", "main-entrance")], by="Olivia", reason="x", board_user="olivia")
+        with pytest.raises(ValueError):
+            own.publish("unlock", [("north-high", "main-entrance")], by="Olivia", reason="x")
+    finally:
+        spy.close()
+        wait_for(lambda: doors["n1"].events_of("lockdown_started") or doors["n1"].events_of("command_rejected"),
+                 what="the door to answer the secure command")
+        if doors["n1"].controller.core.status()["lockdown"]:
+            doors["n1"].controller.end_lockdown("test", source="panel")
+
+
+def test_broker_down_is_a_clear_503_and_audited_as_not_sent(district, doors, operator):
+    district.broker.stop()
+    try:
+        r = operator.post("/lockdown", data={"action": "start", "campus": "north-high", "reason": "drill",
+                                             "confirm": "yes", "csrf_token": csrf_of(operator)})
+        assert r.status_code == 503 and "NOT sent" in r.get_data(as_text=True)
+        row = district.sql("SELECT detail FROM audit WHERE action = 'lockdown_start' ORDER BY id DESC LIMIT 1")[0][0]
+        assert row["outcome"] == "not_sent" and "cannot be reached" in row["error"]
+    finally:
+        district.broker.start()
+        for d in doors.values():
+            d.ready()

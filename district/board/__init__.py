@@ -62,7 +62,7 @@ def create_app(settings: BoardSettings, test_config: dict[str, Any] | None = Non
     app.extensions["board_throttle"] = LoginThrottle(
         per_user_address=app.config["LOGIN_LIMIT_PER_USER_ADDRESS"],
         per_address=app.config["LOGIN_LIMIT_PER_ADDRESS"], window_seconds=app.config["LOGIN_WINDOW_SECONDS"])
-    app.extensions["board_publisher"] = LockdownPublisher(settings.mqtt)
+    app.extensions["board_publisher"] = LockdownPublisher(settings.mqtt, settings.mqtt_accounts)
     app.extensions["board_hub"] = live.GridHub(
         settings.conninfo(), lambda: grid.build(pool, settings, clock), refresh_seconds=settings.refresh_seconds,
         max_streams=app.config["SSE_MAX_STREAMS"]).start()

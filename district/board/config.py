@@ -59,6 +59,14 @@ class Campus:
 
 
 @dataclass(frozen=True)
+class BrokerAccount:
+    """A board operator's own broker account (``[board.mqtt_accounts.<board-username>]``), so the
+    broker's log and ACL see the person, not a shared account."""
+    username: str = ""
+    password_file: str = ""
+
+
+@dataclass(frozen=True)
 class BoardSettings:
     ring_alert_seconds: float = 30.0     # a pending ring older than this is highlighted
     refresh_seconds: float = 10.0        # full grid refresh even without a notification
@@ -66,6 +74,7 @@ class BoardSettings:
     web: WebSettings = field(default_factory=WebSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     campuses: dict[str, Campus] = field(default_factory=dict)
+    mqtt_accounts: dict[str, BrokerAccount] = field(default_factory=dict)
 
     def password(self) -> str:
         return read_secret(self.database.password_file) if self.database.password_file else ""
@@ -155,6 +164,19 @@ def _campuses(raw: Any, errors: list[str]) -> dict[str, Campus]:
     return out
 
 
+def _accounts(raw: Any, errors: list[str]) -> dict[str, BrokerAccount]:
+    if not isinstance(raw, dict):
+        errors.append("mqtt_accounts: expected a table of board usernames")
+        return {}
+    out = {}
+    for user, entry in raw.items():
+        account = _section(f"mqtt_accounts.{user}", BrokerAccount, entry, errors)
+        if not account.username or not account.password_file:
+            errors.append(f"mqtt_accounts.{user}: give username and password_file")
+        out[user] = account
+    return out
+
+
 def from_dict(raw: dict[str, Any]) -> BoardSettings:
     errors: list[str] = []
     values: dict[str, Any] = {}
@@ -164,6 +186,8 @@ def from_dict(raw: dict[str, Any]) -> BoardSettings:
             values[key] = _section(key, SECTIONS[key], value, errors)
         elif key == "campuses":
             values[key] = _campuses(value, errors)
+        elif key == "mqtt_accounts":
+            values[key] = _accounts(value, errors)
         elif key in TOP:
             values[key] = _typed(key, value, getattr(defaults, key), errors)
         else:

@@ -19,7 +19,7 @@ from .config import BoardSettings
 
 GRID_SQL = """
 SELECT c.campus, c.name, c.panel_url, d.door, d.online, d.status_at, d.last_seen, d.state, d.state_at,
-       r.since, g.open_gaps, g.missing
+       r.since, g.open_gaps, g.missing, c.bridge_online, c.bridge_at
   FROM campuses c
   LEFT JOIN doors d ON d.campus = c.campus
   LEFT JOIN LATERAL (SELECT min(e.ts) AS since FROM events e
@@ -54,7 +54,7 @@ def lockdown_level(state: dict[str, Any]) -> str | None:
 
 
 def door_entry(row: tuple[Any, ...], now: datetime, alert_after: float) -> dict[str, Any]:
-    (_c, _n, _u, door, online, status_at, last_seen, state, state_at, since, open_gaps, missing) = row
+    (_c, _n, _u, door, online, status_at, last_seen, state, state_at, since, open_gaps, missing) = row[:12]
     state = state if isinstance(state, dict) else {}
     ringing = state.get("ringing")
     ring = None
@@ -89,6 +89,8 @@ def build(pool: ConnectionPool, settings: BoardSettings, now: Callable[[], datet
         c = campuses.setdefault(slug, {
             "campus": slug, "name": (conf.name if conf and conf.name else name) or slug,
             "panel_url": (conf.panel_url if conf and conf.panel_url else panel_url) or "",
+            # the campus broker's bridge to the district (NULL: no bridge reported, e.g. one broker)
+            "link_down": row[12] is False, "link_since": _iso(row[13]),
             "doors": []})
         if row[3] is not None:
             c["doors"].append(door_entry(row, t, settings.ring_alert_seconds))
@@ -109,7 +111,7 @@ def signature(grid: dict[str, Any]) -> list[Any]:
     pushing an unchanged grid after a notification that changed nothing visible."""
     out = []
     for c in grid["campuses"]:
-        out.append([c["campus"], c["name"], c["panel_url"],
+        out.append([c["campus"], c["name"], c["panel_url"], c["link_down"],
                     [[d["door"], d["online"], d["last_seen"], d["state"], d["ring"] and d["ring"]["request_id"],
                       d["ring"] and d["ring"]["overdue"], d["alarm_words"], d["lockdown"]] for d in c["doors"]]])
     return out

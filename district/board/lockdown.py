@@ -16,7 +16,7 @@ from flask import Blueprint, current_app, render_template, request
 
 from . import security as sec
 from .config import SLUG
-from .publisher import ACTIONS, LockdownPublisher, PublishError, new_command_id
+from .publisher import ACTIONS, LEVELS, LockdownPublisher, PublishError, new_command_id
 
 bp = Blueprint("board_lockdown", __name__)
 
@@ -73,6 +73,9 @@ def send() -> Any:
             raise BadRequest("confirm: tick the confirmation to send the command")
         if not doors:
             raise BadRequest(f"campus: no doors known for {campus!r} yet; nothing to send")
+        level = str(request.form.get("level", "lockdown"))
+        if level not in LEVELS:
+            raise BadRequest(f"level: use one of {', '.join(LEVELS)}")
     except BadRequest as exc:
         return sec.error(400, str(exc))
     except LookupError as exc:
@@ -83,16 +86,17 @@ def send() -> Any:
     command_id = new_command_id()
     by = f"{user.display_name} (district)"
     try:
-        result = publisher.publish(action, doors, by=by, reason=reason, command_id=command_id)
+        result = publisher.publish(action, doors, by=by, reason=reason, command_id=command_id, level=level,
+                                   board_user=user.username)
     except PublishError as exc:
         sec.store().audit(user.username, f"lockdown_{action}", None if campus == "all" else campus, address,
                           command_id=command_id, outcome="not_sent", error=str(exc), doors=len(doors),
-                          reason=reason)
+                          reason=reason, level=level)
         return sec.error(503, f"the lockdown command was NOT sent: {exc}. Use the campus panels or the "
                               "phone tree now.")
     sec.store().audit(user.username, f"lockdown_{action}", None if campus == "all" else campus, address,
                       command_id=command_id, outcome="sent" if not result.failed else "partly_sent",
                       doors=len(doors), acknowledged=len(result.acknowledged), failed=result.failed,
-                      reason=reason)
+                      reason=reason, level=level, broker_account=publisher.account_for(user.username)[0])
     return render_template("board_lockdown_sent.html", action=action, campus=campus, result=result,
                            doors=doors), 200

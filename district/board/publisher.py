@@ -22,9 +22,10 @@ import paho.mqtt.client as mqtt
 
 from controller.config import read_secret
 
-from .config import SLUG, MqttSettings
+from .config import SLUG, BrokerAccount, MqttSettings
 
 ACTIONS = ("start", "end")
+LEVELS = ("lockdown", "secure")    # docs/mqtt.md: 'level' only with start; lockdown is the default
 
 
 class PublishError(RuntimeError):
@@ -48,12 +49,18 @@ def command_topic(prefix: str, campus: str, door: str) -> str:
     return f"{prefix}/{campus}/{door}/cmd/lockdown"
 
 
-def command(action: str, command_id: str, by: str, reason: str) -> bytes:
+def command(action: str, command_id: str, by: str, reason: str, level: str = "lockdown") -> bytes:
+    """The command JSON. ``level`` is sent only when it is not the default, so doors that know
+    no levels still accept a plain lockdown (they refuse unknown fields)."""
     if action not in ACTIONS:
         raise ValueError(f"action: use one of {', '.join(ACTIONS)}")
+    if level not in LEVELS:
+        raise ValueError(f"level: use one of {', '.join(LEVELS)}")
     body = {"action": action, "id": command_id[:64], "by": by[:100]}
     if reason:
         body["reason"] = reason[:200]
+    if action == "start" and level != "lockdown":
+        body["level"] = level
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -62,26 +69,36 @@ def new_command_id() -> str:
 
 
 class LockdownPublisher:
-    def __init__(self, settings: MqttSettings):
+    def __init__(self, settings: MqttSettings, accounts: dict[str, BrokerAccount] | None = None):
         self.settings = settings
+        self.accounts = accounts or {}
+
+    def account_for(self, board_user: str) -> tuple[str, str]:
+        """(broker username, password file): the operator's own account when configured."""
+        own = self.accounts.get(board_user)
+        if own is not None:
+            return own.username, own.password_file
+        return self.settings.username, self.settings.password_file
 
     def publish(self, action: str, doors: Iterable[tuple[str, str]], by: str, reason: str,
-                command_id: str | None = None) -> PublishResult:
+                command_id: str | None = None, level: str = "lockdown", board_user: str = "") -> PublishResult:
         s = self.settings
         command_id = command_id or new_command_id()
-        payload = command(action, command_id, by, reason)
+        payload = command(action, command_id, by, reason, level)
+        username, password_file = self.account_for(board_user)
         topics = [command_topic(s.prefix, campus, door) for campus, door in doors]
         result = PublishResult(command_id, topics)
         if not topics:
             return result
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"district-board-{uuid.uuid4().hex[:12]}",
                              protocol=mqtt.MQTTv5)
-        if s.username:
+        if username:
             try:
-                password = read_secret(s.password_file) if s.password_file else None
+                password = read_secret(password_file) if password_file else None
             except OSError as exc:
-                raise PublishError(f"mqtt.password_file: cannot be read ({exc.strerror or exc})") from None
-            client.username_pw_set(s.username, password)
+                raise PublishError(f"the broker password file for {username!r} cannot be read "
+                                   f"({exc.strerror or exc})") from None
+            client.username_pw_set(username, password)
         if s.tls_ca_file:
             client.tls_set(ca_certs=s.tls_ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         connected = threading.Event()
@@ -102,7 +119,7 @@ class LockdownPublisher:
             if not connected.wait(s.timeout_seconds):
                 raise PublishError(f"the district broker {s.host}:{s.port} did not answer")
             if refused:
-                raise PublishError(f"the district broker refused the operator account ({refused[0]})")
+                raise PublishError(f"the district broker refused the account {username!r} ({refused[0]})")
             infos = [(t, client.publish(t, payload, qos=1, retain=False)) for t in topics]
             for topic, info in infos:
                 try:

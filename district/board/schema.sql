@@ -46,3 +46,13 @@ CREATE OR REPLACE TRIGGER board_events_added AFTER INSERT ON events
     FOR EACH ROW EXECUTE FUNCTION board_notify_door();
 CREATE OR REPLACE TRIGGER board_gaps_changed AFTER INSERT OR UPDATE OR DELETE ON gaps
     FOR EACH ROW EXECUTE FUNCTION board_notify_gap();
+
+CREATE OR REPLACE FUNCTION board_notify_campus() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('board_door', NEW.campus || '/');
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE TRIGGER board_campuses_changed AFTER INSERT OR UPDATE ON campuses
+    FOR EACH ROW EXECUTE FUNCTION board_notify_campus();

@@ -45,6 +45,8 @@
       head.append(el("span", {class: "count"}, c.online + "/" + c.doors.length + " online"));
       if (c.lockdown) head.append(el("span", {class: "badge lockdown", "data-level": c.lockdown},
         c.lockdown.toUpperCase() + " (" + c.lockdown_doors + "/" + c.doors.length + ")"));
+      if (c.link_down) head.append(el("span", {class: "badge link-down"}, "CAMPUS LINK DOWN since " +
+        (c.link_since || "?")));
       card.append(head);
       const tools = el("p", {class: "tools"});
       if (c.panel_url) tools.append(el("a", {href: c.panel_url, target: "_blank", rel: "noopener noreferrer",
