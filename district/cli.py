@@ -71,6 +71,20 @@ def _recorder(_args: argparse.Namespace, settings: config.Settings) -> int:
     return 0
 
 
+@command("retire-recorder", "end this recorder instance's broker session (after stopping it for good)")
+def _retire(_args: argparse.Namespace, settings: config.Settings) -> int:
+    import queue
+
+    from district.recorder.link import RecorderLink
+
+    link = RecorderLink(settings.broker, config.read_secret(settings.broker.password_file), queue.Queue())
+    if not link.retire_session():
+        print("entry-buzzer-district: the broker did not accept the connection", file=sys.stderr)
+        return 1
+    print(f"session of {settings.broker.client_id} ended: the shared subscription no longer queues for it")
+    return 0
+
+
 def _load_board_commands() -> None:
     try:   # the board helper's subcommands, when that package is present
         import district.board.cli  # type: ignore[import-not-found]  # noqa: F401

@@ -130,6 +130,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _register_with_district_cli() -> None:
+    """``entry-buzzer-district board --config FILE`` serves the board too (district/cli.py
+    dispatches to subcommands that register themselves)."""
+    try:
+        from district.cli import command
+    except ImportError:
+        return
+
+    @command("board", "serve the district board (accounts: entry-buzzer-board user ...)")
+    def _board(args: argparse.Namespace, _settings: object) -> int:
+        return cmd_serve(args)
+
+
+_register_with_district_cli()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "action", None) in ("add", "remove", "passwd") and not args.username:

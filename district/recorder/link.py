@@ -74,9 +74,31 @@ class RecorderLink:
                                   clean_start=False, properties=props)
         self.client.loop_start()
 
-    def stop(self) -> None:
+    def stop(self, retire: bool = False) -> None:
+        """Disconnects, keeping the session (and its queued messages) for the next start; with
+        ``retire`` the broker ends the session: an instance taken out of service must retire,
+        or the broker keeps queueing its share of the shared subscription for it."""
+        props = None
+        if retire:
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+        self.client.disconnect(properties=props)
+        self.client.loop_stop()
+
+    def retire_session(self, timeout: float = 15.0) -> bool:
+        """Ends this client id's session at the broker (connect with clean start, disconnect
+        with session expiry 0), for an instance taken out of service while stopped."""
+        done = threading.Event()
+        self.client.on_connect = lambda c, u, f, r, p: (not r.is_failure) and done.set()
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0
+        self.client.connect(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_seconds,
+                            clean_start=True, properties=props)
+        self.client.loop_start()
+        ok = done.wait(timeout)
         self.client.disconnect()
         self.client.loop_stop()
+        return ok
 
     def ack(self, messages: list[Message]) -> None:
         """Acknowledges committed messages, in arrival order (MQTT requires it)."""
@@ -101,6 +123,7 @@ class RecorderLink:
         if refused:
             log.error("subscription refused by the broker: %s", ", ".join(refused))
         else:
+            log.info("subscribed: %s", ", ".join(t for t, _ in self.topics()))
             self.subscribed.set()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:

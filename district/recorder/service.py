@@ -55,9 +55,9 @@ class Recorder:
             self._threads.append(t)
         self.link.start()
 
-    def stop(self) -> None:
+    def stop(self, retire: bool = False) -> None:
         """Disconnects first (unacknowledged messages stay with the broker), then stops."""
-        self.link.stop()
+        self.link.stop(retire)
         self._stop.set()
         for t in self._threads:
             t.join(timeout=30)
@@ -100,6 +100,12 @@ class Recorder:
         return batch
 
     def _write_loop(self) -> None:
+        try:
+            self._write_until_stopped()
+        finally:
+            self._drop_connection()
+
+    def _write_until_stopped(self) -> None:
         while not self._stop.is_set():
             batch = self._next_batch()
             if not batch:
