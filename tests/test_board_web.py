@@ -330,3 +330,64 @@ def test_broker_down_is_a_clear_503_and_audited_as_not_sent(district, doors, ope
         district.broker.start()
         for d in doors.values():
             d.ready()
+
+
+def test_signing_out_ends_an_open_live_stream(district, doors):
+    c = district.app.test_client()
+    sign_in(c, "victor")
+    token = c.get_cookie("district_session").value
+    resp = c.get("/live", buffered=False)
+    assert resp.status_code == 200 and resp.mimetype == "text/event-stream"
+    chunks = iter(resp.response)
+    assert next(chunks).startswith(b"event: grid")
+    district.store.end_session(token)
+    seen = []
+    for chunk in chunks:            # heartbeats every 0.5 s; the session check ends the stream
+        seen.append(chunk)
+        assert len(seen) < 40, "the stream outlived its session"
+    assert seen[-1].startswith(b"event: signed_out")
+    resp.close()
+
+
+def test_whole_district_lockdown_and_an_end_the_doors_refuse(district, doors, operator):
+    """Every known door gets the command; ending over MQTT is refused by doors that do not allow
+    it (mqtt.allow_remote_lockdown_end = false, the default): the lockdown stays until the campus
+    ends it. The board says what it sent; the doors' answers are in their timelines."""
+    page = operator.get("/lockdown?campus=all&action=start").get_data(as_text=True)
+    assert "the whole district" in page
+    r = operator.post("/lockdown", data={"action": "start", "campus": "all", "reason": "district drill",
+                                         "confirm": "yes", "csrf_token": csrf_of(operator)})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    wait_for(lambda: all(d.controller.core.status()["lockdown"] for d in doors.values()),
+             what="every door to lock down")
+    audit = district.sql("SELECT campus, detail FROM audit WHERE action = 'lockdown_start' ORDER BY id DESC LIMIT 1")[0]
+    assert audit[0] is None and audit[1]["doors"] >= 2
+    r = operator.post("/lockdown", data={"action": "end", "campus": "all", "confirm": "yes",
+                                         "csrf_token": csrf_of(operator)})
+    assert r.status_code == 200
+    door = doors["n1"]
+    wait_for(lambda: [e for e in door.events_of("command_rejected") if "not allowed" in e.data.get("reason", "")],
+             what="the door to refuse ending the lockdown over MQTT")
+    assert all(d.controller.core.status()["lockdown"] for d in doors.values())
+    for d in doors.values():
+        d.controller.end_lockdown("test", source="panel")
+
+
+def test_database_down_is_a_clear_503_and_the_board_recovers(district, doors, viewer):
+    """The district database refuses every connection (and drops the open ones): every page is
+    a clear 503, the signed-in user stays signed in, and the board recovers on its own."""
+    admin = district.pg.dsn.replace("dbname=district", "dbname=postgres")
+    import psycopg
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("ALTER DATABASE district ALLOW_CONNECTIONS false")
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'district'")
+    try:
+        for path in ("/api/grid", "/search", "/door/north-high/main-entrance", "/"):
+            r = viewer.get(path)
+            assert r.status_code == 503, (path, r.status_code)
+            assert "Traceback" not in r.get_data(as_text=True)
+            assert viewer.get_cookie("district_session") is not None      # an outage signs nobody out
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("ALTER DATABASE district ALLOW_CONNECTIONS true")
+    wait_for(lambda: viewer.get("/api/grid").status_code == 200, what="the board to reconnect")

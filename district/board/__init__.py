@@ -27,8 +27,11 @@ from .publisher import LockdownPublisher
 
 
 def open_pool(settings: BoardSettings, min_size: int = 1) -> ConnectionPool:
+    # timeout: a request waits at most 5 s for a connection, then gets a 503 (PoolTimeout is an
+    # OperationalError), instead of holding a server thread for psycopg_pool's default 30 s.
     pool = ConnectionPool(settings.conninfo(), min_size=min_size, max_size=settings.database.pool_size,
-                          kwargs={"autocommit": True}, open=False, name="district-board")
+                          kwargs={"autocommit": True, "connect_timeout": 5}, open=False, name="district-board",
+                          timeout=5.0, check=ConnectionPool.check_connection)   # drops connections a restart broke
     pool.open(wait=True, timeout=30)
     return pool
 

@@ -177,6 +177,7 @@ def live() -> Any:
     first = h.latest or h.refresh()
 
     def stream() -> Iterator[bytes]:
+        checked = time.monotonic()
         try:
             if first is not None:
                 yield sse("grid", first)
@@ -184,14 +185,15 @@ def live() -> Any:
                 try:
                     item = q.get(timeout=heartbeat)
                 except queue.Empty:
+                    item = None
+                if item is _STOP:
+                    return
+                if time.monotonic() - checked >= heartbeat:     # however busy the grid is
+                    checked = time.monotonic()
                     if store.session(token, touch=True) is None:
                         yield sse("signed_out", {})
                         return
-                    yield sse("ping", {"t": time.time()})
-                    continue
-                if item is _STOP:
-                    return
-                yield sse("grid", item)
+                yield sse("grid", item) if item is not None else sse("ping", {"t": time.time()})
         finally:
             h.unsubscribe(q)
 

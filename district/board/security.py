@@ -75,6 +75,7 @@ def _load_session() -> Response | None:
     if request.endpoint == "static":
         return None
     g.board_session = store().session(request.cookies.get(SESSION_COOKIE))
+    g.session_checked = True        # the lookup answered (a database outage must not sign anyone out)
     if request.method in UNSAFE_METHODS:
         return _check_csrf()
     return None
@@ -115,8 +116,8 @@ def _headers(resp: Response) -> Response:
         h.setdefault("Strict-Transport-Security", "max-age=31536000")
     if not request.path.startswith("/static/"):
         h.setdefault("Cache-Control", "no-store")
-    if g.get("board_session") is None and request.cookies.get(SESSION_COOKIE) and \
-            request.endpoint not in ("board_auth.login_post", "static"):
+    if g.get("session_checked") and g.get("board_session") is None and request.cookies.get(SESSION_COOKIE) and \
+            request.endpoint != "board_auth.login_post":
         clear_cookie(resp, SESSION_COOKIE)
     return resp
 
