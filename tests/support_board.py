@@ -29,7 +29,7 @@ CAMPUSES = ("north-high", "south-elem")
 PASSWORDS = {"olivia": "harbor-velvet-quince-92-lamp", "victor": "maple-kettle-sparrow-4"}
 NAMES = {"olivia": "Olivia Operator", "victor": "Victor Viewer"}
 ROLES = {"olivia": "operator", "victor": "viewer"}
-TEST_CONFIG = {"TESTING": True, "SSE_HEARTBEAT_SECONDS": 0.5, "PASSWORD_SCRYPT_N": 2 ** 10}
+TEST_CONFIG = {"TESTING": True, "SSE_HEARTBEAT_SECONDS": 0.5, "PASSWORD_SCRYPT_N": 2 ** 10, "DB_WAIT_SECONDS": 1.0}
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]*)"')
 
 

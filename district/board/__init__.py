@@ -26,12 +26,12 @@ from .config import BoardSettings
 from .publisher import LockdownPublisher
 
 
-def open_pool(settings: BoardSettings, min_size: int = 1) -> ConnectionPool:
-    # timeout: a request waits at most 5 s for a connection, then gets a 503 (PoolTimeout is an
-    # OperationalError), instead of holding a server thread for psycopg_pool's default 30 s.
+def open_pool(settings: BoardSettings, min_size: int = 1, wait_seconds: float = 5.0) -> ConnectionPool:
+    # timeout: a request waits at most ``wait_seconds`` (5 s) for a connection, then gets a 503
+    # (PoolTimeout is an OperationalError), instead of holding a thread for psycopg_pool's 30 s.
     pool = ConnectionPool(settings.conninfo(), min_size=min_size, max_size=settings.database.pool_size,
                           kwargs={"autocommit": True, "connect_timeout": 5}, open=False, name="district-board",
-                          timeout=5.0, check=ConnectionPool.check_connection)   # drops connections a restart broke
+                          timeout=wait_seconds, check=ConnectionPool.check_connection)   # drops connections a restart broke
     pool.open(wait=True, timeout=30)
     return pool
 
@@ -49,13 +49,14 @@ def create_app(settings: BoardSettings, test_config: dict[str, Any] | None = Non
         LOGIN_LIMIT_PER_ADDRESS=20,
         LOGIN_WINDOW_SECONDS=900.0,
         PASSWORD_SCRYPT_N=SCRYPT_N,
+        DB_WAIT_SECONDS=5.0,                    # a request waits this long for a database connection
     )
     if test_config:
         app.config.update(test_config)
     app.secret_key = read_secret(settings.web.secret_key_file) if settings.web.secret_key_file else secrets.token_hex(32)
     clock = now or (lambda: datetime.now(timezone.utc))
 
-    pool = open_pool(settings)
+    pool = open_pool(settings, wait_seconds=app.config["DB_WAIT_SECONDS"])
     apply_schema(pool)
     app.extensions["board_settings"] = settings
     app.extensions["board_pool"] = pool
