@@ -26,13 +26,14 @@ from .config import BoardSettings
 from .publisher import LockdownPublisher
 
 
-def open_pool(settings: BoardSettings, min_size: int = 1, wait_seconds: float = 5.0) -> ConnectionPool:
+def open_pool(settings: BoardSettings, min_size: int = 1, wait_seconds: float = 5.0,
+              open_seconds: float = 30.0) -> ConnectionPool:
     # timeout: a request waits at most ``wait_seconds`` (5 s) for a connection, then gets a 503
     # (PoolTimeout is an OperationalError), instead of holding a thread for psycopg_pool's 30 s.
     pool = ConnectionPool(settings.conninfo(), min_size=min_size, max_size=settings.database.pool_size,
                           kwargs={"autocommit": True, "connect_timeout": 5}, open=False, name="district-board",
                           timeout=wait_seconds, check=ConnectionPool.check_connection)   # drops connections a restart broke
-    pool.open(wait=True, timeout=30)
+    pool.open(wait=True, timeout=open_seconds)
     return pool
 
 

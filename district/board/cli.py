@@ -52,8 +52,9 @@ def _password(args: argparse.Namespace) -> str:
 def cmd_user(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     from . import open_pool
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)   # one line below says why, not five
     try:
-        pool = open_pool(settings)
+        pool = open_pool(settings, open_seconds=10.0)
     except Exception as exc:   # psycopg_pool raises PoolTimeout with the libpq reason inside
         print(f"error: cannot connect to the district database ({exc})", file=sys.stderr)
         return 1
