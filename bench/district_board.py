@@ -116,7 +116,7 @@ def background(doors: list[SimDoor], stop: threading.Event, cycle_seconds: float
         d.publish_state()
 
 
-def run_case(n: int, samples: int, tmp: Path) -> dict[str, Any]:
+def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0) -> dict[str, Any]:
     pg = start_pg(durable=True)
     broker = start_broker(tmp / f"broker-{n}")
     procs: list[subprocess.Popen[bytes]] = []
@@ -166,7 +166,7 @@ def run_case(n: int, samples: int, tmp: Path) -> dict[str, Any]:
         sub.connect("127.0.0.1", broker.port)
         sub.subscribe("entry/probe/+/state", qos=1)
         sub.loop_start()
-        threading.Thread(target=background, args=(doors, stop), daemon=True).start()
+        threading.Thread(target=background, args=(doors, stop, cycle_seconds), daemon=True).start()
         time.sleep(3)                                   # the load runs before the first sample
         board: list[float] = []
         lost = 0
@@ -199,7 +199,7 @@ def run_case(n: int, samples: int, tmp: Path) -> dict[str, Any]:
         return {"campuses": n, "samples": samples, "not_shown": lost, "board_p50_ms": round(b["p50_ms"], 1),
                 "board_p99_ms": round(b["p99_ms"], 1), "raw_mqtt_p50_ms": round(r["p50_ms"], 2),
                 "raw_mqtt_p99_ms": round(r["p99_ms"], 2),
-                "events_per_second": round(n * 7 / 10.0, 1)}
+                "events_per_second": round(n * 7 / cycle_seconds, 1), "cycle_seconds": cycle_seconds}
     finally:
         stop.set()
         for d in doors:
@@ -222,12 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--campuses", type=int, nargs="+", default=[25, 100])
     ap.add_argument("--samples", type=int, default=40)
+    ap.add_argument("--cycle-seconds", type=float, default=10.0,
+                    help="one ring cycle per campus this often (10: the assumed peak; 1: ten times that)")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bench-board-"))
     results = []
     try:
         for n in args.campuses:
-            results.append(run_case(n, args.samples, tmp))
+            results.append(run_case(n, args.samples, tmp, args.cycle_seconds))
             print(json.dumps(results[-1]), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

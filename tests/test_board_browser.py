@@ -100,6 +100,14 @@ def test_grid_updates_live_and_an_unanswered_ring_is_highlighted(browser, distri
     # the door stops: offline on the grid
     district.doors[-1].close()
     expect(page.locator('tr[data-door="south-elem/gym"]')).to_have_attribute("data-online", "no")
+
+    # click the door: its timeline from PostgreSQL, with the ring's snapshot
+    row.locator("a").first.click()
+    expect(page.locator("h1")).to_contain_text("main-entrance")
+    expect(page.locator('#timeline tr[data-type="entry_denied"]')).to_have_count(1)
+    thumb = page.locator("#timeline img.thumb").first
+    expect(thumb).to_be_visible()
+    assert thumb.evaluate("img => img.complete && img.naturalWidth > 0")
     page.context.close()
 
 
