@@ -65,3 +65,10 @@ def test_commands_are_only_lockdown_json_on_a_doors_topic():
         with pytest.raises(ValueError):
             command(bad[0], "i", "b", "", bad[1])
     assert len(json.loads(command("start", "x" * 100, "y" * 300, "z" * 500))["by"]) == 100
+
+
+def test_only_http_links_reach_the_grid():
+    from district.board.grid import safe_url
+    assert safe_url("https://north.example.org/") == "https://north.example.org/"
+    for bad in ("javascript:alert(1)", "data:text/html,x", "//evil", "", None, "http://"):
+        assert safe_url(bad) == ""

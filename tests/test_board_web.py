@@ -270,7 +270,8 @@ def test_grid_shows_alarms_gaps_levels_and_a_dark_campus_link(district, viewer):
     state = {"door": "open", "alarms": ["forced_open", "held_open", "panic", "journal_failure"],
              "lockdown": {"since": "2026-11-30T07:00:00.000Z", "actor": "x", "reason": "", "source": "panel",
                           "level": "secure"}, "ringing": None, "fault": "journal: disk full"}
-    district.sql("INSERT INTO campuses (campus, name) VALUES ('east-mid', 'East Middle') ON CONFLICT DO NOTHING")
+    district.sql("INSERT INTO campuses (campus, name, panel_url) VALUES ('east-mid', 'East Middle', "
+                 "'javascript:alert(1)') ON CONFLICT DO NOTHING")
     district.sql("INSERT INTO doors (campus, door, online, status_at, last_seen, state, state_at) "
                  "VALUES ('east-mid', 'side', true, now(), now(), %s, now())", (json.dumps(state),))
     district.sql("INSERT INTO gaps (campus, door, epoch, from_seq, to_seq, missing) "
@@ -286,6 +287,7 @@ def test_grid_shows_alarms_gaps_levels_and_a_dark_campus_link(district, viewer):
     for text in ("forced open", "held open", "panic", "journal fault", "gap: 3 events missing", "fault: journal"):
         assert text in words
     assert door["lockdown"] == "secure" and campus["lockdown"] == "secure" and campus["link_down"] is True
+    assert campus["panel_url"] == "" and campus["name"] == "East Middle"     # never a javascript: link
     district.sql("UPDATE gaps SET closed_at = now(), missing = 0 WHERE campus = 'east-mid'")
     wait_for(lambda: "gap" not in district.grid_door("east-mid", "side")["alarms"], what="the gap to clear")
 

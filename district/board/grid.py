@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from psycopg_pool import ConnectionPool
 
@@ -38,6 +39,15 @@ ALARM_WORDS = {"forced_open": "forced open", "held_open": "held open", "panic": 
 
 def _iso(t: datetime | None) -> str | None:
     return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z") if t else None
+
+
+def safe_url(url: str | None) -> str:
+    """Only http(s) links reach a page: a campus row written by anyone else must not become a
+    ``javascript:`` link (the CSP would block it too; this keeps the grid honest)."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    return url if parts.scheme in ("http", "https") and parts.netloc else ""
 
 
 def _alarm_words(name: str) -> str:
@@ -88,7 +98,7 @@ def build(pool: ConnectionPool, settings: BoardSettings, now: Callable[[], datet
         conf = settings.campuses.get(slug)
         c = campuses.setdefault(slug, {
             "campus": slug, "name": (conf.name if conf and conf.name else name) or slug,
-            "panel_url": (conf.panel_url if conf and conf.panel_url else panel_url) or "",
+            "panel_url": safe_url(conf.panel_url if conf and conf.panel_url else panel_url),
             # the campus broker's bridge to the district (NULL: no bridge reported, e.g. one broker)
             "link_down": row[12] is False, "link_since": _iso(row[13]),
             "doors": []})
