@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing as mp
 import os
+import signal
 import re
 import shutil
 import subprocess
@@ -116,11 +118,29 @@ def background(doors: list[SimDoor], stop: threading.Event, cycle_seconds: float
         d.publish_state()
 
 
+DOORS_PER_WORKER = 120      # paho uses select(): keep every process far below 1024 descriptors
+
+
+def load_worker(port: int, password: str, campuses: list[str], cycle_seconds: float, ready: Any, stop: Any) -> None:
+    """A process of simulated campuses: connect them all, report, then run the background load."""
+    doors = [SimDoor("127.0.0.1", port, c, password=password) for c in campuses]
+    for d in doors:
+        d.connected.wait(60)
+    ready.put(sum(1 for d in doors if d.connected.is_set()))
+    background(doors, stop, cycle_seconds)
+    for d in doors:
+        try:
+            d.close()
+        except Exception:
+            pass
+
+
 def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0) -> dict[str, Any]:
     pg = start_pg(durable=True)
     broker = start_broker(tmp / f"broker-{n}")
     procs: list[subprocess.Popen[bytes]] = []
-    doors: list[SimDoor] = []
+    workers: list[Any] = []
+    mp_stop: Any = None
     stop = threading.Event()
     try:
         campuses = [f"c{i:03d}" for i in range(n)] + ["probe"]
@@ -152,10 +172,17 @@ def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0) -> di
                 assert time.monotonic() < deadline, (tmp / f"procs-{n}.log").read_text()[-2000:]
                 time.sleep(0.2)
         password = broker.accounts["ctl"]
-        doors = [SimDoor("127.0.0.1", broker.port, c, password=password) for c in campuses[:-1]]
+        ctx = mp.get_context("spawn")
+        ready, mp_stop = ctx.Queue(), ctx.Event()
+        chunks = [campuses[:-1][i:i + DOORS_PER_WORKER] for i in range(0, n, DOORS_PER_WORKER)]
+        workers = [ctx.Process(target=load_worker, args=(broker.port, password, chunk, cycle_seconds, ready, mp_stop),
+                               daemon=True) for chunk in chunks]
+        for w in workers:
+            w.start()
+        connected = sum(ready.get(timeout=180) for _ in workers)
+        assert connected == n, f"only {connected} of {n} campuses connected"
         probe = SimDoor("127.0.0.1", broker.port, "probe", password=password)
-        for d in doors + [probe]:
-            d.connected.wait(30)
+        probe.connected.wait(30)
         live = LiveGrid(board_port)
         live.start()
         raw: list[float] = []
@@ -166,7 +193,6 @@ def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0) -> di
         sub.connect("127.0.0.1", broker.port)
         sub.subscribe("entry/probe/+/state", qos=1)
         sub.loop_start()
-        threading.Thread(target=background, args=(doors, stop, cycle_seconds), daemon=True).start()
         time.sleep(3)                                   # the load runs before the first sample
         board: list[float] = []
         lost = 0
@@ -202,11 +228,12 @@ def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0) -> di
                 "events_per_second": round(n * 7 / cycle_seconds, 1), "cycle_seconds": cycle_seconds}
     finally:
         stop.set()
-        for d in doors:
-            try:
-                d.close()
-            except Exception:
-                pass
+        if mp_stop is not None:
+            mp_stop.set()
+        for w in workers:
+            w.join(timeout=30)
+            if w.is_alive():
+                w.kill()
         for p in procs:
             p.terminate()
             try:
@@ -225,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cycle-seconds", type=float, default=10.0,
                     help="one ring cycle per campus this often (10: the assumed peak; 1: ten times that)")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))   # a stopped bench still stops its servers
     tmp = Path(tempfile.mkdtemp(prefix="bench-board-"))
     results = []
     try:
