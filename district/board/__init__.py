@@ -69,7 +69,8 @@ def create_app(settings: BoardSettings, test_config: dict[str, Any] | None = Non
         per_address=app.config["LOGIN_LIMIT_PER_ADDRESS"], window_seconds=app.config["LOGIN_WINDOW_SECONDS"])
     app.extensions["board_publisher"] = LockdownPublisher(settings.mqtt, settings.mqtt_accounts)
     app.extensions["board_hub"] = live.GridHub(
-        settings.conninfo(), lambda: grid.build(pool, settings, clock), refresh_seconds=settings.refresh_seconds,
+        settings.conninfo(), lambda doors: grid.build(pool, settings, clock, doors),
+        refresh_seconds=settings.refresh_seconds,
         max_streams=app.config["SSE_MAX_STREAMS"]).start()
 
     security.init_app(app)

@@ -28,8 +28,11 @@ SELECT c.campus, c.name, c.panel_url, d.door, d.online, d.status_at, d.last_seen
                         AND e.type = 'buzzer_pressed') r ON true
   LEFT JOIN LATERAL (SELECT count(*) AS open_gaps, coalesce(sum(x.missing), 0) AS missing FROM gaps x
                       WHERE x.campus = d.campus AND x.door = d.door AND x.closed_at IS NULL) g ON true
+ {where}
  ORDER BY c.campus, d.door
 """
+# Only the doors a notification named: the grid is patched, not rebuilt, per burst of changes.
+DOORS_WHERE = "WHERE (d.campus, d.door) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
 
 # Alarms the district must see at once; anything else in state.alarms is shown too, in words.
 ALARM_WORDS = {"forced_open": "forced open", "held_open": "held open", "panic": "panic",
@@ -87,10 +90,16 @@ def door_entry(row: tuple[Any, ...], now: datetime, alert_after: float) -> dict[
             "lockdown": lockdown_level(state), "fault": state.get("fault")}
 
 
-def build(pool: ConnectionPool, settings: BoardSettings, now: Callable[[], datetime]) -> dict[str, Any]:
-    """The whole grid as plain JSON-able data (one query)."""
+def build(pool: ConnectionPool, settings: BoardSettings, now: Callable[[], datetime],
+          doors: set[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The grid as plain JSON-able data, in one query: every campus and door, or with ``doors``
+    only those doors (their campuses carry just them: ``patch`` merges them into a full grid)."""
+    sql, params = GRID_SQL.format(where=""), None
+    if doors is not None:
+        keys = sorted(doors)
+        sql, params = GRID_SQL.format(where=DOORS_WHERE), ([k[0] for k in keys], [k[1] for k in keys])
     with pool.connection() as conn:
-        rows = conn.execute(GRID_SQL).fetchall()
+        rows = conn.execute(sql, params).fetchall()
     t = now()
     campuses: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -105,23 +114,46 @@ def build(pool: ConnectionPool, settings: BoardSettings, now: Callable[[], datet
         if row[3] is not None:
             c["doors"].append(door_entry(row, t, settings.ring_alert_seconds))
     for c in campuses.values():
-        doors = c["doors"]
-        c["online"] = sum(1 for d in doors if d["online"])
-        levels = [d["lockdown"] for d in doors if d["lockdown"]]
-        c["lockdown"] = levels[0] if levels else None
-        c["lockdown_doors"] = len(levels)
-        c["alarms"] = sum(1 for d in doors if d["alarms"])
-        c["rings_overdue"] = sum(1 for d in doors if d["ring"] and d["ring"]["overdue"])
+        c["doors"].sort(key=lambda d: d["door"])
+        summarize(c)
     return {"now": _iso(t), "ring_alert_seconds": settings.ring_alert_seconds,
-            "campuses": list(campuses.values())}
+            "campuses": [campuses[k] for k in sorted(campuses)]}
 
 
-def signature(grid: dict[str, Any]) -> list[Any]:
-    """The grid without what changes by itself (ages run in the browser): compared to skip
-    pushing an unchanged grid after a notification that changed nothing visible."""
-    out = []
-    for c in grid["campuses"]:
-        out.append([c["campus"], c["name"], c["panel_url"], c["link_down"],
-                    [[d["door"], d["online"], d["last_seen"], d["state"], d["ring"] and d["ring"]["request_id"],
-                      d["ring"] and d["ring"]["overdue"], d["alarm_words"], d["lockdown"]] for d in c["doors"]]])
-    return out
+def summarize(c: dict[str, Any]) -> dict[str, Any]:
+    """A campus's counts from its doors (after a build or a patch)."""
+    doors = c["doors"]
+    c["online"] = sum(1 for d in doors if d["online"])
+    levels = [d["lockdown"] for d in doors if d["lockdown"]]
+    c["lockdown"] = levels[0] if levels else None
+    c["lockdown_doors"] = len(levels)
+    c["alarms"] = sum(1 for d in doors if d["alarms"])
+    c["rings_overdue"] = sum(1 for d in doors if d["ring"] and d["ring"]["overdue"])
+    return c
+
+
+def patch(full: dict[str, Any], part: dict[str, Any]) -> dict[str, Any] | None:
+    """``full`` with the doors of ``part`` replaced or added; None when ``part`` names a campus
+    ``full`` does not have (then rebuild everything)."""
+    by_slug = {c["campus"]: c for c in full["campuses"]}
+    campuses = dict(by_slug)
+    for pc in part["campuses"]:
+        old = by_slug.get(pc["campus"])
+        if old is None:
+            return None
+        doors = {d["door"]: d for d in old["doors"]}
+        doors.update({d["door"]: d for d in pc["doors"]})
+        campuses[pc["campus"]] = summarize({**old, "doors": [doors[k] for k in sorted(doors)]})
+    return {**part, "campuses": [campuses[k] for k in sorted(campuses)]}
+
+
+def campus_signature(c: dict[str, Any]) -> list[Any]:
+    """A campus without what changes by itself (ages run in the browser): compared to push only
+    the campuses whose picture changed."""
+    return [c["campus"], c["name"], c["panel_url"], c["link_down"],
+            [[d["door"], d["online"], d["last_seen"], d["state"], d["ring"] and d["ring"]["request_id"],
+              d["ring"] and d["ring"]["overdue"], d["alarm_words"], d["lockdown"]] for d in c["doors"]]]
+
+
+def signature(grid: dict[str, Any]) -> dict[str, list[Any]]:
+    return {c["campus"]: campus_signature(c) for c in grid["campuses"]}

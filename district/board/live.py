@@ -42,10 +42,18 @@ def sse(event: str, data: Any) -> bytes:
 
 
 class GridHub:
-    """One LISTEN connection, the latest grid, and the queues of the open streams."""
+    """One LISTEN connection, the latest grid, and the queues of the open streams.
 
-    def __init__(self, conninfo: str, build: Callable[[], dict[str, Any]], refresh_seconds: float = 10.0,
-                 max_streams: int = 24, queue_size: int = 16):
+    A burst of notifications names the doors that changed: only those are queried and patched
+    into the latest grid, and only the campuses whose picture changed are pushed (``full:
+    false``); a new stream starts with the whole grid (``full: true``). A campus-level change,
+    a door of an unknown campus or a very large burst rebuilds everything, as does the timer.
+    """
+
+    PATCH_LIMIT = 200            # more doors than this in one burst: one full query is cheaper
+
+    def __init__(self, conninfo: str, build: Callable[[set[tuple[str, str]] | None], dict[str, Any]],
+                 refresh_seconds: float = 10.0, max_streams: int = 24, queue_size: int = 64):
         self.conninfo = conninfo
         self.build = build
         self.refresh_seconds = refresh_seconds
@@ -53,10 +61,12 @@ class GridHub:
         self.queue_size = queue_size
         self.latest: dict[str, Any] | None = None
         self.builds = 0
+        self.patches = 0
         self.notifications = 0
-        self._sig: Any = None
+        self._sigs: dict[str, Any] = {}
         self._streams: list[queue.Queue[Any]] = []
         self._lock = threading.Lock()
+        self._build_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="board-listen", daemon=True)
 
@@ -93,31 +103,42 @@ class GridHub:
             if q in self._streams:
                 self._streams.remove(q)
 
-    def refresh(self, force: bool = False) -> dict[str, Any] | None:
-        """Build the grid; push it to every stream if it changed (or ``force``)."""
-        try:
-            grid = self.build()
-        except psycopg.Error as exc:
-            log.warning("grid query failed: %s", exc)
-            return None
-        self.builds += 1
-        sig = grid_mod.signature(grid)
-        changed = force or sig != self._sig
-        self._sig, self.latest = sig, grid
-        if changed:
-            with self._lock:
-                streams = list(self._streams)
-            for q in streams:
-                try:
-                    q.put_nowait(grid)
-                except queue.Full:       # a stalled client: cut it off, it reconnects fresh
-                    self.unsubscribe(q)
-                    try:
-                        q.get_nowait()
-                        q.put_nowait(_STOP)
-                    except (queue.Empty, queue.Full):
-                        pass
+    def refresh(self, force: bool = False, doors: set[tuple[str, str]] | None = None) -> dict[str, Any] | None:
+        """Rebuild (or with ``doors``, patch) the grid; push what changed (everything if ``force``).
+        Returns the whole grid."""
+        with self._build_lock:
+            try:
+                grid = None
+                if doors is not None and self.latest is not None and len(doors) <= self.PATCH_LIMIT:
+                    grid = grid_mod.patch(self.latest, self.build(doors))
+                    self.patches += grid is not None
+                if grid is None:
+                    grid = self.build(None)
+                    self.builds += 1
+            except psycopg.Error as exc:
+                log.warning("grid query failed: %s", exc)
+                return None
+            sigs = grid_mod.signature(grid)
+            changed = [c for c in grid["campuses"] if force or self._sigs.get(c["campus"]) != sigs[c["campus"]]]
+            removed = [k for k in self._sigs if k not in sigs]
+            self._sigs, self.latest = sigs, grid
+        if changed or removed:
+            self._push({**grid, "campuses": changed, "removed": removed, "full": force})
         return grid
+
+    def _push(self, delta: dict[str, Any]) -> None:
+        with self._lock:
+            streams = list(self._streams)
+        for q in streams:
+            try:
+                q.put_nowait(delta)
+            except queue.Full:       # a stalled client: cut it off, it reconnects to a full grid
+                self.unsubscribe(q)
+                try:
+                    q.get_nowait()
+                    q.put_nowait(_STOP)
+                except (queue.Empty, queue.Full):
+                    pass
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -133,12 +154,12 @@ class GridHub:
     def _listen(self, conn: psycopg.Connection[Any]) -> None:
         last = time.monotonic()
         while not self._stop.is_set():
-            heard = sum(1 for _ in conn.notifies(timeout=1.0, stop_after=1))
-            if heard:
-                heard += sum(1 for _ in conn.notifies(timeout=COALESCE_SECONDS))
-                self.notifications += heard
-                self.refresh()
-                last = time.monotonic()
+            payloads = [n.payload for n in conn.notifies(timeout=1.0, stop_after=1)]
+            if payloads:
+                payloads += [n.payload for n in conn.notifies(timeout=COALESCE_SECONDS)]
+                self.notifications += len(payloads)
+                doors = {(c, d) for c, _, d in (p.partition("/") for p in payloads)}
+                self.refresh(doors=None if any(not d for _c, d in doors) else doors)
             elif time.monotonic() - last >= self.refresh_seconds:
                 self.refresh()
                 last = time.monotonic()
@@ -175,6 +196,8 @@ def live() -> Any:
     store = sec.store()
     heartbeat = float(current_app.config["SSE_HEARTBEAT_SECONDS"])
     first = h.latest or h.refresh()
+    if first is not None:
+        first = {**first, "full": True, "removed": []}
 
     def stream() -> Iterator[bytes]:
         checked = time.monotonic()
