@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("board_live", __name__)
 
 CHANNEL = "board_door"
-COALESCE_SECONDS = 0.05
+COALESCE_SECONDS = 0.025
 _STOP = object()
 
 
