@@ -397,3 +397,29 @@ def test_database_down_is_a_clear_503_and_the_board_recovers(district, doors, vi
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute("ALTER DATABASE district ALLOW_CONNECTIONS true")
     wait_for(lambda: viewer.get("/api/grid").status_code == 200, what="the board to reconnect")
+
+
+def test_sessions_end_when_idle_at_their_lifetime_and_on_a_password_change(district):
+    from district.board.accounts import BoardStore
+    t = [1_000_000.0]
+    store = BoardStore(district.app.extensions["board_pool"], idle_seconds=10, max_seconds=100, scrypt_n=2 ** 10,
+                       now=lambda: t[0])
+    user = store.user("victor")
+    token, _ = store.create_session(user, "127.0.0.1", "test")
+    t[0] += 9
+    assert store.session(token) is not None
+    t[0] += 11
+    assert store.session(token) is None                      # idle for longer than 10 s
+    token, _ = store.create_session(user, "127.0.0.1", "test")
+    start = t[0]
+    while t[0] - start < 99:                                 # active every 9 s: kept alive ...
+        assert store.session(token) is not None, t[0] - start
+        t[0] += 9
+    t[0] = start + 97
+    assert store.session(token) is not None                  # touched at 97 s: not idle ...
+    t[0] = start + 101
+    assert store.session(token) is None                      # ... but past the 100 s lifetime
+    token, _ = store.create_session(user, "127.0.0.1", "test")
+    store.set_password("victor", "new-orbit-lantern-quietly-55")
+    assert store.session(token) is None                      # a new password ends every session
+    store.set_password("victor", PASSWORDS["victor"])

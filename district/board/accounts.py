@@ -172,7 +172,7 @@ class BoardStore:
             if now - last_seen > self.idle_seconds or now - created > self.max_seconds or last_seen > now + 5:
                 conn.execute("DELETE FROM board_sessions WHERE token_hash = %s", (_hash(token),))
                 return None
-            if touch and now - last_seen > TOUCH_EVERY_SECONDS:
+            if touch and now - last_seen > min(TOUCH_EVERY_SECONDS, self.idle_seconds / 4):
                 conn.execute("UPDATE board_sessions SET last_seen = %s WHERE token_hash = %s", (now, _hash(token)))
                 last_seen = now
         return Session(sid, User(username, display, role), csrf, created, last_seen)
