@@ -72,3 +72,13 @@ def test_only_http_links_reach_the_grid():
     assert safe_url("https://north.example.org/") == "https://north.example.org/"
     for bad in ("javascript:alert(1)", "data:text/html,x", "//evil", "", None, "http://"):
         assert safe_url(bad) == ""
+
+
+def test_notifications_name_doors_or_ask_for_a_rebuild():
+    from district.board.live import doors_named
+    assert doors_named("board_door", "north/main") == {("north", "main")}
+    assert doors_named("board_door", "north/") is None
+    assert doors_named("district", '{"doors": ["a/x", "b/y"]}') == {("a", "x"), ("b", "y")}
+    assert doors_named("district", '{"gaps": ["a/x"]}') == {("a", "x")}
+    for whole in ('{"doors": "*"}', '{"doors": ["a/*"]}', "not json", '{"doors": [1]}', "[]"):
+        assert doors_named("district", whole) is None, whole

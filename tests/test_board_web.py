@@ -423,3 +423,26 @@ def test_sessions_end_when_idle_at_their_lifetime_and_on_a_password_change(distr
     store.set_password("victor", "new-orbit-lantern-quietly-55")
     assert store.session(token) is None                      # a new password ends every session
     store.set_password("victor", PASSWORDS["victor"])
+
+
+def test_the_recorders_own_notify_also_moves_the_grid(district, viewer):
+    """district-rec's recorder announces each commit on 'district' ({"doors": [...]}): with the
+    board's trigger switched off, that alone patches the grid."""
+    district.sql("INSERT INTO campuses (campus, name) VALUES ('west-el', 'West') ON CONFLICT DO NOTHING")
+    district.sql("INSERT INTO doors (campus, door, online, state) VALUES ('west-el', 'front', true, %s) "
+                 "ON CONFLICT DO NOTHING", (json.dumps({"door": "locked"}),))
+    wait_for(lambda: district.hub.latest and any(c["campus"] == "west-el" and c["doors"]
+                                                 for c in district.hub.latest["campuses"]), what="west-el on the grid")
+    patches = district.hub.patches
+    district.sql("ALTER TABLE doors DISABLE TRIGGER board_doors_changed")
+    try:
+        with district.pg.connect() as conn:
+            conn.execute("UPDATE doors SET state = %s WHERE campus = 'west-el'", (json.dumps({"door": "open"}),))
+            conn.execute("""SELECT pg_notify('district', '{"doors": ["west-el/front"]}')""")
+            conn.commit()
+        wait_for(lambda: next(d for c in district.hub.latest["campuses"] if c["campus"] == "west-el"
+                              for d in c["doors"])["state"] == "open", timeout=5.0,     # < refresh_seconds
+                 what="the recorder's NOTIFY to patch the door")
+        assert district.hub.patches > patches
+    finally:
+        district.sql("ALTER TABLE doors ENABLE TRIGGER board_doors_changed")

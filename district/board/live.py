@@ -32,7 +32,8 @@ from . import security as sec
 log = logging.getLogger(__name__)
 bp = Blueprint("board_live", __name__)
 
-CHANNEL = "board_door"
+CHANNEL = "board_door"          # the board's own triggers (schema.sql): payload 'campus/door' or 'campus/'
+RECORDER_CHANNEL = "district"   # the recorder's explicit NOTIFY per commit: {"doors": [...] | "*"}, {"gaps": [...]}
 COALESCE_SECONDS = 0.025
 _STOP = object()
 
@@ -145,6 +146,7 @@ class GridHub:
             try:
                 with psycopg.connect(self.conninfo, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {RECORDER_CHANNEL}")
                     self.refresh(force=True)
                     self._listen(conn)
             except psycopg.Error as exc:
@@ -154,15 +156,43 @@ class GridHub:
     def _listen(self, conn: psycopg.Connection[Any]) -> None:
         last = time.monotonic()
         while not self._stop.is_set():
-            payloads = [n.payload for n in conn.notifies(timeout=1.0, stop_after=1)]
-            if payloads:
-                payloads += [n.payload for n in conn.notifies(timeout=COALESCE_SECONDS)]
-                self.notifications += len(payloads)
-                doors = {(c, d) for c, _, d in (p.partition("/") for p in payloads)}
-                self.refresh(doors=None if any(not d for _c, d in doors) else doors)
+            notes = list(conn.notifies(timeout=1.0, stop_after=1))
+            if notes:
+                notes += list(conn.notifies(timeout=COALESCE_SECONDS))
+                self.notifications += len(notes)
+                doors: set[tuple[str, str]] | None = set()
+                for n in notes:
+                    named = doors_named(n.channel, n.payload)
+                    if named is None:
+                        doors = None
+                        break
+                    doors |= named
+                self.refresh(doors=doors)
             elif time.monotonic() - last >= self.refresh_seconds:
                 self.refresh()
                 last = time.monotonic()
+
+
+def doors_named(channel: str, payload: str) -> set[tuple[str, str]] | None:
+    """The doors a notification names; None when it names a whole campus (or is not understood):
+    then the grid is rebuilt. Both channels carry 'campus/door' names; 'campus/' and 'campus/*'
+    (a campus bridge) and '*' mean everything of that campus or of the district."""
+    names: list[str] = [payload]
+    if channel == RECORDER_CHANNEL:
+        try:
+            note = json.loads(payload)
+            names = list(note.get("doors", [])) + list(note.get("gaps", []))
+        except (ValueError, TypeError, AttributeError):
+            return None
+    out: set[tuple[str, str]] = set()
+    for name in names:
+        if not isinstance(name, str):
+            return None
+        campus, _, door = name.partition("/")
+        if not campus or not door or door == "*":
+            return None
+        out.add((campus, door))
+    return out
 
 
 def hub() -> GridHub:
