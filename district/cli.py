@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from typing import Callable
 
 from district import config
@@ -60,14 +61,19 @@ def _recorder(_args: argparse.Namespace, settings: config.Settings) -> int:
     signal.signal(signal.SIGINT, on_signal)
     recorder.start()
     logging.getLogger("district.recorder").info("recorder started (client id %s)", settings.broker.client_id)
-    last = 0.0
-    import time
+    last = time.monotonic()
+    log = logging.getLogger("district.recorder")
     while not stopping.wait(1.0):
+        if not recorder.healthy():
+            log.error("a recorder thread died; exiting so the service manager restarts it (nothing"
+                      " unacknowledged is lost)")
+            recorder.stop()
+            return 1
         if time.monotonic() - last > 60:
             last = time.monotonic()
-            logging.getLogger("district.recorder").info("%s", totals_line(recorder))
+            log.info("%s", totals_line(recorder))
     recorder.stop()
-    logging.getLogger("district.recorder").info("stopped: %s", totals_line(recorder))
+    log.info("stopped: %s", totals_line(recorder))
     return 0
 
 
@@ -82,6 +88,26 @@ def _retire(_args: argparse.Namespace, settings: config.Settings) -> int:
         print("entry-buzzer-district: the broker did not accept the connection", file=sys.stderr)
         return 1
     print(f"session of {settings.broker.client_id} ended: the shared subscription no longer queues for it")
+    return 0
+
+
+@command("rejected", "what the recorder refused: totals per reason and the newest kept payloads")
+def _rejected(_args: argparse.Namespace, settings: config.Settings) -> int:
+    from district import db
+
+    with db.connect(settings.database.dsn) as conn:
+        totals = conn.execute("SELECT reason, count, last_at FROM rejected_totals ORDER BY count DESC").fetchall()
+        newest = conn.execute("SELECT at, reason, topic, size, detail, payload FROM rejected_payloads"
+                              " ORDER BY id DESC LIMIT 20").fetchall()
+    if not totals:
+        print("nothing refused")
+        return 0
+    for reason, count, last_at in totals:
+        print(f"{reason:16} {count:>10}  last {last_at:%Y-%m-%d %H:%M:%S %Z}")
+    print("newest kept payloads:")
+    for at, reason, topic, size, detail, payload in newest:
+        preview = bytes(payload[:80]).decode("utf-8", "replace").replace("\n", " ")
+        print(f"  {at:%Y-%m-%d %H:%M:%S} {reason} {topic} ({size} bytes) {detail}\n    {preview!r}")
     return 0
 
 
@@ -100,10 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--config", required=True, help="district TOML file")
         p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        p.add_argument("--client-id", help="override broker.client_id (one config, several instances)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = config.load(args.config)
+        if args.client_id is not None:
+            settings = config.from_dict({**config.to_dict(settings), "broker": {
+                **config.to_dict(settings)["broker"], "client_id": args.client_id}})
         return COMMANDS[args.command][1](args, settings)
     except config.ConfigError as exc:
         print(f"entry-buzzer-district: config error: {exc}", file=sys.stderr)

@@ -38,6 +38,7 @@ class Broker:
     keepalive_seconds: int = 30
     session_expiry_seconds: int = 86400      # broker keeps unacknowledged messages this long
     receive_maximum: int = 1000              # messages in flight to this instance
+    retained_catchup_seconds: float = 5.0    # fresh session: how long to take retained state/status
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ class Settings:
 
 SECTIONS = {"database": Database, "broker": Broker, "recorder": Recorder, "retention": Retention}
 PASS_THROUGH = ("board",)
-POSITIVE = {"broker.port", "broker.keepalive_seconds", "broker.receive_maximum", "recorder.batch_max",
+POSITIVE = {"broker.port", "broker.keepalive_seconds", "broker.receive_maximum", "broker.retained_catchup_seconds",
+            "recorder.batch_max",
             "recorder.snapshot_max_bytes", "recorder.rejected_keep_rows", "recorder.gap_scan_seconds",
             "recorder.maintenance_seconds", "retention.events_months", "retention.snapshots_days",
             "retention.snapshots_max_bytes"}
@@ -130,6 +132,14 @@ def from_dict(data: dict[str, Any]) -> Settings:
     if settings.recorder.gap_delay_seconds < 0:
         raise ConfigError("recorder.gap_delay_seconds: must not be negative")
     return replace(settings, extra=extra)
+
+
+def to_dict(settings: Settings) -> dict[str, Any]:
+    """The inverse of from_dict (tuples as lists), for overriding single keys."""
+    out: dict[str, Any] = {name: {f.name: (list(v) if isinstance(v := getattr(getattr(settings, name), f.name), tuple)
+                                           else v) for f in fields(getattr(settings, name))} for name in SECTIONS}
+    out.update(settings.extra)
+    return out
 
 
 def load(path: str | Path) -> Settings:

@@ -1,13 +1,14 @@
 """The recorder's MQTT side: one paho client (MQTT v5, VERSION2 callbacks, manual ack).
 
-Events and snapshots come through a shared subscription (``$share/<group>/...``) so several
-recorder instances split them. Retained messages are never sent on shared subscriptions
-(MQTT 5, 4.8.2), so ``status`` and ``state`` -- retained, few, idempotent to write -- come
-through a plain subscription to every instance. The session is persistent (clean start off,
-session expiry) so messages not yet acknowledged when a recorder dies are delivered again
-when it returns. A message is acknowledged only by ``ack()`` after its row is committed;
-acknowledgements for a connection that has since dropped are not sent (the broker re-sends
-those messages; the database dedupes them).
+Everything comes through shared subscriptions (``$share/<group>/...``), so several recorder
+instances split the whole feed. Retained messages are never sent on shared subscriptions
+(MQTT 5, 4.8.2), so a recorder starting with a fresh session (first start, or its session
+expired) also subscribes plainly to ``state`` and ``status`` for a few seconds
+(``retained_catchup_seconds``) to learn every door's current picture, then unsubscribes. The
+session is persistent (clean start off, session expiry) so messages not yet acknowledged when
+a recorder dies are delivered again when it returns. A message is acknowledged only by
+``ack()`` after its row is committed; acknowledgements for a connection that has since dropped
+are not sent (the broker re-sends those messages; the database dedupes them).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import queue
 import ssl
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -28,6 +30,8 @@ from district.config import Broker
 
 log = logging.getLogger("district.recorder")
 
+CATCHUP_ID = 7   # MQTT 5 subscription identifier of the plain catch-up subscription
+
 
 @dataclass(frozen=True)
 class Message:
@@ -36,6 +40,7 @@ class Message:
     mid: int
     qos: int
     generation: int           # which connection delivered it
+    retained: bool = False    # a retained message (only the catch-up subscription gets those)
 
 
 class RecorderLink:
@@ -45,6 +50,10 @@ class RecorderLink:
         self.generation = 0
         self.connected = threading.Event()
         self.subscribed = threading.Event()
+        self.catchup_done = threading.Event()
+        self.catchup_since: datetime | None = None   # when the current retained catch-up began
+        self._shared_mid = -1
+        self._catchup_mid = -1
         self._lock = threading.Lock()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
                         protocol=mqtt.MQTTv5, manual_ack=True)
@@ -63,8 +72,11 @@ class RecorderLink:
     def topics(self) -> list[tuple[str, SubscribeOptions]]:
         p, g = self.settings.prefix, self.settings.share_group
         q1 = SubscribeOptions(qos=1)
-        return [(f"$share/{g}/{p}/+/+/events", q1), (f"$share/{g}/{p}/+/+/snapshot/+", q1),
-                (f"{p}/+/+/state", q1), (f"{p}/+/+/status", q1)]
+        return [(f"$share/{g}/{p}/+/+/{kind}", q1) for kind in ("events", "snapshot/+", "state", "status")]
+
+    def catchup_topics(self) -> list[str]:
+        p = self.settings.prefix
+        return [f"{p}/+/+/state", f"{p}/+/+/status"]
 
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)
@@ -92,8 +104,12 @@ class RecorderLink:
         self.client.on_connect = lambda c, u, f, r, p: (not r.is_failure) and done.set()
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0
-        self.client.connect(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_seconds,
-                            clean_start=True, properties=props)
+        try:
+            self.client.connect(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_seconds,
+                                clean_start=True, properties=props)
+        except OSError as exc:
+            log.error("cannot reach the district broker: %s", exc)
+            return False
         self.client.loop_start()
         ok = done.wait(timeout)
         self.client.disconnect()
@@ -116,13 +132,34 @@ class RecorderLink:
             self.generation += 1
             self.connected.set()
         log.info("connected to the district broker (session present: %s)", flags.session_present)
-        client.subscribe(self.topics())
+        _rc, self._shared_mid = client.subscribe(self.topics())
+        if flags.session_present:
+            # the session kept every live message for us; a catch-up cut short by a crash ends here
+            client.unsubscribe(self.catchup_topics())
+            self.catchup_done.set()
+        else:
+            self.catchup_done.clear()
+            self.catchup_since = datetime.now(timezone.utc)
+            props = Properties(PacketTypes.SUBSCRIBE)
+            props.SubscriptionIdentifier = CATCHUP_ID
+            _rc, self._catchup_mid = client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.catchup_topics()],
+                                                      properties=props)
 
-    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: list[Any], _p: Any) -> None:
+    def _end_catchup(self, generation: int) -> None:
+        if generation == self.generation and self.connected.is_set():
+            self.client.unsubscribe(self.catchup_topics())
+            log.info("retained catch-up done: state and status now come through the shared subscription only")
+        self.catchup_done.set()
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, reasons: list[Any], _p: Any) -> None:
         refused = [str(r) for r in reasons if r.is_failure]
         if refused:
             log.error("subscription refused by the broker: %s", ", ".join(refused))
-        else:
+        elif mid == self._catchup_mid:
+            timer = threading.Timer(self.settings.retained_catchup_seconds, self._end_catchup, (self.generation,))
+            timer.daemon = True
+            timer.start()
+        elif mid == self._shared_mid:
             log.info("subscribed: %s", ", ".join(t for t, _ in self.topics()))
             self.subscribed.set()
 
@@ -132,5 +169,8 @@ class RecorderLink:
             self.subscribed.clear()
         log.warning("disconnected from the district broker: %s", reason)
 
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self.inbox.put(Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self.generation))
+    def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        if not msg.retain and CATCHUP_ID in (getattr(msg.properties, "SubscriptionIdentifier", None) or []):
+            client.ack(msg.mid, msg.qos)    # a live copy on the catch-up subscription: the shared one has it
+            return
+        self.inbox.put(Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self.generation, bool(msg.retain)))

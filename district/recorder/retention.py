@@ -47,7 +47,12 @@ def run(conn: Any, policy: Retention, keep_rejected: int, now: datetime | None =
             "DELETE FROM snapshots WHERE id IN (SELECT id FROM (SELECT id, sum(size) OVER"
             " (ORDER BY received_at DESC, id DESC) AS running FROM snapshots) s WHERE running > %s)",
             (policy.snapshots_max_bytes,)).rowcount
-        out.rejected = conn.execute(
-            "DELETE FROM rejected_payloads WHERE id <= (SELECT id FROM rejected_payloads"
-            " ORDER BY id DESC OFFSET %s LIMIT 1)", (keep_rejected,)).rowcount
+        out.rejected = trim_rejected(conn, keep_rejected)
     return out
+
+
+def trim_rejected(conn: Any, keep: int) -> int:
+    """Keeps the newest ``keep`` rejected payloads (run every minute: a flood of junk costs at
+    most a minute's worth of rows; the totals per reason are never trimmed)."""
+    return int(conn.execute("DELETE FROM rejected_payloads WHERE id <= (SELECT id FROM rejected_payloads"
+                            " ORDER BY id DESC OFFSET %s LIMIT 1)", (keep,)).rowcount)

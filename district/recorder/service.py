@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -23,7 +24,7 @@ from district import db
 from district.config import Settings, read_secret
 from district.recorder import gaps, retention
 from district.recorder.link import Message, RecorderLink
-from district.recorder.messages import Item, Rejected, classify
+from district.recorder.messages import Item, Rejected, Status, classify
 from district.recorder.store import Outcome, write_batch
 
 log = logging.getLogger("district.recorder")
@@ -62,10 +63,10 @@ class Recorder:
         for t in self._threads:
             t.join(timeout=30)
 
-    def wait(self) -> None:
-        while not self._stop.wait(1.0):
-            if not all(t.is_alive() for t in self._threads):
-                raise RuntimeError("a recorder thread died")
+    def healthy(self) -> bool:
+        """False once a worker thread has died (the process should exit and be restarted:
+        nothing unacknowledged is lost)."""
+        return all(t.is_alive() for t in self._threads)
 
     def stats(self) -> dict[str, Any]:
         t = self.totals
@@ -115,15 +116,23 @@ class Recorder:
             items = [classify(m.topic, m.payload, self.settings.broker.prefix, self.known, rec.snapshot_max_bytes)
                      for m in batch]
             if any(isinstance(i, Rejected) and i.reason == "unknown_campus" for i in items):
-                if self._refresh_campuses():   # a campus added since: classify again
+                if self._refresh_campuses(writer=True):   # a campus added since: classify again
                     items = [classify(m.topic, m.payload, self.settings.broker.prefix, self.known,
                                       rec.snapshot_max_bytes) for m in batch]
+            items = [self._mark_retained(m, i) for m, i in zip(batch, items)]
             outcome = self._commit(batch, items)
             if outcome is None:
                 return                          # stopping: nothing acknowledged
             self.link.ack(batch)
             self.totals.add(outcome)
             self.batches += 1
+
+    def _mark_retained(self, message: Message, item: Item) -> Item:
+        """A retained status from the catch-up must not undo a newer live one (status has no
+        time of its own; state has, and is guarded by it)."""
+        if message.retained and isinstance(item, Status):
+            return replace(item, since=self.link.catchup_since)
+        return item
 
     def _commit(self, batch: list[Message], items: list[Item]) -> Outcome | None:
         keep = self.settings.recorder.rejected_keep_bytes
@@ -174,12 +183,21 @@ class Recorder:
         self._months.clear()
 
     # ------------------------------------------------------------------ maintenance
-    def _refresh_campuses(self) -> bool:
+    def _refresh_campuses(self, writer: bool = False) -> bool:
+        """Re-reads the registered campuses. The writer uses its own connection (one cheap query
+        per batch even under a flood of unknown campuses, no new connection each time)."""
         try:
-            with db.connect(self.settings.database.dsn) as conn:
-                known = frozenset(r[0] for r in conn.execute("SELECT campus FROM campuses").fetchall())
+            if writer:
+                conn = self._connection()
+                with conn.transaction():
+                    known = frozenset(r[0] for r in conn.execute("SELECT campus FROM campuses").fetchall())
+            else:
+                with db.connect(self.settings.database.dsn) as c:
+                    known = frozenset(r[0] for r in c.execute("SELECT campus FROM campuses").fetchall())
         except psycopg.Error as exc:
             log.error("cannot read campuses: %s", exc)
+            if writer:
+                self._drop_connection()
             return False
         changed = known != self.known
         self.known = known
@@ -187,7 +205,7 @@ class Recorder:
 
     def _maintenance_loop(self) -> None:
         rec = self.settings.recorder
-        next_gap = next_retention = next_campuses = 0.0
+        next_gap = next_retention = next_campuses = next_trim = 0.0
         conn: psycopg.Connection[Any] | None = None
         while not self._stop.wait(0.5):
             now = time.monotonic()
@@ -205,6 +223,9 @@ class Recorder:
                             log.warning("gaps: %d opened, %d closed, %d open", result.opened, result.closed,
                                         result.open_now)
                         self.open_gaps = result.open_now
+                if now >= next_trim:
+                    next_trim = now + 60
+                    retention.trim_rejected(conn, rec.rejected_keep_rows)
                 if now >= next_retention:
                     next_retention = now + rec.maintenance_seconds
                     pruned = retention.run(conn, self.settings.retention, rec.rejected_keep_rows)
