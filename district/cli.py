@@ -113,7 +113,7 @@ def _rejected(_args: argparse.Namespace, settings: config.Settings) -> int:
 
 def _load_board_commands() -> None:
     try:   # the board helper's subcommands, when that package is present
-        import district.board.cli  # type: ignore[import-not-found]  # noqa: F401
+        import district.board.cli  # noqa: F401  (registers the board subcommands)
     except ImportError:
         pass
 

@@ -14,7 +14,8 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
 
 
 def schema_version(conn: psycopg.Connection[Any]) -> str | None:
-    if conn.execute("SELECT to_regclass('schema_info')").fetchone()[0] is None:
+    row = conn.execute("SELECT to_regclass('schema_info')").fetchone()
+    if row is None or row[0] is None:
         return None
     row = conn.execute("SELECT value FROM schema_info WHERE key = 'version'").fetchone()
     return row[0] if row else None

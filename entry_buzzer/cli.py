@@ -88,6 +88,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     from .simulation import run_simulation
     _setup_logging(args.verbose)
+    if args.district:
+        return _district_demo(args)
     base = _load(args.config) if args.config else cfg.Settings()
     if not args.no_web and not _port_free("127.0.0.1", args.port):
         print(f"error: port {args.port} on 127.0.0.1 is already in use (another simulation or server?); "
@@ -106,6 +108,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             shutil.rmtree(state_dir, ignore_errors=True)
     from controller.daemon import exit_now_if_stuck
     return exit_now_if_stuck(code)
+
+
+def _district_demo(args: argparse.Namespace) -> int:
+    """The optional district demo (district/demo.py): needs the district extra and PostgreSQL."""
+    if not _port_free("127.0.0.1", args.port):
+        print(f"error: port {args.port} on 127.0.0.1 is already in use; pick another with --port", file=sys.stderr)
+        return 2
+    try:
+        from district.demo import run_demo  # composition root: the only place that knows the district
+    except ImportError as exc:
+        print(f"error: the district demo needs the district extra ({exc}); run scripts/district-demo.sh",
+              file=sys.stderr)
+        return 2
+    return run_demo(args.district, port=args.port, duration=args.duration)
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -145,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--console", action="store_true", help="read commands from stdin (default when a TTY)")
     p.add_argument("--duration", type=float, help="stop after this many seconds (demos, smoke tests)")
     p.add_argument("--json", action="store_true", help="console answers as one JSON object per line (scripts)")
+    p.add_argument("--district", type=int, metavar="N", default=0,
+                   help="district demo: N simulated campuses, a private broker and PostgreSQL, the recorder "
+                        "and the district board on --port (see scripts/district-demo.sh)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=cmd_simulate)
 

@@ -52,8 +52,8 @@ class RecorderLink:
         self.subscribed = threading.Event()
         self.catchup_done = threading.Event()
         self.catchup_since: datetime | None = None   # when the current retained catch-up began
-        self._shared_mid = -1
-        self._catchup_mid = -1
+        self._shared_mid: int | None = -1
+        self._catchup_mid: int | None = -1
         self._lock = threading.Lock()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
                         protocol=mqtt.MQTTv5, manual_ack=True)
@@ -101,7 +101,10 @@ class RecorderLink:
         """Ends this client id's session at the broker (connect with clean start, disconnect
         with session expiry 0), for an instance taken out of service while stopped."""
         done = threading.Event()
-        self.client.on_connect = lambda c, u, f, r, p: (not r.is_failure) and done.set()
+        def connected(c: Any, u: Any, f: Any, r: Any, p: Any) -> None:
+            if not r.is_failure:
+                done.set()
+        self.client.on_connect = connected
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0
         try:
