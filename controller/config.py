@@ -149,6 +149,26 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class IntercomSettings:
+    """Live video and two-way audio (intercom/, its own thread; see docs/design.md)."""
+    enabled: bool = True
+    webrtc: bool = True                     # false: the dashboard uses the MJPEG live view (video only)
+    width: int = 640
+    height: int = 480
+    fps: int = 15
+    max_viewers: int = 4                    # the oldest idle (not talking) viewer is dropped first
+    max_sdp_bytes: int = 20000
+    offers_per_minute: int = 12             # per signed-in session
+    connect_timeout_seconds: float = 15.0   # ICE + DTLS must complete within this, or it is freed
+    stun_servers: str = ""                  # comma-separated stun:/turn: URLs for routed networks
+    audio_in: str = "synthetic"             # visitor microphone: "synthetic" | "alsa" | "none"
+    audio_out: str = "meter"                # door speaker: "meter" (simulated station) | "alsa"
+    alsa_capture_device: str = "default"
+    alsa_playback_device: str = "default"
+    mjpeg_fps: int = 5
+
+
+@dataclass(frozen=True)
 class Settings:
     site: SiteSettings = field(default_factory=SiteSettings)
     gpio: GpioSettings = field(default_factory=GpioSettings)
@@ -157,6 +177,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    intercom: IntercomSettings = field(default_factory=IntercomSettings)
     source: str = "<defaults>"
 
     def summary(self) -> str:
@@ -242,6 +263,13 @@ def _socket_path(v: str) -> str | None:
     return None if len(v.encode()) <= 100 else f"{v!r} is too long for a Unix socket (at most 100 bytes)"
 
 
+def _ice_urls(v: str) -> str | None:
+    for url in filter(None, (u.strip() for u in v.split(","))):
+        if not re.match(r"^(stun|turn|turns):[A-Za-z0-9.:\[\]_-]+(\?transport=(udp|tcp))?$", url):
+            return f"{_show(url)} is not a stun:/turn: URL (comma-separated, e.g. stun:stun.example.org:3478)"
+    return None
+
+
 def is_loopback(host: str) -> bool:
     """True for a host name or address that only this machine can reach."""
     if host == "localhost":
@@ -294,12 +322,21 @@ CHECKS: dict[str, dict[str, list[Check]]] = {
         "streams_per_session": [_between(1, 64)], "streams_per_user": [_between(1, 256)],
         "listen": [_one_of("tcp", "unix")], "socket_path": [_socket_path],
     },
+    "intercom": {
+        "width": [_between(64, 1920, " px")], "height": [_between(48, 1080, " px")],
+        "fps": [_between(1, 30, " fps")], "max_viewers": [_between(1, 16)],
+        "max_sdp_bytes": [_between(2000, 60000, " bytes")], "offers_per_minute": [_between(1, 120)],
+        "connect_timeout_seconds": [_between(2, 120, " s")], "stun_servers": [_ice_urls],
+        "audio_in": [_one_of("synthetic", "alsa", "none")], "audio_out": [_one_of("meter", "alsa")],
+        "alsa_capture_device": [_nonempty], "alsa_playback_device": [_nonempty],
+        "mjpeg_fps": [_between(1, 15, " fps")],
+    },
 }
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Settings) if f.name != "source"}
 SECTION_CLASSES = {
     "site": SiteSettings, "gpio": GpioSettings, "door": DoorSettings, "camera": CameraSettings,
-    "storage": StorageSettings, "mqtt": MqttSettings, "web": WebSettings,
+    "storage": StorageSettings, "mqtt": MqttSettings, "web": WebSettings, "intercom": IntercomSettings,
 }
 
 

@@ -276,9 +276,11 @@ def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = N
         lost = identity.check(journal.epoch, journal.created)
         if lost:
             log.error("JOURNAL LOST: %s; starting locked, unlocks refused until an admin accepts it", lost)
+        ic = settings.intercom
         camera = camera or build_camera(settings.camera.kind, settings.camera.width,
                                         settings.camera.height, settings.camera.jpeg_quality,
-                                        settings.site.door_name)
+                                        settings.site.door_name,
+                                        (ic.width, ic.height) if ic.enabled else None, ic.fps)
         snapshots = SnapshotService(
             camera, state_dir / SNAPSHOT_DIR, journal, timeout=settings.camera.capture_timeout_seconds,
             retention_days=settings.storage.snapshot_retention_days,
@@ -463,6 +465,13 @@ def default_services(settings: Settings) -> list[ServiceFactory]:
     if settings.mqtt.enabled:
         from .mqtt import MqttLink
         factories.append(MqttLink.for_controller)
+    if settings.intercom.enabled and settings.web.enabled:
+        try:
+            from intercom.service import IntercomService   # its own thread and loop; never the core's
+        except ImportError as exc:      # the door runs without live video; the log says why
+            log.error("intercom off: %s (install the 'intercom' extra: aiortc, PyAV)", exc)
+        else:
+            factories.append(IntercomService.for_controller)
     if settings.web.enabled:
         from web.server import WebServer   # composition root: the only place that knows the panel
         factories.append(WebServer.for_controller)

@@ -43,6 +43,11 @@ LOGIN_SUCCEEDED = "login_succeeded"        # username, address, session
 LOGIN_FAILED = "login_failed"              # username, address
 LOGIN_THROTTLED = "login_throttled"        # username, address, limits: address | user_address
 ACCOUNT_CHANGED = "account_changed"        # actor; action: add | remove | password | revoke_session
+# Intercom (live view and talk; nothing is recorded, only who watched or talked and when)
+LIVE_VIEW_STARTED = "live_view_started"    # actor, viewer, mode: webrtc | mjpeg, reason: ring | look
+LIVE_VIEW_ENDED = "live_view_ended"        # actor, viewer, mode, reason, seconds
+TALK_STARTED = "talk_started"              # actor, viewer
+TALK_ENDED = "talk_ended"                  # actor, viewer, reason, seconds
 
 ALL_TYPES = (
     BUZZER_PRESSED, BUZZER_REPEATED, SNAPSHOT_CAPTURED, CAMERA_FAILED, ENTRY_APPROVED,
@@ -51,6 +56,7 @@ ALL_TYPES = (
     COMMAND_REJECTED, COMMANDS_REJECTED, CONTROLLER_STARTED, CONTROLLER_STOPPED, JOURNAL_RECOVERED,
     JOURNAL_ACCEPTED,
     LOGIN_SUCCEEDED, LOGIN_FAILED, LOGIN_THROTTLED, ACCOUNT_CHANGED,
+    LIVE_VIEW_STARTED, LIVE_VIEW_ENDED, TALK_STARTED, TALK_ENDED,
 )
 
 ALARMS = ("held_open", "forced_open", "tamper", "outbox_backlog", "journal_failure", "journal_lost",

@@ -40,6 +40,10 @@ TYPES: dict[str, str] = {
     ev.LOGIN_FAILED: "Sign-in failed",
     ev.LOGIN_THROTTLED: "Sign-in blocked (too many attempts)",
     ev.ACCOUNT_CHANGED: "Staff account changed",
+    ev.LIVE_VIEW_STARTED: "Live view started",
+    ev.LIVE_VIEW_ENDED: "Live view ended",
+    ev.TALK_STARTED: "Office talking to the door",
+    ev.TALK_ENDED: "Office stopped talking",
 }
 
 EXIT = "Exit: door opened from inside"     # door_opened with egress true (request-to-exit sensor)
@@ -55,6 +59,15 @@ REASONS: dict[str, str] = {
     "startup": "controller starting",
     "fault": "fault, failing closed",
     "stop requested": "controller stopping",
+    "hangup": "closed by staff",
+    "connect_timeout": "connection never completed",
+    "dropped": "viewer limit: the oldest idle view was closed",
+    "failed": "connection lost",
+    "peer_closed": "closed by the viewer",
+    "refused": "offer refused",
+    "released": "Talk released",
+    "view_ended": "live view ended",
+    "media_fault": "media engine fault",
 }
 
 ALARMS: dict[str, str] = {
