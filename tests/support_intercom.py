@@ -77,3 +77,19 @@ async def office_offer(audio: bool = True, talk_tone: bool = False) -> Any:
 async def accept(pc: Any, sdp: str) -> None:
     from aiortc import RTCSessionDescription
     await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+
+def add_intercom(controller: Any, **overrides: Any) -> Any:
+    """Start the intercom service on a built controller, as the daemon does (before the panel)."""
+    from intercom.service import IntercomService
+    settings = cfg.with_overrides(controller.settings, intercom=intercom_settings(**overrides).__dict__)
+    controller.settings = settings
+    service = IntercomService(controller)
+    controller.services.append(service)
+    service.start()
+    return service
+
+
+def remove_intercom(controller: Any, service: Any) -> None:
+    service.stop()
+    controller.services.remove(service)

@@ -37,9 +37,11 @@ def _state() -> Any:
     c = current_app.extensions["entry_controller"]
     station = _station()
     status = c.core.status()
+    intercom = current_app.extensions.get("intercom_station")
     return jsonify(strike_on=station.strike_on, leds=station.leds(), door_open=bool(status["door_open"]),
                    door=status["door"], ringing=status["ring"] is not None,
-                   lockdown=status["lockdown"] is not None)
+                   lockdown=status["lockdown"] is not None,
+                   intercom=intercom(c) if intercom is not None else None)
 
 
 @bp.get("/sim")
