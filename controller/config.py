@@ -161,8 +161,8 @@ class IntercomSettings:
     offers_per_minute: int = 12             # per signed-in session
     connect_timeout_seconds: float = 15.0   # ICE + DTLS must complete within this, or it is freed
     stun_servers: str = ""                  # comma-separated stun:/turn: URLs for routed networks
-    audio_in: str = "synthetic"             # visitor microphone: "synthetic" | "alsa" | "none"
-    audio_out: str = "meter"                # door speaker: "meter" (simulated station) | "alsa"
+    audio_in: str = "alsa"                  # visitor microphone: "alsa" | "synthetic" (simulated) | "none"
+    audio_out: str = "alsa"                 # door speaker: "alsa" | "meter" (the simulated station)
     alsa_capture_device: str = "default"
     alsa_playback_device: str = "default"
     mjpeg_fps: int = 5

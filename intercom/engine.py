@@ -26,21 +26,13 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.mediastreams import MediaStreamError
 
 from .door_audio import AlsaSpeaker, MeterSpeaker
+from .errors import IntercomError
 from .tracks import AlsaMicrophone, LiveFeed, LiveVideoTrack, SyntheticVoiceTrack
 
 log = logging.getLogger(__name__)
 
 ANSWER_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 2.0
-
-
-class IntercomError(Exception):
-    """A refused request: ``status`` is the HTTP status the panel answers with."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass

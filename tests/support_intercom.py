@@ -13,7 +13,8 @@ from controller import config as cfg
 
 
 def intercom_settings(**overrides: Any) -> cfg.IntercomSettings:
-    base = {"width": 320, "height": 240, "fps": 10, "connect_timeout_seconds": 4.0}
+    base = {"width": 320, "height": 240, "fps": 10, "connect_timeout_seconds": 4.0,
+            "audio_in": "synthetic", "audio_out": "meter"}
     base.update(overrides)
     return cfg.from_dict({"intercom": base}).intercom
 
@@ -79,14 +80,17 @@ async def accept(pc: Any, sdp: str) -> None:
     await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
 
 
-def add_intercom(controller: Any, **overrides: Any) -> Any:
-    """Start the intercom service on a built controller, as the daemon does (before the panel)."""
+def add_intercom(controller: Any, load: bool = True, **overrides: Any) -> Any:
+    """Start the intercom service on a built controller, as the daemon does (before the panel);
+    ``load``: load the media engine now (the daemon loads it on the first live view)."""
     from intercom.service import IntercomService
     settings = cfg.with_overrides(controller.settings, intercom=intercom_settings(**overrides).__dict__)
     controller.settings = settings
     service = IntercomService(controller)
     controller.services.append(service)
     service.start()
+    if load:
+        service.engine_for_use()
     return service
 
 

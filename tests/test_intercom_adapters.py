@@ -201,6 +201,7 @@ def test_meter_holds_the_peak_level_then_forgets_it(mocker):
 def test_intercom_config_defaults_and_errors_name_the_key():
     ic = cfg.Settings().intercom
     assert (ic.width, ic.height, ic.fps, ic.max_viewers, ic.webrtc) == (640, 480, 15, 4, True)
+    assert (ic.audio_in, ic.audio_out) == ("alsa", "alsa")      # a real door: its microphone and speaker
     with pytest.raises(cfg.ConfigError) as err:
         cfg.from_dict({"intercom": {"fps": 60, "max_viewers": 0, "audio_out": "hdmi", "webrtc": "no",
                                     "stun_servers": "stun:ok.example:3478, http://bad", "colour": 1}})

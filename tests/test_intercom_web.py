@@ -151,3 +151,39 @@ def test_a_crashed_media_thread_answers_503_and_the_door_still_works(office, int
     first = next(office.get("/api/intercom/mjpeg", buffered=False).response)   # the fallback still works
     assert b"\xff\xd8" in first
     peer_loop.run(pc.close())
+
+
+def test_the_media_engine_loads_on_the_first_live_view_not_at_start(app, controller, peer_loop):  # noqa: F811
+    service = add_intercom(controller, load=False)
+    try:
+        office = Signed(app.test_client(), "sam")
+        assert service.engine is None and service.health() == {"running": False, "loaded": False,
+                                                               "error": None, "viewers": 0}
+        assert office.get("/api/intercom").get_json()["webrtc"]        # available: it loads on use
+        assert office.get("/sim/state").get_json()["intercom"]["listening"] is False
+        assert office.post("/api/intercom/talk", {"viewer": "0" * 16, "on": "1"}).status_code == 404
+        assert service.engine is None
+        pc = peer_loop.run(office_offer())
+        resp = office.post("/api/intercom/offer", {"sdp": pc.localDescription.sdp})
+        assert resp.status_code == 200 and service.engine is not None and service.health()["loaded"]
+        peer_loop.run(pc.close())
+    finally:
+        remove_intercom(controller, service)
+
+
+def test_an_engine_that_cannot_load_answers_503_and_the_door_works(app, controller, peer_loop, mocker):  # noqa: F811
+    service = add_intercom(controller, load=False)
+    try:
+        mocker.patch.dict("sys.modules", {"intercom.engine": None})      # as if aiortc were missing
+        office = Signed(app.test_client(), "sam")
+        pc = peer_loop.run(office_offer())
+        resp = office.post("/api/intercom/offer", {"sdp": pc.localDescription.sdp})
+        assert resp.status_code == 503 and "not available" in resp.get_json()["error"]
+        assert office.get("/api/intercom/mjpeg").status_code == 503
+        assert "ImportError" in service.health()["error"] or "import" in service.health()["error"]
+        rid = ring(controller)
+        assert office.post("/api/approve", {"request_id": rid, "presses": "1"}).status_code == 200
+        wait_for(lambda: not controller.station.strike_on, what="relock")
+        peer_loop.run(pc.close())
+    finally:
+        remove_intercom(controller, service)

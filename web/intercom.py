@@ -22,9 +22,8 @@ from typing import Any, Iterator
 
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 
-from intercom.engine import IntercomError
-from intercom.mjpeg import jpeg_of
-from intercom.service import engine_of
+from intercom.errors import IntercomError
+from intercom.service import service_of
 
 from . import security as sec
 
@@ -63,8 +62,14 @@ def _settings() -> Any:
     return current_app.extensions["entry_controller"].settings.intercom
 
 
+def _service() -> Any:
+    return service_of(current_app.extensions["entry_controller"])
+
+
 def _engine() -> Any:
-    return engine_of(current_app.extensions["entry_controller"])
+    """The media engine if it is loaded (Talk, hang-up, station: nothing to do before)."""
+    service = _service()
+    return service.engine if service is not None else None
 
 
 def _refuse(status: int, message: str, **extra: Any) -> Response:
@@ -99,9 +104,10 @@ def check_offer(sdp: str, max_bytes: int) -> tuple[int, str] | None:
 @sec.require()
 def info() -> Response:
     s = _settings()
-    engine = _engine()
-    return jsonify(enabled=engine is not None, webrtc=bool(s.webrtc and engine is not None and engine.running),
-                   mjpeg=engine is not None, max_viewers=s.max_viewers, fps=s.fps,
+    service, engine = _service(), _engine()
+    usable = service is not None and (engine is None or engine.running)    # None: loads on first use
+    return jsonify(enabled=service is not None, webrtc=bool(s.webrtc and usable),
+                   mjpeg=service is not None, max_viewers=s.max_viewers, fps=s.fps,
                    connect_timeout_seconds=s.connect_timeout_seconds,
                    ice_servers=[u.strip() for u in s.stun_servers.split(",") if u.strip()])
 
@@ -110,8 +116,8 @@ def info() -> Response:
 @sec.require()
 def offer() -> Response:
     s = _settings()
-    engine = _engine()
-    if engine is None:
+    service = _service()
+    if service is None:
         return sec.error(404, "the intercom is off on this controller")
     if not s.webrtc:
         return _refuse(409, "WebRTC is turned off in the config (intercom.webrtc); use the MJPEG live view")
@@ -129,7 +135,7 @@ def offer() -> Response:
         resp.headers["Retry-After"] = str(int(wait) + 1)
         return resp
     try:
-        viewer, answer = engine.offer(request.form["sdp"], actor, username, session, reason)
+        viewer, answer = service.engine_for_use().offer(request.form["sdp"], actor, username, session, reason)
     except IntercomError as exc:
         return _refuse(exc.status, exc.message)
     return jsonify(ok=True, viewer=viewer, type="answer", sdp=answer)
@@ -144,7 +150,7 @@ def _viewer_field() -> str:
 def talk() -> Response:
     engine = _engine()
     if engine is None:
-        return sec.error(404, "the intercom is off on this controller")
+        return sec.error(404, "no such live view on this sign-in (it may have ended)")
     on = request.form.get("on")
     if on not in ("0", "1"):
         return sec.error(400, "on must be 1 (talk) or 0 (stop)")
@@ -160,7 +166,7 @@ def talk() -> Response:
 def hangup() -> Response:
     engine = _engine()
     if engine is None:
-        return sec.error(404, "the intercom is off on this controller")
+        return sec.error(404, "no such live view on this sign-in (it may have ended)")
     try:
         engine.close_viewer(engine.viewer(_viewer_field(), _who()[2]))
     except IntercomError as exc:
@@ -172,14 +178,16 @@ def hangup() -> Response:
 @sec.require()
 def mjpeg() -> Response:
     """The fallback live view: multipart JPEG frames at intercom.mjpeg_fps, one viewer place."""
-    engine = _engine()
-    if engine is None:
+    service = _service()
+    if service is None:
         return sec.error(404, "the intercom is off on this controller")
     reason = request.args.get("reason", "look")
     if reason not in REASONS:
         return sec.error(400, "reason must be ring or look")
     actor, username, session = _who()
     try:
+        engine = service.engine_for_use()
+        from intercom.mjpeg import jpeg_of     # PyAV (I420 frames): loaded with the engine
         viewer = engine.open_mjpeg(actor, username, session, reason)
     except IntercomError as exc:
         return _refuse(exc.status, exc.message)
@@ -196,7 +204,7 @@ def mjpeg() -> Response:
                     if store.session(token) is None:
                         break
                     next_check = started + 5.0
-                jpeg = jpeg_of(engine.live_source.grab())
+                jpeg = jpeg_of(service.live_source.grab())
                 yield (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
                        .encode() + jpeg + b"\r\n")
                 time.sleep(max(0.0, interval - (time.monotonic() - started)))
@@ -210,7 +218,8 @@ def mjpeg() -> Response:
 
 def station_state(controller: Any) -> dict[str, Any]:
     """What the visitor station shows about the office (the /sim page polls it)."""
-    engine = engine_of(controller)
+    service = service_of(controller)
+    engine = service.engine if service is not None else None
     if engine is None:
         return {"watching": False, "listening": False, "talking": False, "office_level": 0.0, "viewers": 0}
     return engine.station()
