@@ -97,11 +97,15 @@ class InProcessIntercom:
         if not ready.wait(60):
             raise RuntimeError("daemon did not become ready")
         self.url = f"http://127.0.0.1:{self.port}"
-        self.engine = next(s for s in self.controller.services if s.name == "intercom").engine
+        self.service = next(s for s in self.controller.services if s.name == "intercom")
         web = next(s for s in self.controller.services if s.name == "web")
         store = web.app.extensions["panel_store"]
         store.add_user("bench", "unused-heron-pillow-5", "staff", "Bench Staff")
         self.store = store
+
+    @property
+    def engine(self) -> Any:
+        return self.service.engine          # loaded by the first live view
 
     def cookie(self) -> dict[str, str]:
         token, _ = self.store.create_session(self.store.get_user("bench"), "127.0.0.1", "bench")

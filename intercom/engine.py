@@ -250,19 +250,23 @@ class MediaEngine:
                 viewer.tasks.append(asyncio.ensure_future(self._office_audio(viewer, track)))
 
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        except Exception as exc:
-            await pc.close()
-            raise IntercomError(400, f"the offer is not a usable SDP offer ({type(exc).__name__})") from exc
-        kinds = {t.kind for t in pc.getTransceivers()}
-        if "video" not in kinds:
-            await pc.close()
-            raise IntercomError(400, "the offer has no video section")
-        assert self.feed is not None
-        pc.addTrack(LiveVideoTrack(self.feed, self.settings.fps))
-        if "audio" in kinds and self.settings.audio_in != "none":
-            pc.addTrack(self.mic.track() if self.mic is not None else SyntheticVoiceTrack())
-        await pc.setLocalDescription(await pc.createAnswer())
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            except Exception as exc:
+                raise IntercomError(400, f"the offer is not a usable SDP offer ({type(exc).__name__})") from exc
+            kinds = {t.kind for t in pc.getTransceivers()}
+            if "video" not in kinds:
+                raise IntercomError(400, "the offer has no video section")
+            assert self.feed is not None
+            pc.addTrack(LiveVideoTrack(self.feed, self.settings.fps))
+            if "audio" in kinds and self.settings.audio_in != "none":
+                pc.addTrack(self.mic.track() if self.mic is not None else SyntheticVoiceTrack())
+            await pc.setLocalDescription(await pc.createAnswer())
+            if viewer.closed:        # the caller gave up (a stalled loop) or the viewer was dropped
+                raise IntercomError(503, "the live view ended before it was answered")
+        except BaseException:        # refused, failed or cancelled: nothing of this peer stays open
+            await asyncio.shield(pc.close())
+            raise
         asyncio.get_running_loop().call_later(self.settings.connect_timeout_seconds, self._check_connected, viewer)
         return pc.localDescription.sdp
 

@@ -175,3 +175,30 @@ def test_stop_ends_open_views_in_the_journal(journal, peer_loop):
     assert journal.events[-1][1]["reason"] == "shutdown"
     assert not engine.running
     peer_loop.run(pc.close())
+
+
+def test_an_answer_that_comes_too_late_closes_its_peer(journal, peer_loop, mocker):
+    """The caller gave up (a slow encoder set-up): the half-made peer connection is closed, not leaked."""
+    import asyncio
+    import gc
+
+    from aiortc import RTCPeerConnection
+    mocker.patch("intercom.engine.ANSWER_TIMEOUT_SECONDS", 1.0)
+    real = RTCPeerConnection.createAnswer
+
+    async def slow_answer(self):
+        await asyncio.sleep(2.0)
+        return await real(self)
+    mocker.patch.object(RTCPeerConnection, "createAnswer", slow_answer)
+    engine = make_engine(journal)
+    try:
+        pc = peer_loop.run(office_offer())
+        with pytest.raises(IntercomError) as err:
+            engine.offer(pc.localDescription.sdp, "Sam Staff", "sam", "s1", "look")
+        assert err.value.status == 503
+        peers = [o for o in gc.get_objects() if isinstance(o, RTCPeerConnection) and o is not pc]
+        wait_for(lambda: all(p.connectionState == "closed" for p in peers), timeout=10, what="peer closed")
+        assert engine.viewers() == [] and journal.kinds() == []
+        peer_loop.run(pc.close())
+    finally:
+        engine.stop()
