@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import threading
 import time
@@ -33,6 +34,18 @@ log = logging.getLogger(__name__)
 
 ANSWER_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 2.0
+MEDIA_NICE = 10
+"""The media threads (loop, encoders, frame grabs) run at a lower CPU priority than the door's:
+on a busy Pi the scheduler gives a press, an approval or a relock the CPU first."""
+
+
+def lower_priority() -> None:
+    """Lower this thread's CPU priority (Linux: nice is per thread). Best effort."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), MEDIA_NICE))
+    except (OSError, AttributeError):
+        pass
 
 
 @dataclass
@@ -86,9 +99,13 @@ class MediaEngine:
 
     def _run(self, ready: threading.Event) -> None:
         try:
+            lower_priority()
             self.loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self.loop)
-            self.feed = LiveFeed(self.live_source, self.settings.fps)
+            # aiortc encodes in the loop's default executor: those threads are media threads too
+            self.loop.set_default_executor(ThreadPoolExecutor(
+                max_workers=4, thread_name_prefix="intercom-codec", initializer=lower_priority))
+            self.feed = LiveFeed(self.live_source, self.settings.fps, initializer=lower_priority)
             ready.set()
             self.loop.run_forever()
         except BaseException as exc:     # the media thread ends; the door never notices

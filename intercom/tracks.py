@@ -43,10 +43,10 @@ def to_i420(frame: Any) -> np.ndarray:
 class LiveFeed:
     """The camera's live source behind a timeout and a one-frame cache."""
 
-    def __init__(self, source: Any, fps: int):
+    def __init__(self, source: Any, fps: int, initializer: Callable[[], None] | None = None):
         self.source = source
         self.interval = 1.0 / fps
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intercom-grab")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intercom-grab", initializer=initializer)
         self._last: tuple[float, np.ndarray, int] | None = None   # (monotonic, I420, captured_ms)
         self._pending: asyncio.Future[Any] | None = None
         self.stalls = 0

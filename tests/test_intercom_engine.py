@@ -202,3 +202,17 @@ def test_an_answer_that_comes_too_late_closes_its_peer(journal, peer_loop, mocke
         peer_loop.run(pc.close())
     finally:
         engine.stop()
+
+
+def test_media_threads_run_at_a_lower_cpu_priority_than_the_door(engine, peer_loop):
+    import os
+    import threading
+    pc, _viewer = connect(engine, peer_loop)
+    wait_for(lambda: len(pc.received["video"]) >= 3, what="frames encoded")
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    media = [t for t in threading.enumerate() if t.name.startswith(("intercom-media", "intercom-codec", "intercom-grab"))]
+    assert {t.name.split("_")[0] for t in media} >= {"intercom-media", "intercom-codec", "intercom-grab"}
+    for t in media:
+        assert os.getpriority(os.PRIO_PROCESS, t.native_id) >= max(mine, 10), t.name
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine      # the caller untouched
+    peer_loop.run(pc.close())

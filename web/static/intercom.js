@@ -183,6 +183,7 @@ const Intercom = (() => {
       else if (ring.hidden && view && view.reason === "ring" && !talking) stop();
     }).observe(ring, { attributes: true, attributeFilter: ["hidden"] });
     if (!ring.hidden) start("ring");
+    loadInfo().then((i) => { if (!i.enabled) box.hidden = true; }).catch(() => {});   // no intercom here
     window.addEventListener("pagehide", () => {
       if (view && view.viewer) {
         const form = new FormData();
