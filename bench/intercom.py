@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -31,14 +28,12 @@ from controller import daemon
 from controller.simulate import SIM_GPIO, SimulatedPin, SimulatedStation
 
 from . import intercom_js as js
+from .chromium import OwnChromium
 from .latency import ExternalSubscriber, start_broker
 from .proc import DaemonProcess, cpu_seconds, rss_bytes
 from .run import machine
 from .stats import free_port, percentile
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--autoplay-policy=no-user-gesture-required", "--use-fake-device-for-media-stream",
-                 "--use-fake-ui-for-media-stream"]
 INTERCOM = {"width": 640, "height": 480, "fps": 15, "audio_in": "synthetic", "audio_out": "meter"}
 
 
@@ -120,66 +115,6 @@ class InProcessIntercom:
         self.stop_event.set()
         self.thread.join(30)
         self.factory.reset()
-
-
-class OwnChromium:
-    """Debian's Chromium started by the bench itself (Playwright attaches over CDP), so the
-    bench knows its process tree and can pause its own renderers (never another process)."""
-
-    def __init__(self, pw: Any):
-        self.profile = tempfile.TemporaryDirectory(prefix="bench-chromium-")
-        self.proc = subprocess.Popen(
-            ["/usr/bin/chromium", "--headless=new", "--remote-debugging-port=0",
-             f"--user-data-dir={self.profile.name}", *CHROMIUM_ARGS, "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        assert self.proc.stderr is not None
-        url = None
-        for line in self.proc.stderr:
-            if (m := re.search(r"DevTools listening on (ws://\S+)", line)):
-                url = m.group(1)
-                break
-        if url is None:
-            raise RuntimeError("chromium did not start")
-        threading.Thread(target=lambda: [None for _ in self.proc.stderr or []], daemon=True).start()
-        self.browser = pw.chromium.connect_over_cdp(url)
-
-    def new_context(self, **kw: Any) -> Any:
-        return self.browser.new_context(**kw)
-
-    def renderers(self) -> list[int]:
-        """Renderer processes descending from this Chromium (read from /proc)."""
-        parents: dict[int, int] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-        mine, grew = {self.proc.pid}, True
-        while grew:
-            more = {pid for pid, ppid in parents.items() if ppid in mine and pid not in mine}
-            mine |= more
-            grew = bool(more)
-        out = []
-        for pid in mine:
-            try:
-                if b"--type=renderer" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    out.append(pid)
-            except OSError:
-                continue
-        return out
-
-    def pause_renderers(self, paused: bool) -> None:
-        for pid in self.renderers():
-            os.kill(pid, signal.SIGSTOP if paused else signal.SIGCONT)
-
-    def close(self) -> None:
-        try:
-            self.browser.close()
-        finally:
-            self.proc.terminate()
-            self.proc.wait(20)
-            self.profile.cleanup()
 
 
 def _dashboard(browser: Any, base: str, cookie: dict[str, str] | None = None,
