@@ -38,7 +38,8 @@ class OwnChromium:
                 break
         if url is None:
             raise RuntimeError("chromium did not start")
-        threading.Thread(target=lambda: [None for _ in self.proc.stderr or []], daemon=True).start()
+        self._drain = threading.Thread(target=lambda: [None for _ in self.proc.stderr or []], daemon=True)
+        self._drain.start()
         self.browser = pw.chromium.connect_over_cdp(url)
 
     def new_context(self, **kw: Any) -> Any:
@@ -77,4 +78,7 @@ class OwnChromium:
         finally:
             self.proc.terminate()
             self.proc.wait(20)
+            self._drain.join(5)
+            if self.proc.stderr is not None:
+                self.proc.stderr.close()
             self.profile.cleanup()

@@ -48,6 +48,8 @@ LIVE_VIEW_STARTED = "live_view_started"    # actor, viewer, mode: webrtc | mjpeg
 LIVE_VIEW_ENDED = "live_view_ended"        # actor, viewer, mode, reason, seconds
 TALK_STARTED = "talk_started"              # actor, viewer
 TALK_ENDED = "talk_ended"                  # actor, viewer, reason, seconds
+INTERCOM_REFUSED = "intercom_refused"      # actor, category, status, reason (a bad or excess request)
+INTERCOM_REFUSALS = "intercom_refusals"    # total, reasons {category: count}, since, seconds: a flood
 
 ALL_TYPES = (
     BUZZER_PRESSED, BUZZER_REPEATED, SNAPSHOT_CAPTURED, CAMERA_FAILED, ENTRY_APPROVED,
@@ -56,7 +58,7 @@ ALL_TYPES = (
     COMMAND_REJECTED, COMMANDS_REJECTED, CONTROLLER_STARTED, CONTROLLER_STOPPED, JOURNAL_RECOVERED,
     JOURNAL_ACCEPTED,
     LOGIN_SUCCEEDED, LOGIN_FAILED, LOGIN_THROTTLED, ACCOUNT_CHANGED,
-    LIVE_VIEW_STARTED, LIVE_VIEW_ENDED, TALK_STARTED, TALK_ENDED,
+    LIVE_VIEW_STARTED, LIVE_VIEW_ENDED, TALK_STARTED, TALK_ENDED, INTERCOM_REFUSED, INTERCOM_REFUSALS,
 )
 
 ALARMS = ("held_open", "forced_open", "tamper", "outbox_backlog", "journal_failure", "journal_lost",

@@ -220,3 +220,34 @@ def test_engine_module_is_not_imported_by_the_core():
     assert out.stdout.strip() == "False", out.stderr
 
 
+
+
+def test_refusal_flood_is_journaled_in_detail_up_to_a_rate_then_summarized():
+    from controller import events as ev
+    from web.intercom_audit import RefusalLog
+    written = []
+    log = RefusalLog(lambda kind, **data: written.append((kind, data)), detail_per_interval=3, interval_seconds=0.3)
+    for i in range(8):
+        log.refused("malformed" if i % 2 else "rate", 400, "bad offer", "Sam Staff", "sam")
+    assert [k for k, _ in written] == [ev.INTERCOM_REFUSED] * 3
+    assert written[0][1] == {"actor": "Sam Staff", "actor_username": "sam", "category": "rate", "status": 400,
+                             "reason": "bad offer"}
+    deadline = time.monotonic() + 5
+    while len(written) < 4 and time.monotonic() < deadline:        # the summary needs no further refusal
+        time.sleep(0.02)
+    kind, summary = written[3]
+    assert kind == ev.INTERCOM_REFUSALS and summary["total"] == 5
+    assert summary["reasons"] == {"malformed": 3, "rate": 2} and summary["seconds"] >= 0.3
+    log.refused("rate", 429, "again", "Sam Staff", "sam")           # a new interval: detailed again
+    assert written[-1][0] == ev.INTERCOM_REFUSED
+    log.close()
+    assert len(written) == 5
+
+
+def test_refusals_left_at_close_are_not_lost():
+    from web.intercom_audit import RefusalLog
+    written = []
+    log = RefusalLog(lambda kind, **data: written.append((kind, data)), detail_per_interval=0, interval_seconds=60)
+    log.refused("too_large", 413, "big", None, None)
+    log.close()
+    assert written[-1][0] == "intercom_refusals" and written[-1][1]["total"] == 1

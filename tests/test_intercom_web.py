@@ -54,11 +54,16 @@ def test_offer_needs_a_session_and_the_csrf_token(app, intercom, peer_loop):  # 
     ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\n",
      400, "not a usable SDP offer"),
 ])
-def test_bad_offers_get_a_clear_4xx_and_change_nothing(office, intercom, controller, sdp, status, words):  # noqa: F811
+def test_bad_offers_get_a_clear_4xx_change_nothing_and_are_journaled(office, intercom, controller, sdp, status,
+                                                                      words):  # noqa: F811
     before = controller.journal.last_seq
     resp = office.post("/api/intercom/offer", {"sdp": sdp, "reason": "look"})
     assert resp.status_code == status and words in resp.get_json()["error"]
-    assert intercom.engine.viewers() == [] and controller.journal.last_seq == before
+    assert intercom.engine.viewers() == []
+    [refused] = [e for e in controller.journal.query(limit=5) if e.seq > before]     # the only new event
+    assert refused.type == ev.INTERCOM_REFUSED and refused.actor == "Sam Staff"
+    assert refused.data["status"] == status and refused.data["actor_username"] == "sam"
+    assert refused.data["category"] == ("too_large" if status == 413 else "malformed")
     assert office.post("/api/intercom/offer", {"sdp": "x", "reason": "party"}).status_code == 400
 
 
@@ -68,6 +73,9 @@ def test_too_many_offers_answer_429_with_retry_after(office, intercom):
     assert codes[:5] == [400] * 5 and codes[5:] == [429, 429]
     resp = office.post("/api/intercom/offer", {"sdp": sdp})
     assert 1 <= int(resp.headers["Retry-After"]) <= 61 and "at most 5 a minute" in resp.get_json()["error"]
+    refused = [e.data["category"] for e in office.client.application.extensions["entry_controller"]
+               .journal.query(types=[ev.INTERCOM_REFUSED], limit=20)]
+    assert sorted(refused) == ["malformed"] * 5 + ["rate"] * 3
 
 
 def test_live_view_and_talk_are_journaled_with_the_staff_member(office, intercom, controller, peer_loop):  # noqa: F811

@@ -96,4 +96,6 @@ def _init_intercom(app: Flask) -> None:
 def close_app(app: Flask) -> None:
     """End open streams and close the account store (server stop, test teardown)."""
     app.extensions["stream_hub"].close()
+    if "intercom_refusals" in app.extensions:      # a refusal flood's summary is never lost
+        app.extensions["intercom_refusals"].close()
     app.extensions["panel_store"].close()

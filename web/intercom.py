@@ -4,7 +4,8 @@ Non-trickle WebRTC: the dashboard gathers all its ICE candidates, POSTs one comp
 (staff session and CSRF token, like every panel action) and gets one complete answer.
 Limits, each with a clear 4xx: the SDP size (413), offers per sign-in per minute (429), the
 viewer limit (the engine drops the oldest idle viewer; 429 when every viewer is talking),
-malformed offers (400). Media never passes through here, except the MJPEG fallback: one
+malformed offers (400). Every refusal is journaled (``intercom_refused``; a flood is
+summarized as ``intercom_refusals``, see intercom_audit.py). Media never passes through here, except the MJPEG fallback: one
 JPEG stream per viewer over HTTPS (video only) for networks where WebRTC's UDP is blocked
 or the config turns WebRTC off.
 
@@ -26,6 +27,7 @@ from intercom.errors import IntercomError
 from intercom.service import service_of
 
 from . import security as sec
+from .intercom_audit import RefusalLog
 
 log = logging.getLogger(__name__)
 bp = Blueprint("intercom", __name__)
@@ -72,12 +74,20 @@ def _engine() -> Any:
     return service.engine if service is not None else None
 
 
-def _refuse(status: int, message: str, **extra: Any) -> Response:
+CATEGORIES = {400: "malformed", 404: "no_such_view", 409: "webrtc_off", 413: "too_large", 429: "viewer_limit",
+              503: "engine_unavailable"}
+
+
+def _refuse(status: int, message: str, category: str | None = None, **extra: Any) -> Response:
+    """A clear 4xx/503 to the caller, journaled (summarized under a flood: intercom_audit)."""
     engine = _engine()
     if engine is not None:
         engine.refused += 1
     sess = sec.current_session()
     log.warning("intercom request refused (%d) for %s: %s", status, sess.user.username if sess else "-", message)
+    current_app.extensions["intercom_refusals"].refused(
+        category or CATEGORIES.get(status, "refused"), status, message,
+        sess.user.display_name if sess else None, sess.user.username if sess else None)
     return sec.error(status, message, **extra)
 
 
@@ -131,7 +141,7 @@ def offer() -> Response:
     wait = current_app.extensions["intercom_rate"].allow(session, s.offers_per_minute)
     if wait:
         resp = _refuse(429, f"too many live-view offers; at most {s.offers_per_minute} a minute",
-                       retry_after=round(wait, 1))
+                       category="rate", retry_after=round(wait, 1))
         resp.headers["Retry-After"] = str(int(wait) + 1)
         return resp
     try:
@@ -227,4 +237,5 @@ def station_state(controller: Any) -> dict[str, Any]:
 
 def init_app(app: Any) -> None:
     app.extensions["intercom_rate"] = OfferRate()
+    app.extensions["intercom_refusals"] = RefusalLog(app.extensions["entry_controller"].core.audit)
     app.register_blueprint(bp)
