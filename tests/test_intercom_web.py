@@ -53,6 +53,9 @@ def test_offer_needs_a_session_and_the_csrf_token(app, intercom, peer_loop):  # 
     ("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n" + "a=x\r\n" * 3000, 413, "larger than 8000 bytes"),
     ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\n",
      400, "not a usable SDP offer"),
+    ("v=0\r\n" + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n" * 5, 400, "more than 4 media sections"),
+    ("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n" + "a=candidate:1 1 udp 1 10.0.0.1 9 typ host\r\n" * 41,
+     400, "more than 40 ICE candidates"),
 ])
 def test_bad_offers_get_a_clear_4xx_change_nothing_and_are_journaled(office, intercom, controller, sdp, status,
                                                                       words):  # noqa: F811

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("intercom", __name__)
 
 REASONS = ("ring", "look")
+MAX_MEDIA_SECTIONS = 4          # the dashboard sends 2 (video, audio)
+MAX_CANDIDATES = 40             # a desk PC gathers a handful
 MAX_RATE_KEYS = 4096
 BOUNDARY = "frame"
 
@@ -107,6 +109,10 @@ def check_offer(sdp: str, max_bytes: int) -> tuple[int, str] | None:
         return 400, "the offer is not an SDP offer with a video section"
     if any(not (32 <= ord(ch) < 127 or ch in "\r\n") for ch in sdp):
         return 400, "the offer contains characters SDP does not allow"
+    if sdp.count("\nm=") > MAX_MEDIA_SECTIONS:      # each would become a transceiver
+        return 400, f"the offer has more than {MAX_MEDIA_SECTIONS} media sections"
+    if sdp.count("a=candidate:") > MAX_CANDIDATES:     # each would get connectivity checks
+        return 400, f"the offer has more than {MAX_CANDIDATES} ICE candidates"
     return None
 
 
