@@ -192,3 +192,32 @@ def test_webrtc_that_cannot_connect_falls_back_to_mjpeg_and_frees_the_peer(brows
         dash.context.close()
     finally:
         close_site(site)
+
+
+def test_a_stuck_media_thread_leaves_the_door_flow_untouched_in_the_browser(browser, site):
+    """A live view is open; the media loop then hangs (a stuck encoder). The dashboard still
+    rings, approves, and the station sees the pulse and the relock."""
+    import time
+    dash = signed_in(browser, site, "sam")
+    expect(dash.locator("body")).to_have_attribute("data-connected", "yes")
+    dash.click("#live-look")
+    expect(dash.locator("body")).to_have_attribute("data-live", "webrtc")
+    wait_for(lambda: stats(dash).get("framesDecoded", 0) > 0, what="frames decoded")
+    sim = dash.context.new_page()
+    sim.goto("/sim")
+    engine = site.intercom.engine
+    engine.loop.call_soon_threadsafe(time.sleep, 12)              # the media thread is stuck from here
+    decoded = stats(dash)["framesDecoded"]
+    started = time.monotonic()
+    sim.click("#press")
+    expect(dash.locator("#ring")).to_be_visible()
+    dash.click("#approve")
+    expect(dash.locator("#outcome")).to_have_text(f"Approved by {NAMES['sam']}")
+    expect(sim.locator("#strike")).to_have_text(re.compile("UNLOCKED"))
+    expect(sim.locator("#strike")).to_have_text("locked")
+    assert time.monotonic() - started < 11                         # inside the stall: nothing waited on it
+    assert stats(dash)["framesDecoded"] - decoded < 15             # the video did stall meanwhile
+    kinds = journal_types(site)
+    assert kinds.index(ev.ENTRY_APPROVED) < kinds.index(ev.DOOR_UNLOCKED) < len(kinds) - 1
+    assert ev.DOOR_LOCKED in kinds[kinds.index(ev.DOOR_UNLOCKED):]
+    dash.context.close()
