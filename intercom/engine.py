@@ -23,12 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from .door_audio import AlsaSpeaker, MeterSpeaker
 from .errors import IntercomError
-from .tracks import AlsaMicrophone, LiveFeed, LiveVideoTrack, SyntheticVoiceTrack
+from .shared_video import EncodedVideoTrack, SharedVideoEncoder
+from .tracks import AlsaMicrophone, LiveFeed, SyntheticVoiceTrack
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class MediaEngine:
         self._thread: threading.Thread | None = None
         self.error: str | None = None
         self.feed: LiveFeed | None = None
+        self.video: SharedVideoEncoder | None = None
+        self._pcs: set[Any] = set()           # every peer connection not yet closed (loop thread only)
         kw = {"opener": mic_opener} if mic_opener else {}
         self.mic = AlsaMicrophone(settings.alsa_capture_device, **kw) if settings.audio_in == "alsa" else None
         kw = {"opener": speaker_opener} if speaker_opener else {}
@@ -106,6 +109,7 @@ class MediaEngine:
             self.loop.set_default_executor(ThreadPoolExecutor(
                 max_workers=4, thread_name_prefix="intercom-codec", initializer=lower_priority))
             self.feed = LiveFeed(self.live_source, self.settings.fps, initializer=lower_priority)
+            self.video = SharedVideoEncoder(self.feed, self.settings.fps)
             ready.set()
             self.loop.run_forever()
         except BaseException as exc:     # the media thread ends; the door never notices
@@ -116,6 +120,13 @@ class MediaEngine:
             if self.error is None:
                 self.error = "media loop stopped"
             if self.loop is not None:
+                if self._pcs:                     # e.g. the loop was stuck while stop() waited
+                    try:
+                        self.loop.run_until_complete(asyncio.wait_for(asyncio.gather(
+                            *(pc.close() for pc in list(self._pcs)), return_exceptions=True),
+                            CLOSE_TIMEOUT_SECONDS))
+                    except Exception:
+                        log.warning("intercom peers did not close at the end of the media loop")
                 self._close_loop(self.loop)
 
     @staticmethod
@@ -157,13 +168,20 @@ class MediaEngine:
             self._thread.join(CLOSE_TIMEOUT_SECONDS)
         if self.feed is not None:
             self.feed.close()
+        if self.video is not None and self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.video.close)
         if self.mic is not None:
             self.mic.close()
         self.speaker.close()
         self._audit_pool.shutdown(wait=True)
 
     async def _close_all_pcs(self, viewers: list[Viewer]) -> None:
-        await asyncio.gather(*(v.pc.close() for v in viewers if v.pc is not None), return_exceptions=True)
+        pcs = {v.pc for v in viewers if v.pc is not None} | self._pcs
+        await asyncio.gather(*(self._close(pc) for pc in pcs), return_exceptions=True)
+
+    async def _close(self, pc: Any) -> None:
+        await pc.close()
+        self._pcs.discard(pc)
 
     # ------------------------------------------------------------ viewers
     def _admit(self, mode: str, actor: str, username: str, session: str, reason: str) -> Viewer:
@@ -211,7 +229,7 @@ class MediaEngine:
         for task in viewer.tasks:
             task.cancel()
         try:
-            await asyncio.wait_for(viewer.pc.close(), CLOSE_TIMEOUT_SECONDS)
+            await asyncio.wait_for(self._close(viewer.pc), CLOSE_TIMEOUT_SECONDS)
         except Exception:
             log.warning("viewer %s did not close cleanly", viewer.id)
 
@@ -253,6 +271,7 @@ class MediaEngine:
         ice = [RTCIceServer(urls=u.strip()) for u in self.settings.stun_servers.split(",") if u.strip()]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
         viewer.pc = pc
+        self._pcs.add(pc)
 
         @pc.on("connectionstatechange")
         def _state() -> None:
@@ -274,15 +293,19 @@ class MediaEngine:
             kinds = {t.kind for t in pc.getTransceivers()}
             if "video" not in kinds:
                 raise IntercomError(400, "the offer has no video section")
-            assert self.feed is not None
-            pc.addTrack(LiveVideoTrack(self.feed, self.settings.fps))
+            assert self.video is not None
+            pc.addTrack(EncodedVideoTrack(self.video))
+            vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/VP8", "video/rtx")]
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "video":       # the shared encoder's packets are VP8
+                    transceiver.setCodecPreferences(vp8)
             if "audio" in kinds and self.settings.audio_in != "none":
                 pc.addTrack(self.mic.track() if self.mic is not None else SyntheticVoiceTrack())
             await pc.setLocalDescription(await pc.createAnswer())
             if viewer.closed:        # the caller gave up (a stalled loop) or the viewer was dropped
                 raise IntercomError(503, "the live view ended before it was answered")
         except BaseException:        # refused, failed or cancelled: nothing of this peer stays open
-            await asyncio.shield(pc.close())
+            await asyncio.shield(self._close(pc))
             raise
         asyncio.get_running_loop().call_later(self.settings.connect_timeout_seconds, self._check_connected, viewer)
         return pc.localDescription.sdp

@@ -1,9 +1,8 @@
 """Media tracks the door sends: live video from the camera and the visitor's microphone.
 
 ``LiveFeed`` grabs camera frames on a worker thread with a timeout (a stalled camera
-repeats the last frame; it never stalls the media loop) and shares one grab between
-viewers asking within the same frame interval. ``LiveVideoTrack`` paces it at the
-configured rate. ``SyntheticVoiceTrack`` is the simulated visitor (a voiced tone in
+repeats the last frame; it never stalls the media loop); shared_video.py encodes it once
+for every viewer. ``SyntheticVoiceTrack`` is the simulated visitor (a voiced tone in
 syllables and a click on every whole second of wall time, for the audio latency bench);
 ``AlsaMicrophone`` reads the Pi's microphone through PyAV's ALSA input and fans it out.
 """
@@ -74,37 +73,6 @@ class LiveFeed:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-class LiveVideoTrack(MediaStreamTrack):
-    """One viewer's video: the shared feed at ``fps``, timestamped on the 90 kHz clock."""
-
-    kind = "video"
-
-    def __init__(self, feed: LiveFeed, fps: int):
-        super().__init__()
-        self.feed = feed
-        self.fps = fps
-        self._start: float | None = None
-        self._n = 0
-
-    async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        else:
-            self._n += 1
-            wait = self._start + self._n / self.fps - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            elif wait < -1.0:                  # far behind (a stall): restart the pacing
-                self._start, self._n = time.monotonic(), 0
-        array, _ = await self.feed.frame()
-        frame = av.VideoFrame.from_ndarray(array, format="yuv420p")
-        frame.pts = int((time.monotonic() - self._start) * VIDEO_CLOCK) if self._start else 0
-        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
-        return frame
 
 
 class PacedAudioTrack(MediaStreamTrack):
