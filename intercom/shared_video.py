@@ -40,6 +40,8 @@ class SharedVideoEncoder:
         self._task: asyncio.Future[Any] | None = None
         self._codec: Any = None
         self._keyframe = True
+        self._origin = time.monotonic()
+        self._pts = -1
         self.encoded = 0
 
     def subscribe(self) -> "asyncio.Queue[Any]":
@@ -65,7 +67,9 @@ class SharedVideoEncoder:
                     start, n = time.monotonic(), 0
                 array, _ = await self.feed.frame()
                 frame = av.VideoFrame.from_ndarray(array, format="yuv420p")
-                frame.pts = int((time.monotonic() - start) * VIDEO_CLOCK)
+                # pts rises strictly across pauses and restarts: the codec lives on between viewers
+                self._pts = max(self._pts + 1, int((time.monotonic() - self._origin) * VIDEO_CLOCK))
+                frame.pts = self._pts
                 frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
                 now = time.monotonic()
                 key = self._keyframe or now - last_key >= KEYFRAME_SECONDS

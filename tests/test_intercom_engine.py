@@ -216,3 +216,23 @@ def test_media_threads_run_at_a_lower_cpu_priority_than_the_door(engine, peer_lo
         assert os.getpriority(os.PRIO_PROCESS, t.native_id) >= max(mine, 10), t.name
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine      # the caller untouched
     peer_loop.run(pc.close())
+
+
+def test_one_encode_serves_every_viewer_and_survives_everyone_leaving(engine, peer_loop):
+    """Two viewers share one encoder (about one encode per frame, not two); after both leave,
+    a new viewer gets video from the same encoder again (timestamps keep rising)."""
+    a, _ = connect(engine, peer_loop, "sa")
+    b, _ = connect(engine, peer_loop, "sb")
+    before, started = engine.video.encoded, time.monotonic()
+    wait_for(lambda: len(a.received["video"]) >= 10 and len(b.received["video"]) >= 10, what="both decode")
+    time.sleep(1.0)
+    encoded, seconds = engine.video.encoded - before, time.monotonic() - started
+    assert 0 < encoded <= engine.settings.fps * seconds * 1.3 + 2    # one encode per frame, not per viewer
+    for pc in (a, b):
+        peer_loop.run(pc.close())
+    wait_for(lambda: engine.viewers() == [], what="both left")
+    c, _ = connect(engine, peer_loop, "sc")
+    wait_for(lambda: len(c.received["video"]) >= 5, what="video again after everyone left")
+    value = TimePattern(320, 240).read(c.received["video"][-1].to_ndarray(format="gray"))
+    assert value is not None and latency_ms(value, int(time.time() * 1000)) < 10_000
+    peer_loop.run(c.close())
