@@ -41,9 +41,12 @@ class Picamera2Camera:
 
     name = "picamera2"
 
-    def __init__(self, width: int, height: int, jpeg_quality: int):
+    def __init__(self, width: int, height: int, jpeg_quality: int,
+                 live_size: tuple[int, int] | None = None, live_fps: int = 15):
         self.size = (width, height)
         self.quality = jpeg_quality
+        self.live_size = live_size          # the intercom's second stream (lores, YUV420), or None
+        self.live_fps = live_fps
         self._cam: Any = None
         self._lock = threading.Lock()
 
@@ -58,13 +61,24 @@ class Picamera2Camera:
                                   "venv with --system-site-packages)") from exc
             try:
                 cam = Picamera2()
-                config = cam.create_still_configuration(main={"size": self.size}, buffer_count=2)
+                if self.live_size is None:
+                    config = cam.create_still_configuration(main={"size": self.size}, buffer_count=2)
+                else:   # a running video stream: snapshots from main, live frames from lores
+                    config = cam.create_video_configuration(
+                        main={"size": self.size}, lores={"size": self.live_size, "format": "YUV420"},
+                        controls={"FrameRate": self.live_fps}, buffer_count=4)
                 cam.configure(config)
                 cam.options["quality"] = self.quality
                 cam.start()
             except Exception as exc:
                 raise CameraError(f"camera start failed: {exc}") from exc
             self._cam = cam
+
+    def running(self) -> Any:
+        """The started Picamera2 object (the live source reads its lores stream)."""
+        if self._cam is None:
+            self.start()
+        return self._cam
 
     def capture_jpeg(self) -> bytes:
         if self._cam is None:
@@ -174,7 +188,8 @@ class SimulatedCamera:
             pass
 
 
-def build_camera(kind: str, width: int, height: int, quality: int, label: str = "") -> Camera:
+def build_camera(kind: str, width: int, height: int, quality: int, label: str = "",
+                 live_size: tuple[int, int] | None = None, live_fps: int = 15) -> Camera:
     if kind == "picamera2":
-        return Picamera2Camera(width, height, quality)
+        return Picamera2Camera(width, height, quality, live_size, live_fps)
     return SimulatedCamera(width, height, quality, label)

@@ -129,6 +129,26 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class IntercomSettings:
+    """Live video and two-way audio (intercom/, its own thread; see docs/design.md)."""
+    enabled: bool = True
+    webrtc: bool = True                     # false: the dashboard uses the MJPEG live view (video only)
+    width: int = 640
+    height: int = 480
+    fps: int = 15
+    max_viewers: int = 4                    # the oldest idle (not talking) viewer is dropped first
+    max_sdp_bytes: int = 20000
+    offers_per_minute: int = 12             # per signed-in session
+    connect_timeout_seconds: float = 15.0   # ICE + DTLS must complete within this, or it is freed
+    stun_servers: str = ""                  # comma-separated stun:/turn: URLs for routed networks
+    audio_in: str = "alsa"                  # visitor microphone: "alsa" | "synthetic" (simulated) | "none"
+    audio_out: str = "alsa"                 # door speaker: "alsa" | "meter" (the simulated station)
+    alsa_capture_device: str = "default"
+    alsa_playback_device: str = "default"
+    mjpeg_fps: int = 5
+
+
+@dataclass(frozen=True)
 class Settings:
     site: SiteSettings = field(default_factory=SiteSettings)
     gpio: GpioSettings = field(default_factory=GpioSettings)
@@ -138,6 +158,7 @@ class Settings:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     web: WebSettings = field(default_factory=WebSettings)
     panic: PanicSettings = field(default_factory=PanicSettings)
+    intercom: IntercomSettings = field(default_factory=IntercomSettings)
     source: str = "<defaults>"
 
     def summary(self) -> str:
@@ -170,6 +191,7 @@ class Settings:
 SECTION_CLASSES = {
     "site": SiteSettings, "gpio": GpioSettings, "door": DoorSettings, "camera": CameraSettings,
     "storage": StorageSettings, "mqtt": MqttSettings, "web": WebSettings, "panic": PanicSettings,
+    "intercom": IntercomSettings,
 }
 
 

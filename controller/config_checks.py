@@ -86,6 +86,13 @@ def _socket_path(v: str) -> str | None:
     return None if len(v.encode()) <= 100 else f"{v!r} is too long for a Unix socket (at most 100 bytes)"
 
 
+def _ice_urls(v: str) -> str | None:
+    for url in filter(None, (u.strip() for u in v.split(","))):
+        if not re.match(r"^(stun|turn|turns):[A-Za-z0-9.:\[\]_-]+(\?transport=(udp|tcp))?$", url):
+            return f"{_show(url)} is not a stun:/turn: URL (comma-separated, e.g. stun:stun.example.org:3478)"
+    return None
+
+
 def is_loopback(host: str) -> bool:
     """True for a host name or address that only this machine can reach."""
     if host == "localhost":
@@ -138,6 +145,15 @@ CHECKS: dict[str, dict[str, list[Check]]] = {
         "session_max_hours": [_between(0.25, 7 * 24, " h")],
         "streams_per_session": [_between(1, 64)], "streams_per_user": [_between(1, 256)],
         "listen": [_one_of("tcp", "unix")], "socket_path": [_socket_path],
+    },
+    "intercom": {
+        "width": [_between(64, 1920, " px")], "height": [_between(48, 1080, " px")],
+        "fps": [_between(1, 30, " fps")], "max_viewers": [_between(1, 16)],
+        "max_sdp_bytes": [_between(2000, 60000, " bytes")], "offers_per_minute": [_between(1, 120)],
+        "connect_timeout_seconds": [_between(2, 120, " s")], "stun_servers": [_ice_urls],
+        "audio_in": [_one_of("synthetic", "alsa", "none")], "audio_out": [_one_of("meter", "alsa")],
+        "alsa_capture_device": [_nonempty], "alsa_playback_device": [_nonempty],
+        "mjpeg_fps": [_between(1, 15, " fps")],
     },
 }
 

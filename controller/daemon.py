@@ -189,9 +189,11 @@ def build(settings: Settings, pin_factory: Any = None, camera: Camera | None = N
         lost = identity.check(journal.epoch, journal.created)
         if lost:
             log.error("JOURNAL LOST: %s; starting locked, unlocks refused until an admin accepts it", lost)
+        ic = settings.intercom
         camera = camera or build_camera(settings.camera.kind, settings.camera.width,
                                         settings.camera.height, settings.camera.jpeg_quality,
-                                        settings.site.door_name)
+                                        settings.site.door_name,
+                                        (ic.width, ic.height) if ic.enabled else None, ic.fps)
         snapshots = SnapshotService(
             camera, state_dir / SNAPSHOT_DIR, journal, timeout=settings.camera.capture_timeout_seconds,
             retention_days=settings.storage.snapshot_retention_days,

@@ -140,6 +140,10 @@ class Controller:
         self.core.add_listener(listener)
 
     # ---- read model
+    def live_camera(self) -> Any:
+        """The running camera, for the intercom's live frames (intercom/service.py)."""
+        return self.snapshots.camera
+
     def indicator_pattern(self) -> str:
         """What the visitor station shows as a whole (idle, ringing, approved, denied, lockdown)."""
         leds = getattr(self.hardware, "leds", None)

@@ -43,6 +43,12 @@ TYPES: dict[str, str] = {
     ev.LOGIN_FAILED: "Sign-in failed",
     ev.LOGIN_THROTTLED: "Sign-in blocked (too many attempts)",
     ev.ACCOUNT_CHANGED: "Staff account changed",
+    ev.LIVE_VIEW_STARTED: "Live view started",
+    ev.LIVE_VIEW_ENDED: "Live view ended",
+    ev.TALK_STARTED: "Office talking to the door",
+    ev.TALK_ENDED: "Office stopped talking",
+    ev.INTERCOM_REFUSED: "Live view request refused",
+    ev.INTERCOM_REFUSALS: "Live view requests refused (summary of a flood)",
 }
 
 EXIT = "Exit: door opened from inside"     # door_opened with egress true (request-to-exit sensor)
@@ -60,6 +66,15 @@ REASONS: dict[str, str] = {
     "startup": "controller starting",
     "fault": "fault, failing closed",
     "stop requested": "controller stopping",
+    "hangup": "closed by staff",
+    "connect_timeout": "connection never completed",
+    "dropped": "viewer limit: the oldest idle view was closed",
+    "failed": "connection lost",
+    "peer_closed": "closed by the viewer",
+    "refused": "offer refused",
+    "released": "Talk released",
+    "view_ended": "live view ended",
+    "media_fault": "media engine fault",
 }
 
 ALARMS: dict[str, str] = {        # every vocabulary.Alarm (a test checks)
@@ -176,6 +191,10 @@ def describe(e: dict[str, Any]) -> str:
         return f"Refused {action(e.get('action'))}{who}: {e.get('reason') or 'refused'}"
     if kind in (ev.CAMERA_FAILED, ev.COMMAND_REJECTED, ev.CONTROLLER_STOPPED) and e.get("reason"):
         return f"{TYPES[kind]}{who}: {reason(e.get('reason'))}"
+    if kind == ev.INTERCOM_REFUSALS:
+        return f"Live view requests refused: {e.get('total', '?')} in {e.get('seconds', '?')} s (a flood, summarized)"
+    if kind == ev.INTERCOM_REFUSED:
+        return f"Live view request refused{who}: {e.get('reason') or e.get('category') or 'refused'}"
     if kind == ev.COMMANDS_REJECTED:
         return f"District commands rejected: {e.get('total', '?')} in {e.get('seconds', '?')} s (a flood, summarized)"
     if kind in (ev.ENTRY_APPROVED, ev.ENTRY_DENIED):

@@ -40,6 +40,7 @@ def simulated_settings(base: cfg.Settings, state_dir: Path, web_port: int = 8080
         storage={"state_dir": Path(state_dir)},
         mqtt={"enabled": mqtt, "host": "127.0.0.1", "port": mqtt_port} if mqtt else {"enabled": False},
         web={"enabled": web, "host": "127.0.0.1", "port": web_port, "listen": "tcp"},  # no nginx here
+        intercom={"audio_in": "synthetic", "audio_out": "meter"},   # a synthetic visitor; a metered speaker
     )
 
 

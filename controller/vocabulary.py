@@ -50,6 +50,13 @@ class EventType(StrEnum):
     LOGIN_FAILED = "login_failed"              # username, address
     LOGIN_THROTTLED = "login_throttled"        # username, address, limits: address | user_address
     ACCOUNT_CHANGED = "account_changed"        # actor; action: add | remove | password | revoke_session
+    # Intercom (live view and talk; nothing is recorded, only who watched or talked and when)
+    LIVE_VIEW_STARTED = "live_view_started"    # actor, viewer, mode: webrtc | mjpeg, reason: ring | look
+    LIVE_VIEW_ENDED = "live_view_ended"        # actor, viewer, mode, reason, seconds
+    TALK_STARTED = "talk_started"              # actor, viewer
+    TALK_ENDED = "talk_ended"                  # actor, viewer, reason, seconds
+    INTERCOM_REFUSED = "intercom_refused"      # actor, category, status, reason (a bad or excess request)
+    INTERCOM_REFUSALS = "intercom_refusals"    # total, reasons {category: count}, since, seconds: a flood
 
 
 class Alarm(StrEnum):

@@ -3,6 +3,7 @@ station on mock pins. The daemon (controller/daemon.py) runs whatever it is give
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable
 
@@ -12,6 +13,8 @@ from controller.camera import Camera
 from controller.config import Settings
 from controller.facade import Controller, Service
 from controller.simulate import SimulatedStation
+
+log = logging.getLogger(__name__)
 
 
 def default_services(settings: Settings, station: Callable[[], SimulatedStation | None] = lambda: None
@@ -24,6 +27,15 @@ def default_services(settings: Settings, station: Callable[[], SimulatedStation 
         def mqtt_link(controller: DoorApi) -> Service:
             return MqttLink(controller)
         factories.append(mqtt_link)
+    if settings.intercom.enabled and settings.web.enabled:
+        try:
+            from intercom.service import IntercomService  # its own thread and loop; never the core's
+        except ImportError as exc:      # the door runs without live video; the log says why
+            log.error("intercom off: %s (install the 'intercom' extra: aiortc, PyAV)", exc)
+        else:
+            def intercom(controller: DoorApi) -> Service:
+                return IntercomService(controller)
+            factories.append(intercom)
     if settings.web.enabled:
         from web.server import WebServer
 

@@ -26,7 +26,8 @@ def test_district_demo_starts_everything_and_the_board_shows_every_door(tmp_path
     port = free_port()
     out = tmp_path / "demo.out"
     with open(out, "wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "entry_buzzer", "simulate", "--district", "2", "--port", str(port),
+        proc = subprocess.Popen([sys.executable, "-m", "entry_buzzer", "simulate", "--district", "2",
+                                 "--port", str(port),
                                  "--duration", "120"], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 90

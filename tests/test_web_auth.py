@@ -27,6 +27,9 @@ ROUTES = [
     ("POST", "/admin/users/sam/password", "admin"), ("POST", "/admin/sessions/abc/revoke", "admin"),
     ("POST", "/admin/journal/accept", "admin"),
     ("POST", "/admin/throttles/clear", "admin"),
+    ("GET", "/api/intercom", "staff"), ("GET", "/api/intercom/mjpeg", "staff"),
+    ("POST", "/api/intercom/offer", "staff"), ("POST", "/api/intercom/talk", "staff"),
+    ("POST", "/api/intercom/hangup", "staff"),
 ]
 ADMIN_ROUTES = [r for r in ROUTES if r[2] == "admin"]
 POSTS = [r for r in ROUTES if r[0] == "POST"]

@@ -1,7 +1,7 @@
 """The front-office panel: a Flask app factory that receives the running controller.
 
 ``create_app(controller)`` wires one blueprint per concern (auth, panel,
-stream, history, admin, and sim only on gpiozero's mock pins: never with real pins). The panel never
+stream, history, admin, intercom, and sim only on gpiozero's mock pins: never with real pins). The panel never
 touches door hardware: it calls the controller, which asks the entry core.
 """
 
@@ -79,12 +79,26 @@ def create_app(controller: DoorApi, settings: cfg.Settings | None = None,
     security.init_app(app)
     for bp in (auth.bp, panel.bp, stream.bp, history.bp, admin.bp):
         app.register_blueprint(bp)
+    _init_intercom(app)
     if controller.on_mock_pins:             # /sim iff the pins are gpiozero's mock pins
         app.register_blueprint(sim.bp)
     return app
 
 
+def _init_intercom(app: Flask) -> None:
+    """The intercom's signalling and MJPEG routes, when the intercom extra is installed."""
+    try:
+        from . import intercom
+    except ImportError as exc:       # no aiortc/PyAV: the panel works without live video
+        app.logger.warning("intercom routes off: %s", exc)
+        return
+    intercom.init_app(app)
+    app.extensions["intercom_station"] = intercom.station_state
+
+
 def close_app(app: Flask) -> None:
     """End open streams and close the account store (server stop, test teardown)."""
     app.extensions["stream_hub"].close()
+    if "intercom_refusals" in app.extensions:      # a refusal flood's summary is never lost
+        app.extensions["intercom_refusals"].close()
     app.extensions["panel_store"].close()

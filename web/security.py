@@ -121,7 +121,7 @@ def _headers(resp: Response) -> Response:
     h.setdefault("X-Frame-Options", "DENY")
     h.setdefault("X-Content-Type-Options", "nosniff")
     h.setdefault("Referrer-Policy", "no-referrer")
-    h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    h.setdefault("Permissions-Policy", "camera=(), microphone=(self), geolocation=()")   # mic: intercom Talk
     h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     if request.is_secure:
         h.setdefault("Strict-Transport-Security", "max-age=31536000")

@@ -39,12 +39,14 @@ def _state() -> Any:
     c: DoorApi = current_app.extensions["entry_controller"]
     station = _station()
     status = c.status()
+    intercom = current_app.extensions.get("intercom_station")
     # pattern: what the station shows as a whole (idle, ringing, approved, denied, lockdown); the
     # LEDs themselves blink, so a poll of the pins alone could miss a pattern.
     return jsonify(strike_on=station.strike_on, leds=station.leds(), door_open=bool(status["door_open"]),
                    door=status["door"], ringing=status["ring"] is not None,
                    lockdown=status["lockdown"] is not None, pattern=c.indicator_pattern(),
-                   level=(status["lockdown"] or {}).get("level"))
+                   level=(status["lockdown"] or {}).get("level"),
+                   intercom=intercom(c) if intercom is not None else None)
 
 
 @bp.get("/sim")

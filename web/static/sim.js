@@ -16,6 +16,14 @@
     $("station-lockdown").hidden = !locked;
     document.body.dataset.pattern = s.pattern || "";
     $("door").textContent = s.door;
+    const ic = s.intercom || {};
+    $("ic-listening").classList.toggle("on", !!ic.listening);
+    $("ic-talking").classList.toggle("on", !!ic.talking);
+    document.body.dataset.listening = ic.listening ? "yes" : "no";
+    document.body.dataset.talking = ic.talking ? "yes" : "no";
+    $("ic-level").value = ic.office_level || 0;
+    $("ic-level").dataset.level = String(ic.office_level || 0);
+    $("ic-level-text").textContent = ic.office_level > 0.001 ? "office voice " + Math.round(ic.office_level * 100) + "%" : "silent";
     if (document.activeElement !== $("door-open")) { $("door-open").checked = !!s.door_open; }
   }
   async function poll() {

@@ -1,0 +1,28 @@
+"""The intercom benchmark's smoke run: every measure runs end to end and reports numbers
+(Chromium, the daemon in-process and as its own process, a private Mosquitto). Targets are
+never asserted here (a shared, noisy machine); this keeps bench/intercom.py from rotting."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench import intercom
+
+pytestmark = [pytest.mark.browser, pytest.mark.media, pytest.mark.broker, pytest.mark.process]
+
+
+def test_intercom_smoke_run_reports_every_measure():
+    results = intercom.run(smoke=True)
+    lat, fp = results["latency"], results["footprint"]
+    for name in ("glass_to_glass", "audio_door_to_office", "audio_office_to_door", "press_to_first_frame"):
+        assert lat[name]["n"] >= 1 and math.isfinite(lat[name]["p50_ms"]), (name, lat[name])
+        assert 0 <= lat[name]["p50_ms"] < 5000, (name, lat[name])
+    for viewers in (0, 1, 4):
+        row = fp[f"viewers_{viewers}"]
+        assert row["rss_mb"] > 0 and row["press_to_mqtt"]["n"] == 30
+    assert fp["viewers_4"]["cpu_percent"] > fp["viewers_0"]["cpu_percent"]      # 4 streams were encoded
+    assert fp["press_to_mqtt_ratio_4_viewers_paused"] > 0
+    table = intercom.table(results)
+    assert table.startswith("| measure") and "Machine:" in table
