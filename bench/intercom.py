@@ -4,7 +4,7 @@ live frame, and the daemon's CPU, RSS and press -> MQTT latency while 0, 1 and 4
     bash scripts/bench-intercom.sh            # a few minutes; markdown table + JSON
     bash scripts/bench-intercom.sh --smoke    # tiny n (the test suite runs it so it cannot rot)
 
-Latencies run the daemon in this process (``daemon.run``, the production wiring, mock pins,
+Latencies run the daemon in this process (``compose.run``, the production wiring, mock pins,
 simulated camera at 640x480 @ 15 fps, synthetic visitor voice) with Debian's Chromium as the
 office. The footprint part runs the daemon as its own process (``entry-buzzer simulate``) with
 a private Mosquitto, so its CPU and RSS are the daemon's alone. Nothing here asserts.
@@ -24,8 +24,8 @@ from typing import Any
 from gpiozero.pins.mock import MockFactory
 
 from controller import config as cfg
-from controller import daemon
 from controller.simulate import SIM_GPIO, SimulatedPin, SimulatedStation
+from entry_buzzer import compose
 
 from . import intercom_js as js
 from .chromium import OwnChromium
@@ -66,7 +66,7 @@ class ClickDetector:
 
 
 class InProcessIntercom:
-    """daemon.run() in a thread: panel and intercom on, mock pins, simulated camera."""
+    """compose.run() in a thread: panel and intercom on, mock pins, simulated camera."""
 
     def __init__(self, state_dir: Path):
         self.port = free_port()
@@ -83,10 +83,9 @@ class InProcessIntercom:
 
         def on_ready(c: Any) -> None:
             self.controller = c
-            c.station = self.station
             ready.set()
-        self.thread = threading.Thread(target=daemon.run, daemon=True, kwargs=dict(
-            settings=settings, pin_factory=self.factory, simulated=True, on_ready=on_ready,
+        self.thread = threading.Thread(target=compose.run, daemon=True, kwargs=dict(
+            settings=settings, pin_factory=self.factory, simulated=True, station=self.station, on_ready=on_ready,
             on_built=lambda _c: self.station.settle(), stop_event=self.stop_event))
         self.thread.start()
         if not ready.wait(60):

@@ -49,7 +49,8 @@ def make_site(settings: Any, pin_factory: Any, **intercom: Any) -> Any:
     s = cfg.with_overrides(settings, door={"unlock_seconds": 2.0})
     controller = build_controller(s, pin_factory)
     service = add_intercom(controller, **intercom)
-    server = WebServer(controller, test_config=TEST_CONFIG, host="127.0.0.1", port=0)
+    server = WebServer(controller, test_config=TEST_CONFIG, host="127.0.0.1", port=0,
+                       station=controller.station)
     add_users(server.app.extensions["panel_store"])
     server.start()
     server.controller, server.intercom = controller, service
