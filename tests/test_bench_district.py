@@ -21,5 +21,6 @@ def test_district_bench_smoke_reports_every_measure() -> None:
     assert results["kill"]["rows"] > 0
     assert results["drain"][0]["recorder_rows_per_s"] > 0 and results["drain"][0]["raw_rows_per_s"] > 0
     assert "ratio_to_raw" in results["drain"][0]     # tiny smoke backlogs round it to 0.0
-    assert results["drain"][-1]["two_vs_one"] > 0
+    two = results["drain"][-1]     # both measured; their ratio of tiny smoke backlogs may round to 0.0
+    assert "two_vs_one" in two and all(r > 0 for r in two["one_runs"] + two["two_runs"]), two
     assert "| campuses |" in district_load.table(results)
