@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 
 import pytest
 
@@ -288,6 +289,11 @@ def test_grid_shows_alarms_gaps_levels_and_a_dark_campus_link(district, viewer):
         assert text in words
     assert door["lockdown"] == "secure" and campus["lockdown"] == "secure" and campus["link_down"] is True
     assert campus["panel_url"] == "" and campus["name"] == "East Middle"     # never a javascript: link
+    def settled() -> bool:     # nothing in flight: a burst that also names a whole campus rebuilds instead
+        seen = hub.notifications
+        time.sleep(0.5)
+        return hub.notifications == seen
+    wait_for(settled, what="the grid's notifications to settle")
     patches = hub.patches
     district.sql("UPDATE gaps SET closed_at = now(), missing = 0 WHERE campus = 'east-mid'")
     wait_for(lambda: hub.latest and "gap" not in next(

@@ -84,6 +84,16 @@ def test_every_event_type_arrives_schema_valid_in_seq_order(linked, subscriber, 
     lc.journal.append(ev.LOGIN_FAILED, username="sam", address="10.0.0.5")
     lc.journal.append(ev.LOGIN_THROTTLED, username="sam", address="10.0.0.5", limits=["user"])
     lc.journal.append(ev.ACCOUNT_CHANGED, actor="Ada Admin", action="add", username="kim", role="staff")
+    # Intercom audit events, in the shapes intercom/engine.py and web/intercom_audit.py write.
+    who = {"actor": "Sam Staff", "actor_username": "sam", "viewer": "0123456789abcdef"}
+    lc.journal.append(ev.LIVE_VIEW_STARTED, mode="webrtc", reason="ring", **who)
+    lc.journal.append(ev.TALK_STARTED, **who)
+    lc.journal.append(ev.TALK_ENDED, reason="released", seconds=3.5, **who)
+    lc.journal.append(ev.LIVE_VIEW_ENDED, mode="webrtc", reason="hangup", seconds=20.0, **who)
+    lc.journal.append(ev.INTERCOM_REFUSED, actor="Sam Staff", actor_username="sam", category="sdp_too_large",
+                      status=413, reason="the offer is larger than 20000 bytes")
+    lc.journal.append(ev.INTERCOM_REFUSALS, total=57, reasons={"rate": 57}, since="2026-11-29T08:00:00Z",
+                      seconds=60.0)
     lc.wait_delivered()
     lc.close()                                                   # journals controller_stopped
     # controller_stopped is journaled after the link stops: the next start publishes it.
