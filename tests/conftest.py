@@ -134,14 +134,19 @@ def pin_factory():
     factory.reset()
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> cfg.Settings:
-    """Simulated-campus settings in a private state dir, MQTT and web off."""
+def sim_settings(state_dir: Path) -> cfg.Settings:
+    """Simulated-campus settings in the given state dir, MQTT and web off."""
     return cfg.with_overrides(
         cfg.Settings(), gpio=SIM_GPIO,
         camera={"kind": "simulated", "width": 160, "height": 120, "capture_timeout_seconds": 2.0},
-        storage={"state_dir": tmp_path / "state"},
+        storage={"state_dir": state_dir},
         mqtt={"enabled": False}, web={"enabled": False})
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> cfg.Settings:
+    """Simulated-campus settings in a private state dir, MQTT and web off."""
+    return sim_settings(tmp_path / "state")
 
 
 @pytest.fixture
