@@ -107,9 +107,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "c
 class FakeClock:
     """Injectable clock: monotonic seconds and UTC wall time move only when told."""
 
-    def __init__(self, start: float = 1000.0):
+    def __init__(self, start: float = 1000.0, wall: datetime | None = None):
         self._mono = start
-        self._wall = datetime(2026, 11, 29, 8, 0, 0, tzinfo=timezone.utc)
+        self._wall = wall or datetime(2026, 11, 29, 8, 0, 0, tzinfo=timezone.utc)
 
     def monotonic(self) -> float:
         return self._mono

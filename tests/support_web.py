@@ -28,9 +28,12 @@ CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]*)"')
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)"')
 
 
-def build_controller(settings: Any, pin_factory: Any) -> daemon.Controller:
-    """A started controller in the simulated campus shape (station attached), as the daemon builds it."""
-    controller = daemon.build(settings, pin_factory=pin_factory, simulated=True)
+def build_controller(settings: Any, pin_factory: Any, clock: Any = None) -> daemon.Controller:
+    """A started controller in the simulated campus shape (station attached), as the daemon builds it.
+
+    ``clock`` (e.g. conftest's FakeClock) lets a test move the core's timers (ring expiry)
+    instead of sleeping through them; the CoreLoop runs on the same clock."""
+    controller = daemon.build(settings, pin_factory=pin_factory, clock=clock, simulated=True)
     station = SimulatedStation(pin_factory, settings.gpio)
     station.settle()
     controller.station = station  # type: ignore[attr-defined]  # test harness: the panel gets it as station=
