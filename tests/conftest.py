@@ -107,9 +107,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "c
 class FakeClock:
     """Injectable clock: monotonic seconds and UTC wall time move only when told."""
 
-    def __init__(self, start: float = 1000.0):
+    def __init__(self, start: float = 1000.0, wall: datetime | None = None):
         self._mono = start
-        self._wall = datetime(2026, 11, 29, 8, 0, 0, tzinfo=timezone.utc)
+        self._wall = wall or datetime(2026, 11, 29, 8, 0, 0, tzinfo=timezone.utc)
 
     def monotonic(self) -> float:
         return self._mono
@@ -134,14 +134,19 @@ def pin_factory():
     factory.reset()
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> cfg.Settings:
-    """Simulated-campus settings in a private state dir, MQTT and web off."""
+def sim_settings(state_dir: Path) -> cfg.Settings:
+    """Simulated-campus settings in the given state dir, MQTT and web off."""
     return cfg.with_overrides(
         cfg.Settings(), gpio=SIM_GPIO,
         camera={"kind": "simulated", "width": 160, "height": 120, "capture_timeout_seconds": 2.0},
-        storage={"state_dir": tmp_path / "state"},
+        storage={"state_dir": state_dir},
         mqtt={"enabled": False}, web={"enabled": False})
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> cfg.Settings:
+    """Simulated-campus settings in a private state dir, MQTT and web off."""
+    return sim_settings(tmp_path / "state")
 
 
 @pytest.fixture

@@ -11,10 +11,14 @@ import re
 from typing import Any, Iterator
 
 import pytest
+from gpiozero.pins.mock import MockFactory
 
 from controller import daemon
 from controller.simulate import SimulatedStation
-from tests.conftest import wait_for  # noqa: F401  (re-exported for the tests)
+from tests.conftest import (
+    sim_settings,
+    wait_for,  # noqa: F401  (re-exported for the tests)
+)
 
 PASSWORDS = {"admin": "orbit-lantern-quietly-7", "sam": "maple-kettle-sparrow-4"}
 NAMES = {"admin": "Ada Admin", "sam": "Sam Staff"}
@@ -24,9 +28,12 @@ CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]*)"')
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)"')
 
 
-def build_controller(settings: Any, pin_factory: Any) -> daemon.Controller:
-    """A started controller in the simulated campus shape (station attached), as the daemon builds it."""
-    controller = daemon.build(settings, pin_factory=pin_factory, simulated=True)
+def build_controller(settings: Any, pin_factory: Any, clock: Any = None) -> daemon.Controller:
+    """A started controller in the simulated campus shape (station attached), as the daemon builds it.
+
+    ``clock`` (e.g. conftest's FakeClock) lets a test move the core's timers (ring expiry)
+    instead of sleeping through them; the CoreLoop runs on the same clock."""
+    controller = daemon.build(settings, pin_factory=pin_factory, clock=clock, simulated=True)
     station = SimulatedStation(pin_factory, settings.gpio)
     station.settle()
     controller.station = station  # type: ignore[attr-defined]  # test harness: the panel gets it as station=
@@ -37,9 +44,27 @@ def build_controller(settings: Any, pin_factory: Any) -> daemon.Controller:
     return controller
 
 
+def _release_hold_threads(controller: daemon.Controller) -> None:
+    """Let ``daemon.stop`` close the buttons without waiting out gpiozero's hold-thread poll.
+
+    Every gpiozero ``Button`` owns a hold thread that polls every 0.1 s, and ``Button.close()``
+    joins it: up to 0.1 s per button, one after the other, on each of the ~150 panel-test
+    teardowns. The controller sets no ``when_held``, so the thread does nothing here; telling
+    it to stop and waking it lets ``close()`` join at once. Test harness only: production
+    ``DoorHardware.close`` is unchanged (there a 0.2 s stop costs nothing), and no test
+    asserts anything about it."""
+    hw = controller.hardware
+    for device in (hw.buzzer, hw.exit_request, hw.panic):
+        thread = getattr(device, "_hold_thread", None)
+        if thread is not None:
+            thread.stopping.set()     # checked first: the woken thread leaves without firing
+            thread.holding.set()
+
+
 def stop_controller(controller: daemon.Controller) -> None:
     controller.test_loop.stop()  # type: ignore[attr-defined]
     controller.test_loop.join(timeout=10)  # type: ignore[attr-defined]
+    _release_hold_threads(controller)
     daemon.stop(controller, "test done")
 
 
@@ -48,6 +73,30 @@ def controller(settings: Any, pin_factory: Any) -> Iterator[daemon.Controller]:
     c = build_controller(settings, pin_factory)
     yield c
     stop_controller(c)
+
+
+@pytest.fixture(scope="module")
+def shared_controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[daemon.Controller]:
+    """One controller for a module's access-matrix tests (hundreds of parametrised cases).
+
+    Only for tests that change nothing and assert so (no ring, no unlock, no lockdown, no new
+    account): sharing makes that check stronger, since a case that leaked a change fails the
+    cases after it. A test that needs a fresh door uses ``controller``."""
+    factory = MockFactory()
+    c = build_controller(sim_settings(tmp_path_factory.mktemp("shared") / "state"), factory)
+    yield c
+    stop_controller(c)
+    factory.reset()
+
+
+@pytest.fixture(scope="module")
+def shared_app(shared_controller: daemon.Controller) -> Iterator[Any]:
+    """The panel app on ``shared_controller``, with the two test users (see there for when to use it)."""
+    from web import close_app, create_app
+    application = create_app(shared_controller, test_config=TEST_CONFIG, station=shared_controller.station)
+    add_users(application.extensions["panel_store"])
+    yield application
+    close_app(application)
 
 
 def add_users(store: Any) -> None:

@@ -51,8 +51,14 @@ def _assert_rejected_anonymous(resp, method):
         assert resp.status_code == 401, resp.get_data(as_text=True)
 
 
+# The four access matrices below (~160 cases) change nothing and assert so: they share one
+# controller and app per module (support_web.shared_app), so a case that leaked a change fails
+# the cases after it too.
+
+
 @pytest.mark.parametrize("method,path,role", ROUTES)
-def test_anonymous_is_rejected(app, controller, method, path, role):
+def test_anonymous_is_rejected(shared_app, shared_controller, method, path, role):
+    app, controller = shared_app, shared_controller
     client = app.test_client()
     resp = client.open(path, method=method, data={"request_id": "x", "confirm": "yes"})
     _assert_rejected_anonymous(resp, method)
@@ -60,18 +66,20 @@ def test_anonymous_is_rejected(app, controller, method, path, role):
 
 
 @pytest.mark.parametrize("method,path,role", ROUTES)
-def test_expired_session_is_rejected(app, controller, method, path, role):
+def test_expired_session_is_rejected(shared_app, shared_controller, monkeypatch, method, path, role):
+    app, controller = shared_app, shared_controller
     user = Signed(app.test_client(), "admin")
     store = app.extensions["panel_store"]
     later = time.monotonic() + store.idle_seconds + 60
-    store.clock = lambda: later
+    monkeypatch.setattr(store, "clock", lambda: later)     # restored for the next case
     resp = user.post(path, {"confirm": "yes"}) if method == "POST" else user.get(path)
     _assert_rejected_anonymous(resp, method)
     assert controller.status()["lockdown"] is None
 
 
 @pytest.mark.parametrize("method,path,role", ADMIN_ROUTES)
-def test_staff_cannot_use_admin_routes(staff, app, method, path, role):
+def test_staff_cannot_use_admin_routes(shared_app, method, path, role):
+    app, staff = shared_app, Signed(shared_app.test_client(), "sam")
     resp = staff.post(path, {"username": "eve", "password": "long-enough-pw", "role": "admin"}) \
         if method == "POST" else staff.get(path)
     assert resp.status_code == 403
@@ -80,7 +88,9 @@ def test_staff_cannot_use_admin_routes(staff, app, method, path, role):
 
 @pytest.mark.parametrize("token", [None, "", "wrong-token", "x" * 5000])
 @pytest.mark.parametrize("method,path,role", POSTS)
-def test_csrf_is_enforced_on_every_post(admin, app, controller, method, path, role, token):
+def test_csrf_is_enforced_on_every_post(shared_app, shared_controller, method, path, role, token):
+    app, controller = shared_app, shared_controller
+    admin = Signed(app.test_client(), "admin")
     headers = {} if token is None else {"X-CSRF-Token": token}
     resp = admin.client.post(path, data={"request_id": "x", "confirm": "yes", "open": "1",
                                          "alarm": "tamper", "username": "eve", "role": "admin",

@@ -9,6 +9,7 @@ import io
 import json
 import re
 import time
+from datetime import datetime, timezone
 
 import pytest
 
@@ -16,9 +17,11 @@ from controller import config as cfg
 from controller import events as ev
 from controller import labels
 from controller.vocabulary import Alarm
+from tests.conftest import FakeClock
 from tests.support_web import (
     NAMES,
     TEST_CONFIG,
+    Signed,
     add_users,
     build_controller,
     ring,
@@ -42,7 +45,7 @@ def settings(tmp_path):
         camera={"kind": "simulated", "width": 160, "height": 120, "capture_timeout_seconds": 2.0},
         storage={"state_dir": tmp_path / "state"}, web={"enabled": False},
         mqtt={"enabled": True, "host": "127.0.0.1", "port": 9})
-    return cfg.with_overrides(base, door={"unlock_seconds": 1.0, "ring_timeout_seconds": 5.0})
+    return cfg.with_overrides(base, door={"unlock_seconds": 0.5, "ring_timeout_seconds": 5.0})
 
 
 @pytest.fixture
@@ -110,9 +113,31 @@ def test_dashboard_feed_events_carry_their_sentence(staff, controller):
     assert table["alarms"]["forced_open"] == "Door forced open"
 
 
-def test_expired_ring_stays_missed_with_its_photo_until_acknowledged(staff, controller):
+@pytest.fixture
+def fake_clock_panel(settings, pin_factory):
+    """A controller on a fake clock (started at the real time: the panel's lists are dated) and
+    Sam signed in to its panel: the test moves the ring's expiry instead of sleeping 5 s."""
+    from web import close_app, create_app
+    clock = FakeClock(wall=datetime.now(timezone.utc))
+    controller = build_controller(settings, pin_factory, clock=clock)
+    app = create_app(controller, test_config=TEST_CONFIG, station=controller.station)
+    try:
+        add_users(app.extensions["panel_store"])
+        yield controller, clock, Signed(app.test_client(), "sam")
+    finally:
+        close_app(app)
+        stop_controller(controller)
+
+
+def test_expired_ring_stays_missed_with_its_photo_until_acknowledged(fake_clock_panel):
+    controller, clock, staff = fake_clock_panel
     rid = ring(controller)
     wait_snapshot(controller, rid)
+    clock.advance(controller.settings.door.ring_timeout_seconds - 0.5)
+    controller.core.tick()
+    assert controller.core.status()["ring"]["request_id"] == rid      # not before its time
+    clock.advance(1.0)
+    controller.test_loop.wake.set()                                  # the core loop expires it
     wait_for(lambda: controller.core.status()["ring"] is None, what="ring expiry")
     missed = staff.get("/api/status").get_json()["missed"]
     assert [m["request_id"] for m in missed] == [rid] and missed[0]["snapshot"] is True

@@ -33,6 +33,19 @@ class StreamReader:
             self.buffer += chunk
         return self.buffer
 
+    def beats(self) -> int:
+        """Heartbeats seen so far (a ``ping``, or every few beats a ``state``)."""
+        return self.buffer.count(b"event: ping") + self.buffer.count(b"event: state")
+
+    def read_beats(self, count: int) -> None:
+        """Read until ``count`` more heartbeats arrived (the stream checks its session on each)."""
+        target = self.beats() + count
+        while self.beats() < target:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise AssertionError(f"stream closed before {count} beats; got {self.buffer[-300:]!r}")
+            self.buffer += chunk
+
     def close(self) -> None:
         self.sock.close()
 
@@ -201,10 +214,13 @@ def test_an_open_stream_keeps_its_session_alive_and_idle_sessions_still_end(cont
     """Finding 5: the live stream counts as activity (up to the absolute lifetime); without one the
     idle timeout still ends a session, so it cannot act."""
     from web.server import WebServer
-    idle = 1.5
+    idle = 60.0
     server = WebServer(controller, test_config={**TEST_CONFIG, "SESSION_IDLE_SECONDS": idle},
                        host="127.0.0.1", port=0)
-    add_users(server.app.extensions["panel_store"])
+    store = server.app.extensions["panel_store"]
+    skipped = [0.0]
+    store.clock = lambda: time.monotonic() + skipped[0]   # idle time passes at once, not in sleeps
+    add_users(store)
     server.start()
     try:
         display, idle_cookie = session_cookie(server, "sam"), session_cookie(server, "admin")
@@ -212,13 +228,15 @@ def test_an_open_stream_keeps_its_session_alive_and_idle_sessions_still_end(cont
         try:
             head = stream.read_until(b"event: session")
             assert b'"expires_in":' in head and b'"warn_before":600' in head
-            time.sleep(idle * 3)
+            for _ in range(4):                    # three idle periods in all, in steps under one
+                skipped[0] += idle * 0.75
+                stream.read_beats(2)              # the second beat's session check ran after the step
             assert get(server.port, "/api/status", display).status == 200
             assert get(server.port, "/api/status", idle_cookie).status == 401
         finally:
             stream.close()
         wait_for(lambda: server.app.extensions["stream_hub"].count == 0)
-        time.sleep(idle * 2)
+        skipped[0] += idle * 2
         assert get(server.port, "/api/status", display).status == 401
     finally:
         server.stop()
