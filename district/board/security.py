@@ -17,9 +17,9 @@ from typing import Any, Callable
 import psycopg
 from flask import Flask, Response, current_app, g, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
-from werkzeug.wrappers import Response as BaseResponse
 
-from web.security import CSP, new_login_csrf  # noqa: F401  (re-exported for the blueprints)
+# re-exported for the blueprints: the panel's CSP, login CSRF and cookie attributes, one definition each
+from web.security import CSP, clear_cookie, new_login_csrf, set_cookie  # noqa: F401
 
 from .accounts import BoardStore, Session
 
@@ -96,13 +96,6 @@ def _check_csrf() -> Response | None:
     return None
 
 
-def set_cookie(resp: BaseResponse, name: str, value: str, max_age: int | None = None) -> None:
-    resp.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="Strict",
-                    secure=request.is_secure)
-
-
-def clear_cookie(resp: BaseResponse, name: str) -> None:
-    resp.delete_cookie(name, path="/", httponly=True, samesite="Strict", secure=request.is_secure)
 
 
 def _headers(resp: Response) -> Response:
