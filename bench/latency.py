@@ -104,7 +104,7 @@ class InProcessDaemon:
     """compose.run() in a thread with MQTT (and optionally the panel) on the mock pins."""
 
     def __init__(self, broker: Broker, state_dir: Path, web: bool = False, mqtt: dict[str, Any] | None = None,
-                 **door: Any):
+                 panic: dict[str, Any] | None = None, **door: Any):
         self.web_port = free_port()
         settings = cfg.with_overrides(
             cfg.Settings(), site={"campus": "bench", "door": "main"}, gpio=SIM_GPIO,
@@ -114,7 +114,7 @@ class InProcessDaemon:
             mqtt={"enabled": True, "host": "127.0.0.1", "port": broker.port, "username": "ctl",
                   "password_file": str(broker.password_file("ctl")), "reconnect_min_seconds": 0.1,
                   "reconnect_max_seconds": 0.5, "outbox_alarm_depth": 100_000, **(mqtt or {})},
-            web={"enabled": web, "host": "127.0.0.1", "port": self.web_port})
+            web={"enabled": web, "host": "127.0.0.1", "port": self.web_port}, panic=panic or {})
         self.settings = settings
         self.factory = MockFactory(pin_class=SimulatedPin)
         self.station = SimulatedStation(self.factory, settings.gpio)
@@ -223,6 +223,40 @@ def press_to_mqtt(broker: Broker, n: int) -> dict[str, Any]:
             sub = ExternalSubscriber(broker, f"{d.root}/events")
             try:
                 return summary_ms(_time_presses(d, sub, n))
+            finally:
+                sub.close()
+        finally:
+            d.stop()
+
+
+def panic_vs_press(broker: Broker, n: int) -> dict[str, Any]:
+    """The desk panic button's alarm against a buzzer press, alternated in one run: mock pin
+    drive_low() to ``alarm_raised`` (panic) and to ``buzzer_pressed`` at an independent subscriber
+    process. Issue 13: the district sees a panic within the same latency as a press. The panic is
+    acknowledged (as staff on the panel would) before the next one, and starts no lockdown here so
+    every press still rings."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = InProcessDaemon(broker, Path(tmp) / "state", panic={"starts_lockdown": False})
+        try:
+            d.wait_connected()
+            sub = ExternalSubscriber(broker, f"{d.root}/events")
+            c = d.controller
+            assert c is not None
+            panic_pin = d.factory.pin(SIM_GPIO["panic_pin"])
+            presses: list[float] = []
+            panics: list[float] = []
+            try:
+                for _ in range(n):
+                    presses += _time_presses(d, sub, 1)
+                    started = time.perf_counter()
+                    panic_pin.drive_low()
+                    panics.append(sub.next_of("alarm_raised") - started)
+                    panic_pin.drive_high()
+                    if not c.acknowledge_alarm("panic", "Bench").ok:
+                        raise RuntimeError("the panic alarm could not be acknowledged")
+                    time.sleep(RING_SPACING)
+                press, panic = summary_ms(presses), summary_ms(panics)
+                return {"press": press, "panic": panic, "ratio_p50": panic["p50_ms"] / press["p50_ms"]}
             finally:
                 sub.close()
         finally:
