@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.process]
 MEASURES = ["baseline_a_paho_roundtrip", "baseline_b_sqlite_commit", "baseline_b_back_to_back", "baseline_paho_burst",
             "press_to_mqtt",
             "outage_drain", "press_to_panel", "approve_to_strike", "startup_to_ready", "footprint",
-            "memory_growth", "cpu_per_cycle", "reconnect", "command_flood", "history_export"]
+            "memory_growth", "cpu_per_cycle", "reconnect", "command_flood", "history_export", "panic_vs_press"]
 
 
 def test_smoke_run_reports_every_measure():
@@ -24,6 +24,8 @@ def test_smoke_run_reports_every_measure():
     for name in MEASURES:
         assert name in results and "error" not in results[name], results.get(name)
     assert results["press_to_mqtt"]["n"] == 20 and results["press_to_panel"]["n"] == 20
+    assert results["panic_vs_press"]["panic"]["n"] == results["panic_vs_press"]["press"]["n"] == 20
+    assert "desk panic -> alarm" in run.table(results)
     assert results["outage_drain"]["lost"] == 0
     assert results["outage_drain"]["delivered"] >= results["outage_drain"]["outbox_depth_at_return"]
     for value in (results["press_to_mqtt"]["p50_ms"], results["approve_to_strike"]["approve"]["p99_ms"],
