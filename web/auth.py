@@ -9,34 +9,20 @@ from __future__ import annotations
 
 import sqlite3
 from typing import Any
-from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, jsonify, make_response, redirect, render_template, request
+from flask import Blueprint, current_app, jsonify, redirect, request
 from werkzeug.wrappers import Response as BaseResponse
 
-from controller import events as ev
+from controller.vocabulary import EventType
 
 from . import security as sec
-from .throttle import LoginThrottle
+from .guard import safe_next
 
 bp = Blueprint("auth", __name__)
 
 
-def _safe_next(target: str | None) -> str:
-    """Only same-site relative paths: no open redirect to another host."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    parts = urlsplit(target)
-    return target if not parts.scheme and not parts.netloc else "/"
-
-
-def _form(status: int = 200, message: str = "", username: str = "") -> Response:
-    token = sec.new_login_csrf()
-    resp = make_response(render_template("login.html", message=message, login_csrf=token,
-                                         username=username, next=_safe_next(request.args.get("next"))),
-                         status)
-    sec.set_cookie(resp, sec.LOGIN_CSRF_COOKIE, token, max_age=3600)
-    return resp
+def _form(status: int = 200, message: str = "", username: str = "") -> BaseResponse:
+    return sec.GUARD.login_form(status, message, username)
 
 
 def _journal(type: str, **data: Any) -> None:
@@ -55,31 +41,21 @@ def login() -> BaseResponse:
         sec.set_cookie(resp, sec.LOGIN_CSRF_COOKIE, token, max_age=3600)
         return resp
     if sec.current_session() is not None:
-        return redirect(_safe_next(request.args.get("next")))
+        return redirect(safe_next(request.args.get("next")))
     return _form()
 
 
 @bp.post("/login")
 def login_post() -> BaseResponse:
-    throttle: LoginThrottle = current_app.extensions["login_throttle"]
-    username = request.form.get("username", "")[:64].strip().lower()
-    password = request.form.get("password", "")
-    address = request.remote_addr or "unknown"
-    blocked = throttle.blocked(address, username)
-    if blocked:
-        if throttle.should_announce(blocked, address, username):
-            _journal(ev.LOGIN_THROTTLED, username=username, address=address, limits=blocked)
-        message = "Too many failed sign-ins from this device. Wait a few minutes and try again."
-        refused = sec.error(429, message) if sec.wants_json() else _form(429, message, username)
-        refused.headers["Retry-After"] = str(int(throttle.window))
+    attempt = sec.GUARD.check_sign_in(current_app.extensions["login_throttle"], sec.store().authenticate,
+                                      lambda action, **data: _journal(EventType(action), **data))
+    if attempt.user is None:
+        refused = sec.error(attempt.status, attempt.message) if sec.wants_json() else \
+            _form(attempt.status, attempt.message, attempt.username)
+        if attempt.retry_after is not None:
+            refused.headers["Retry-After"] = str(attempt.retry_after)
         return refused
-    user = sec.store().authenticate(username, password)
-    if user is None:
-        throttle.failed(address, username)
-        _journal(ev.LOGIN_FAILED, username=username, address=address)
-        message = "Wrong username or password."
-        return sec.error(401, message) if sec.wants_json() else _form(401, message, username)
-    throttle.succeeded(address, username)
+    user, username, address = attempt.user, attempt.username, attempt.address
     try:
         sec.store().end_session(request.cookies.get(sec.SESSION_COOKIE))   # a new sign-in replaces the old
     except (sqlite3.OperationalError, OSError):
@@ -93,16 +69,14 @@ def login_post() -> BaseResponse:
         message = ("The controller's disk is full, so this sign-in cannot be recorded. The door "
                    "stays locked and keeps working. Tell the district IT.")
         return sec.error(503, message) if sec.wants_json() else _form(503, message, username)
-    _journal(ev.LOGIN_SUCCEEDED, username=user.username, address=address, session=session.id)
+    _journal(EventType.LOGIN_SUCCEEDED, username=user.username, address=address, session=session.id)
     resp: BaseResponse
     if sec.wants_json():
         resp = jsonify(ok=True, csrf=session.csrf, username=user.username, display_name=user.display_name,
                        expires_in=session.expires_in)
     else:
-        resp = redirect(_safe_next(request.form.get("next")), 303)
-    sec.set_cookie(resp, sec.SESSION_COOKIE, token)
-    sec.clear_cookie(resp, sec.LOGIN_CSRF_COOKIE)
-    return resp
+        resp = redirect(safe_next(request.form.get("next")), 303)
+    return sec.GUARD.signed_in(resp, token)
 
 
 def _create_session(user: Any, address: str) -> tuple[str, Any]:
@@ -122,7 +96,4 @@ def _create_session(user: Any, address: str) -> tuple[str, Any]:
 @bp.post("/logout")
 @sec.require()
 def logout() -> BaseResponse:
-    sec.store().end_session(request.cookies.get(sec.SESSION_COOKIE))
-    resp = redirect("/login", 303)
-    sec.clear_cookie(resp, sec.SESSION_COOKIE)
-    return resp
+    return sec.GUARD.sign_out()
