@@ -7,9 +7,6 @@ ever reaches the file system.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
@@ -21,6 +18,7 @@ from controller import visitor as visitor_record
 from controller.api import let_others_run
 
 from . import security as sec
+from .export import BadFilter, csv_download, event_types, type_choices, with_filters
 
 bp = Blueprint("history", __name__)
 
@@ -39,10 +37,6 @@ def _note(e: Any) -> str:
     return labels.note(e.data)
 
 
-class BadFilter(ValueError):
-    pass
-
-
 def _date(name: str) -> date | None:
     raw = request.args.get(name, "").strip()
     if not raw:
@@ -55,10 +49,7 @@ def _date(name: str) -> date | None:
 
 def parse_filters() -> dict[str, Any]:
     """Validated filters from the query string; BadFilter names the field at fault."""
-    types = [t for t in request.args.getlist("type") if t]
-    unknown = [t for t in types if t not in ev.ALL_TYPES]
-    if unknown:
-        raise BadFilter(f"type: {unknown[0][:40]!r} is not an event type")
+    types = event_types()
     since, until = _date("since"), _date("until")
     if since and until and until < since:
         raise BadFilter("until: must not be before since")
@@ -102,53 +93,21 @@ def rows(limit: int, f: dict[str, Any]) -> list[dict[str, Any]]:
 
 @bp.get("/history")
 @sec.require()
-def history() -> Any:
-    try:
-        f = parse_filters()
-    except BadFilter as exc:
-        return sec.error(400, str(exc))
+@with_filters(parse_filters, sec.error)
+def history(f: dict[str, Any]) -> Any:
     page = rows(PAGE_SIZE + 1, f)
     more = len(page) > PAGE_SIZE
     page = page[:PAGE_SIZE]
     return render_template("history.html", rows=page, more=more, filters=f,
-                           types=[(t, labels.type_label(t)) for t in ev.ALL_TYPES],
+                           types=type_choices(),
                            next_before=page[-1]["seq"] if page and more else None)
-
-
-FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: Any) -> str:
-    """Spreadsheet-safe text: a cell starting with = + - @ tab or CR is not run as a formula.
-
-    Applied to every column, not only the free-text ones: a request id, an event type or a
-    time comes from the journal, and the journal takes whatever a caller wrote.
-    """
-    if isinstance(value, str):
-        text = value
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        text = str(value)
-    else:
-        text = json.dumps(value, sort_keys=True)
-    return "'" + text if text.startswith(FORMULA_LEADS) else text
 
 
 @bp.get("/history.csv")
 @sec.require()
-def history_csv() -> Any:
-    try:
-        f = parse_filters()
-    except BadFilter as exc:
-        return sec.error(400, str(exc))
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(CSV_COLUMNS)
-    for i, r in enumerate(rows(CSV_LIMIT, f)):
-        let_others_run(i)
-        writer.writerow([_cell(r[key]) for key in CSV_COLUMNS])
-    resp = Response(buf.getvalue(), mimetype="text/csv")
-    resp.headers["Content-Disposition"] = 'attachment; filename="entry-history.csv"'
-    return resp
+@with_filters(parse_filters, sec.error)
+def history_csv(f: dict[str, Any]) -> Any:
+    return csv_download(CSV_COLUMNS, rows(CSV_LIMIT, f), "entry-history.csv", each_row=let_others_run)
 
 
 @bp.get("/snapshot/<request_id>")

@@ -2,26 +2,23 @@
 
 One query per page: keyset paging on (ts, id), newest first, so page 500 costs what page 1
 costs (no OFFSET). Filters are validated before anything touches the database and a bad
-one gets a 400 that names it. CSV cells are escaped exactly as the campus panel's export
-(web/history.py ``_cell``): a cell starting with = + - @ tab or CR is never run as a
-formula by a spreadsheet.
+one gets a 400 that names it. The type filter, the 400 for a bad
+filter and the CSV writer are the campus History's (web/export.py): a cell starting with
+= + - @ tab or CR is never run as a formula by a spreadsheet.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import uuid
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, render_template, request
+from flask import Blueprint, current_app, render_template, request
 
-from controller import events as ev
 from controller import labels
-from web.history import _cell
+from web.export import BadFilter, csv_download, event_types, type_choices, with_filters
 
 from . import security as sec
 from .config import SLUG
@@ -31,11 +28,9 @@ bp = Blueprint("board_search", __name__)
 PAGE_SIZE = 50
 CSV_LIMIT = 10_000
 CSV_COLUMNS = ("time", "campus", "door", "event", "staff", "note", "type", "seq", "epoch", "request_id", "id")
+WHERE = (("types", "type = ANY(%s)"), ("campuses", "campus = ANY(%s)"), ("door", "door = %s"),
+         ("since", "ts >= %s"), ("until", "ts < %s"))          # filter -> its SQL condition
 CURSOR = re.compile(r"^(\d{4}-\d\d-\d\dT[\d:.]+(?:\+00:00|Z))~([0-9a-f-]{36})$")
-
-
-class BadFilter(ValueError):
-    pass
 
 
 def _when(name: str, end: bool) -> datetime | None:
@@ -59,58 +54,48 @@ def known_campuses() -> set[str]:
     return {c["campus"] for c in grid.get("campuses", [])}
 
 
+def _slug(name: str, value: str) -> str:
+    if not SLUG.match(value):
+        raise BadFilter(f"{name}: {value[:40]!r} is not a {name} slug")
+    return value
+
+
+def _cursor() -> tuple[datetime, uuid.UUID] | None:
+    """The Older link's ``before``: the (ts, id) of the last row shown."""
+    before = request.args.get("before", "").strip()
+    if not before:
+        return None
+    m = CURSOR.match(before)
+    try:
+        if m:
+            return datetime.fromisoformat(m.group(1).replace("Z", "+00:00")), uuid.UUID(m.group(2))
+    except ValueError:
+        pass
+    raise BadFilter("before: not a page cursor (use the Older link)")
+
+
 def parse_filters() -> dict[str, Any]:
     """Validated filters from the query string; BadFilter names the field at fault."""
-    types = [t for t in request.args.getlist("type") if t]
-    unknown = [t for t in types if t not in ev.ALL_TYPES]
-    if unknown:
-        raise BadFilter(f"type: {unknown[0][:40]!r} is not an event type")
-    campuses = [c for c in request.args.getlist("campus") if c]
-    for c in campuses:
-        if not SLUG.match(c):
-            raise BadFilter(f"campus: {c[:40]!r} is not a campus slug")
+    types = event_types()
+    campuses = [_slug("campus", c) for c in request.args.getlist("campus") if c]
     if campuses:
         known = known_campuses()
         missing = [c for c in campuses if c not in known]
         if missing:
             raise BadFilter(f"campus: {missing[0]!r} is not a campus of this district")
     door = request.args.get("door", "").strip()
-    if door and not SLUG.match(door):
-        raise BadFilter(f"door: {door[:40]!r} is not a door slug")
+    if door:
+        _slug("door", door)
     since, until = _when("since", False), _when("until", True)
     if since and until and until <= since:
         raise BadFilter("until: must be after since")
-    before = request.args.get("before", "").strip()
-    cursor = None
-    if before:
-        m = CURSOR.match(before)
-        if not m:
-            raise BadFilter("before: not a page cursor (use the Older link)")
-        try:
-            cursor = (datetime.fromisoformat(m.group(1).replace("Z", "+00:00")), uuid.UUID(m.group(2)))
-        except ValueError:
-            raise BadFilter("before: not a page cursor (use the Older link)") from None
-    return {"types": types, "campuses": campuses, "door": door, "since": since, "until": until, "cursor": cursor,
+    return {"types": types, "campuses": campuses, "door": door, "since": since, "until": until, "cursor": _cursor(),
             "since_text": request.args.get("since", "")[:40], "until_text": request.args.get("until", "")[:40]}
 
 
 def query(f: dict[str, Any], limit: int) -> list[dict[str, Any]]:
-    where, params = [], []
-    if f["types"]:
-        where.append("type = ANY(%s)")
-        params.append(f["types"])
-    if f["campuses"]:
-        where.append("campus = ANY(%s)")
-        params.append(f["campuses"])
-    if f["door"]:
-        where.append("door = %s")
-        params.append(f["door"])
-    if f["since"]:
-        where.append("ts >= %s")
-        params.append(f["since"])
-    if f["until"]:
-        where.append("ts < %s")
-        params.append(f["until"])
+    where = [clause for key, clause in WHERE if f[key]]
+    params: list[Any] = [f[key] for key, _ in WHERE if f[key]]
     if f["cursor"]:
         where.append("(ts, id) < (%s, %s)")
         params += list(f["cursor"])
@@ -137,11 +122,8 @@ def cursor_of(row: dict[str, Any]) -> str:
 
 @bp.get("/search")
 @sec.require()
-def search() -> Any:
-    try:
-        f = parse_filters()
-    except BadFilter as exc:
-        return sec.error(400, str(exc))
+@with_filters(parse_filters, sec.error)
+def search(f: dict[str, Any]) -> Any:
     page = query(f, PAGE_SIZE + 1)
     more = len(page) > PAGE_SIZE
     page = page[:PAGE_SIZE]
@@ -151,22 +133,11 @@ def search() -> Any:
         args["before"] = [cursor_of(page[-1])]
         older = "/search?" + urlencode(args, doseq=True)
     return render_template("board_search.html", rows=page, filters=f, older=older,
-                           campuses=sorted(known_campuses()),
-                           types=[(t, labels.type_label(t)) for t in ev.ALL_TYPES])
+                           campuses=sorted(known_campuses()), types=type_choices())
 
 
 @bp.get("/search.csv")
 @sec.require()
-def search_csv() -> Any:
-    try:
-        f = parse_filters()
-    except BadFilter as exc:
-        return sec.error(400, str(exc))
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(CSV_COLUMNS)
-    for r in query(f, CSV_LIMIT):
-        writer.writerow([_cell(r[key]) for key in CSV_COLUMNS])
-    resp = Response(buf.getvalue(), mimetype="text/csv")
-    resp.headers["Content-Disposition"] = 'attachment; filename="district-events.csv"'
-    return resp
+@with_filters(parse_filters, sec.error)
+def search_csv(f: dict[str, Any]) -> Any:
+    return csv_download(CSV_COLUMNS, query(f, CSV_LIMIT), "district-events.csv")
