@@ -14,7 +14,7 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from controller import config as cfg
 
@@ -26,18 +26,26 @@ def _store(settings: cfg.Settings) -> PanelStore:
                       idle_minutes=settings.web.session_idle_minutes)
 
 
-def _password(args: argparse.Namespace) -> str:
-    if args.password_file:
+def read_new_password(password_file: str | None) -> str:
+    """A new password from ``--password-file`` or typed twice at a prompt, never from argv.
+    Shared with the district board's ``user add|passwd`` (district/board/cli.py)."""
+    if password_file:
         try:
-            return Path(args.password_file).read_text(encoding="utf-8").rstrip("\r\n")
+            return Path(password_file).read_text(encoding="utf-8").rstrip("\r\n")
         except (OSError, UnicodeDecodeError) as exc:
-            raise StoreError(f"--password-file: cannot read {args.password_file} ({exc})") from None
+            raise StoreError(f"--password-file: cannot read {password_file} ({exc})") from None
     if not sys.stdin.isatty():
         raise StoreError("no terminal to prompt on; use --password-file FILE")
     first = getpass.getpass("New password: ")
     if getpass.getpass("Repeat password: ") != first:
         raise StoreError("the two passwords differ")
     return first
+
+
+def print_users(users: Iterable[Any]) -> None:
+    """``user list``: one tab-separated line per account (username, role, display name)."""
+    for u in users:
+        print(f"{u.username}\t{u.role}\t{u.display_name}")
 
 
 def become_state_owner(state_dir: Path) -> str | None:
@@ -77,7 +85,8 @@ def cmd_user(args: argparse.Namespace, load: Callable[[str], cfg.Settings]) -> i
     try:
         if args.action in ("add", "passwd") and not args.username:
             raise StoreError("give the USERNAME")
-        password = _password(args) if args.action in ("add", "passwd") else ""   # read as the caller
+        # read as the caller
+        password = read_new_password(args.password_file) if args.action in ("add", "passwd") else ""
         become_state_owner(Path(settings.storage.state_dir))
         store = _store(settings)
     except StoreError as exc:
@@ -88,8 +97,7 @@ def cmd_user(args: argparse.Namespace, load: Callable[[str], cfg.Settings]) -> i
         return 1
     try:
         if args.action == "list":
-            for u in store.users():
-                print(f"{u.username}\t{u.role}\t{u.display_name}")
+            print_users(store.users())
             return 0
         if not args.username:
             raise StoreError("give the USERNAME")

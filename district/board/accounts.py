@@ -22,7 +22,15 @@ from psycopg_pool import ConnectionPool
 
 from district import SCHEMA_SQL
 from web import policy
-from web.store import SCRYPT_N, check_username, hash_password, verify_password
+from web.store import (
+    SCRYPT_N,
+    StoreError,
+    check_display_name,
+    check_password,
+    check_username,
+    hash_password,
+    verify_password,
+)
 
 ROLES = ("viewer", "operator")
 POLICY_ROLE = {"viewer": "staff", "operator": "admin"}   # operators can lock every campus: admin strength
@@ -30,9 +38,7 @@ TOUCH_EVERY_SECONDS = 15.0
 _DUMMY = hash_password(secrets.token_urlsafe(16), n=2 ** 10)
 
 
-class AccountError(ValueError):
-    """A refused account change; the message names the field and is safe to show."""
-
+AccountError = StoreError       # the panel's: a refused account change, the message names the field
 
 @dataclass(frozen=True)
 class User:
@@ -81,14 +87,11 @@ class BoardStore:
 
     # ------------------------------------------------------------------ users
     def add_user(self, username: str, password: str, role: str, display_name: str | None = None) -> User:
-        username = self._username(username)
+        username = check_username(username)
         if role not in ROLES:
             raise AccountError(f"role: use one of {', '.join(ROLES)}")
-        try:
-            display = policy.check_display_name(display_name or username)
-            policy.check_password(password, POLICY_ROLE[role], (username, display))
-        except policy.PolicyError as exc:
-            raise AccountError(str(exc)) from None
+        display = check_display_name(display_name or username)
+        check_password(password, POLICY_ROLE[role], (username, display))
         key = policy.name_key(display)
         with self.pool.connection() as conn:
             rows = conn.execute("SELECT username, display_name FROM board_users").fetchall()
@@ -105,10 +108,7 @@ class BoardStore:
         user = self.user(username)
         if user is None:
             raise AccountError(f"username: no account {username!r}")
-        try:
-            policy.check_password(password, POLICY_ROLE[user.role], (user.username, user.display_name))
-        except policy.PolicyError as exc:
-            raise AccountError(str(exc)) from None
+        check_password(password, POLICY_ROLE[user.role], (user.username, user.display_name))
         with self.pool.connection() as conn:
             conn.execute("UPDATE board_users SET password_hash = %s WHERE username = %s",
                          (hash_password(password, self.scrypt_n), username))
@@ -139,13 +139,6 @@ class BoardStore:
             verify_password(password, _DUMMY)
             return None
         return User(row[0], row[1], row[2]) if verify_password(password, row[3]) else None
-
-    @staticmethod
-    def _username(username: str) -> str:
-        try:
-            return check_username(username)
-        except ValueError as exc:
-            raise AccountError(str(exc)) from None
 
     # --------------------------------------------------------------- sessions
     def create_session(self, user: User, address: str, agent: str) -> tuple[str, Session]:

@@ -8,17 +8,16 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
-import getpass
 import logging
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import Sequence
 
 import psycopg
 
 from controller.config import ConfigError
+from web.cli import print_users, read_new_password
 
 from . import config as cfg
 from .accounts import ROLES, AccountError, BoardStore, apply_schema
@@ -35,20 +34,6 @@ def _load(path: str) -> cfg.BoardSettings:
         raise SystemExit(2) from None
 
 
-def _password(args: argparse.Namespace) -> str:
-    if args.password_file:
-        try:
-            return Path(args.password_file).read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise AccountError(f"--password-file: cannot read {args.password_file} ({exc})") from None
-    if not sys.stdin.isatty():
-        raise AccountError("no terminal to prompt on; use --password-file FILE")
-    first = getpass.getpass("New password: ")
-    if getpass.getpass("Repeat password: ") != first:
-        raise AccountError("the two passwords differ")
-    return first
-
-
 def cmd_user(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     from . import open_pool
@@ -62,14 +47,13 @@ def cmd_user(args: argparse.Namespace) -> int:
         apply_schema(pool)
         store = BoardStore(pool)
         if args.action == "list":
-            for u in store.users():
-                print(f"{u.username}\t{u.role}\t{u.display_name}")
+            print_users(store.users())
         elif args.action == "add":
-            user = store.add_user(args.username, _password(args), args.role, args.display_name)
+            user = store.add_user(args.username, read_new_password(args.password_file), args.role, args.display_name)
             store.audit("cli", "account_added", None, "", account=user.username, role=user.role)
             print(f"added {user.username} ({user.role})")
         elif args.action == "passwd":
-            store.set_password(args.username, _password(args))
+            store.set_password(args.username, read_new_password(args.password_file))
             store.audit("cli", "account_password", None, "", account=args.username)
             print(f"password changed for {args.username}; their sessions were ended")
         elif args.action == "remove":
