@@ -120,6 +120,16 @@ def verify_password(password: str, stored: str) -> bool:
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 
 
+def password_ok(password: str, stored: str | None) -> bool:
+    """``password`` against a stored hash; with no account (``None``) against a dummy hash of
+    the production cost, so an unknown username costs what a known one does (no user-exists
+    oracle). Shared with the district board's accounts."""
+    if stored is None:
+        verify_password(password, _DUMMY_HASH)
+        return False
+    return verify_password(password, stored)
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
@@ -278,10 +288,9 @@ class PanelStore:
             row = self._db.execute(
                 "SELECT username, display_name, role, pw_hash FROM users WHERE username = ?",
                 (username,)).fetchone()
-        if row is None:
-            verify_password(password, _DUMMY_HASH)
+        if not password_ok(password, row[3] if row else None) or row is None:   # the scrypt runs either way
             return None
-        return User(row[0], row[1], row[2]) if verify_password(password, row[3]) else None
+        return User(row[0], row[1], row[2])
 
     # ------------------------------------------------------------ sessions
     # Timing runs on a monotonic clock held in memory (``_live``: token hash -> [born, seen,

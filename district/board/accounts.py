@@ -29,13 +29,12 @@ from web.store import (
     check_password,
     check_username,
     hash_password,
-    verify_password,
+    password_ok,
 )
 
 ROLES = ("viewer", "operator")
 POLICY_ROLE = {"viewer": "staff", "operator": "admin"}   # operators can lock every campus: admin strength
 TOUCH_EVERY_SECONDS = 15.0
-_DUMMY = hash_password(secrets.token_urlsafe(16), n=2 ** 10)
 
 
 AccountError = StoreError       # the panel's: a refused account change, the message names the field
@@ -130,15 +129,15 @@ class BoardStore:
         return User(*row) if row else None
 
     def authenticate(self, username: str, password: str) -> User | None:
-        """The user for a correct password; the same scrypt cost either way (no user-exists oracle)."""
+        """The user for a correct password; the same scrypt cost either way (no user-exists oracle:
+        the panel's dummy hash has the production cost)."""
         with self.pool.connection() as conn:
             row = conn.execute("SELECT username, display_name, role, password_hash"
                                " FROM board_users WHERE username = %s",
                                (username,)).fetchone()
-        if row is None:
-            verify_password(password, _DUMMY)
+        if not password_ok(password, row[3] if row else None) or row is None:   # the scrypt runs either way
             return None
-        return User(row[0], row[1], row[2]) if verify_password(password, row[3]) else None
+        return User(row[0], row[1], row[2])
 
     # --------------------------------------------------------------- sessions
     def create_session(self, user: User, address: str, agent: str) -> tuple[str, Session]:
