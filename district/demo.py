@@ -27,7 +27,7 @@ from controller import config as cfg
 from controller.facade import Controller
 from controller.simulate import SimulatedPin, SimulatedStation, simulated_settings
 
-from .demo_services import DemoBroker, DemoError, DemoPostgres, free_port
+from .demo_services import DemoBroker, DemoError, DemoPostgres, door_account, free_port, render_acl
 
 log = logging.getLogger("district.demo")
 
@@ -46,9 +46,10 @@ class DemoDoor:
                                                          "campus_name": campus.replace("-", " ").title()})
         s = simulated_settings(base, root / f"{campus}-{door}", web_port=web_port or 0, mqtt=True,
                                mqtt_port=broker.port, web=web_port is not None)
+        account = door_account(campus, door)      # its own broker account, as in the shipped campus ACL
         self.settings = cfg.with_overrides(s, mqtt={
-            "enabled": True, "host": "127.0.0.1", "port": broker.port, "username": "campus",
-            "password_file": str(broker.password_file("campus")), "client_id": f"entry-{campus}-{door}",
+            "enabled": True, "host": "127.0.0.1", "port": broker.port, "username": account,
+            "password_file": str(broker.password_file(account)), "client_id": f"entry-{campus}-{door}",
             "allow_remote_lockdown_end": True, "reconnect_min_seconds": 0.5, "reconnect_max_seconds": 2.0})
         self.factory = MockFactory(pin_class=SimulatedPin)
         self.station = SimulatedStation(self.factory, self.settings.gpio)
@@ -137,13 +138,14 @@ def run_demo(campuses: int = 3, port: int = 8080, duration: float | None = None,
         return 2
     root = Path(tempfile.mkdtemp(prefix="entry-district-demo-"))
     stop = threading.Event()
-    passwords = {u: secrets.token_urlsafe(12) for u in ("campus", "district-ro", "district-operator")}
+    names = CAMPUS_NAMES[:campuses]
+    accounts = [door_account(c, d) for c in names for d in DOORS] + ["district-ro", "district-operator"]
+    passwords = {u: secrets.token_urlsafe(12) for u in accounts}
     broker = pg = recorder = board = None
     doors: list[DemoDoor] = []
     try:
-        broker = DemoBroker(root / "broker", passwords).start()
+        broker = DemoBroker(root / "broker", passwords, render_acl(names, DOORS)).start()
         pg = DemoPostgres().start()
-        names = CAMPUS_NAMES[:campuses]
         from district.recorder.service import Recorder
         recorder = Recorder(_recorder_settings(pg, broker, names))
         recorder.start()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -21,26 +22,55 @@ from pathlib import Path
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 
-ACL = """\
-user campus
-topic write entry/+/+/status
-topic write entry/+/+/state
-topic write entry/+/+/events
-topic write entry/+/+/snapshot/+
-topic read entry/+/+/cmd/lockdown
-topic read entry/all/cmd/lockdown
-
-user district-ro
-topic read entry/#
-
-user district-operator
-topic read entry/#
-topic write entry/+/+/cmd/lockdown
-"""
+# The demo broker's ACL is the shipped campus ACL (as tests/support_district.py renders it for
+# the bridge tests): its per-door blocks for each demo campus, everything else as shipped.
+CAMPUS_ACL = Path(__file__).resolve().parent.parent / "systemd" / "mosquitto" / "campus.acl"
+SHIPPED_CAMPUS = "lincoln-elementary"
+USER_LINE = re.compile(r"^user (\S+)$")
 
 
 class DemoError(RuntimeError):
     """A demo server could not start; the message says what to install or check."""
+
+
+def door_account(campus: str, door: str) -> str:
+    """The broker account of one demo door (the shipped ACL's ``entry-<door>``, made unique per campus)."""
+    return f"entry-{campus}-{door}"
+
+
+def render_acl(campuses: list[str], doors: tuple[str, ...], shipped: Path = CAMPUS_ACL) -> str:
+    """systemd/mosquitto/campus.acl for one broker serving every demo campus directly: each
+    ``user entry-<door>`` block once per campus (account ``entry-<campus>-<door>``, the shipped
+    campus slug replaced), every other block (district-ro, district-operator, ...) once, as shipped.
+    A shipped file that no longer has a demo door's block or the example campus is refused,
+    so an edit there cannot silently change what the demo grants."""
+    try:
+        text = shipped.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DemoError(f"cannot read the shipped broker ACL {shipped} ({exc}); run the demo from the source tree")\
+            from None
+    header: list[str] = []                       # rules before the first ``user`` line (none shipped)
+    blocks: dict[str, list[str]] = {}
+    current = header
+    for raw in text.splitlines():
+        line = raw.strip()
+        m = USER_LINE.match(line)
+        if m:
+            current = blocks.setdefault(m.group(1), [])
+        elif line and not line.startswith("#"):
+            current.append(line)
+    missing = [f"user entry-{d}" for d in doors if f"entry-{d}" not in blocks]
+    if missing or SHIPPED_CAMPUS not in text:
+        raise DemoError(f"{shipped.name} changed: {(missing or [SHIPPED_CAMPUS])[0]!r} not found")
+    out = header[:]
+    for user, lines in blocks.items():
+        door = user.removeprefix("entry-")
+        if door not in doors:
+            out += ["", f"user {user}", *lines]
+            continue
+        for campus in campuses:
+            out += ["", f"user {door_account(campus, door)}", *(rule.replace(SHIPPED_CAMPUS, campus) for rule in lines)]
+    return "\n".join(out).lstrip("\n") + "\n"
 
 
 def free_port() -> int:
@@ -75,10 +105,10 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
 
 
 class DemoBroker:
-    """Mosquitto with a password file and the ACL above: doors, recorder and board each have
-    their own account, as in systemd/mosquitto/district.acl."""
+    """Mosquitto with a password file and the shipped campus ACL (``render_acl``): every door,
+    the recorder (district-ro) and the board (district-operator) have their own account."""
 
-    def __init__(self, directory: Path, passwords: dict[str, str]):
+    def __init__(self, directory: Path, passwords: dict[str, str], acl: str):
         if not Path(MOSQUITTO).is_file() or shutil.which("mosquitto_passwd") is None:
             raise DemoError("mosquitto is not installed; run scripts/bootstrap.sh")
         self.dir = directory
@@ -92,7 +122,7 @@ class DemoBroker:
             secret = self.dir / f"{user}.pass"
             secret.write_text(password + "\n")
             secret.chmod(0o600)
-        (self.dir / "acl").write_text(ACL)
+        (self.dir / "acl").write_text(acl)
         lines = [*(["user root"] if os.geteuid() == 0 else []), "per_listener_settings false", "allow_anonymous false",
                  f"password_file {passwd}", f"acl_file {self.dir / 'acl'}", "persistence false",
                  "log_dest stderr", "log_type error", "log_type warning", f"listener {self.port} 127.0.0.1"]
