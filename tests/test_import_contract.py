@@ -1,6 +1,7 @@
 """The import contract, as a fast test over the import graph (``lint-imports`` in scripts/test.sh
 checks the same rules from pyproject.toml): imports flow one way, the core is pure, the panel
-uses only the controller's facade, relock needs neither Flask nor paho."""
+uses only the controller's facade, relock needs neither Flask nor paho, and the district board
+shares the panel's rules only through its neutral modules (web/guard.py, web/export.py, ...)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ CORE_MAY_IMPORT = {"controller.events", "controller.vocabulary", "controller.doo
                    *(f"controller.{name}" for name in CORE)}
 WEB_MAY_IMPORT = {"controller", "controller.api", "controller.config", "controller.events", "controller.labels",
                   "controller.vocabulary", "controller.visitor"}   # visitor: the visitor record's words and checks
+# What the district board may use of the panel: its neutral request guard and CSV export, the
+# sign-in throttle, the password policy and hashes, the account CLI's prompt. Never a blueprint,
+# web/security.py (the door's error handlers) or anything that reaches the door.
+BOARD_MAY_IMPORT_FROM_WEB = {"web.guard", "web.export", "web.throttle", "web.policy", "web.store", "web.cli"}
+SHARED_WEB_MAY_IMPORT = {"web/guard.py": {"flask", "werkzeug"},
+                         "web/export.py": {"flask", "controller.events", "controller.labels"}}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -89,3 +96,19 @@ def test_relock_needs_neither_flask_nor_paho():
     reached = closure("controller.relock")
     assert "controller.config" in reached and "gpiozero" in {m.split(".")[0] for m in reached}
     assert not {m for m in reached if m.split(".")[0] in ("flask", "paho", "werkzeug", "cheroot", "web")}
+
+
+def test_the_board_uses_only_the_panels_shared_modules():
+    files = project_files("district/board")
+    assert files
+    for path in files:
+        reached = {i for i in imports_of(path) if i.split(".")[0] == "web"}
+        assert reached <= BOARD_MAY_IMPORT_FROM_WEB, f"{path.relative_to(ROOT)} imports {sorted(reached)}"
+
+
+def test_the_modules_shared_with_the_board_are_neutral():
+    for name, allowed in SHARED_WEB_MAY_IMPORT.items():
+        for imported in imports_of(ROOT / name):
+            top = imported.split(".")[0]
+            assert top in sys.stdlib_module_names or top in allowed or imported in allowed, \
+                f"{name} imports {imported}"
