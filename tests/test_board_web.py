@@ -56,6 +56,19 @@ def test_wrong_password_is_refused_and_audited(district):
     assert ("victor", "login_failed") in rows
 
 
+def test_an_unknown_username_costs_what_a_real_account_does(district, monkeypatch):
+    """No user-exists oracle: for an unknown name the board checks the panel's dummy hash, of the
+    production scrypt cost (the board's own dummy had n=2**10, 1/16 of a real account's)."""
+    import hashlib
+
+    from web.store import SCRYPT_N
+    costs: list[int] = []
+    real = hashlib.scrypt
+    monkeypatch.setattr(hashlib, "scrypt", lambda *a, **k: costs.append(k["n"]) or real(*a, **k))
+    assert district.store.authenticate("nobody-here", "not-the-password-at-all") is None
+    assert costs == [SCRYPT_N]
+
+
 def test_security_headers_and_cookie_flags(district):
     c = district.app.test_client()
     r = sign_in(c, "victor")

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 from controller.vocabulary import Role
 
@@ -120,14 +120,15 @@ def verify_password(password: str, stored: str) -> bool:
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 
 
-def password_ok(password: str, stored: str | None) -> bool:
-    """``password`` against a stored hash; with no account (``None``) against a dummy hash of
-    the production cost, so an unknown username costs what a known one does (no user-exists
+def matching_account(password: str, row: Sequence[Any] | None) -> tuple[str, str, str] | None:
+    """(username, display name, role) of an account row ``(username, display_name, role, hash)``
+    when ``password`` matches its hash. With no row, a dummy hash of the production cost is
+    checked instead, so an unknown username costs what a known one does (no user-exists
     oracle). Shared with the district board's accounts."""
-    if stored is None:
+    if row is None:
         verify_password(password, _DUMMY_HASH)
-        return False
-    return verify_password(password, stored)
+        return None
+    return (row[0], row[1], row[2]) if verify_password(password, row[3]) else None
 
 
 def _token_hash(token: str) -> str:
@@ -288,9 +289,8 @@ class PanelStore:
             row = self._db.execute(
                 "SELECT username, display_name, role, pw_hash FROM users WHERE username = ?",
                 (username,)).fetchone()
-        if not password_ok(password, row[3] if row else None) or row is None:   # the scrypt runs either way
-            return None
-        return User(row[0], row[1], row[2])
+        found = matching_account(password, row)
+        return User(*found) if found else None
 
     # ------------------------------------------------------------ sessions
     # Timing runs on a monotonic clock held in memory (``_live``: token hash -> [born, seen,

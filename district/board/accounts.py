@@ -29,7 +29,7 @@ from web.store import (
     check_password,
     check_username,
     hash_password,
-    password_ok,
+    matching_account,
 )
 
 ROLES = ("viewer", "operator")
@@ -135,9 +135,8 @@ class BoardStore:
             row = conn.execute("SELECT username, display_name, role, password_hash"
                                " FROM board_users WHERE username = %s",
                                (username,)).fetchone()
-        if not password_ok(password, row[3] if row else None) or row is None:   # the scrypt runs either way
-            return None
-        return User(row[0], row[1], row[2])
+        found = matching_account(password, row)
+        return User(*found) if found else None
 
     # --------------------------------------------------------------- sessions
     def create_session(self, user: User, address: str, agent: str) -> tuple[str, Session]:
