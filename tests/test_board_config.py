@@ -11,7 +11,7 @@ import pytest
 
 from controller.config import ConfigError
 from district.board import config as bcfg
-from district.board.publisher import command, command_topic
+from district.board.publisher import command, command_topic, district_topic
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "district" / "board" / "board.example.toml"
 
@@ -54,6 +54,10 @@ def test_recorder_dsn_is_the_default_and_a_board_dsn_wins():
 
 def test_commands_are_only_lockdown_json_on_a_doors_topic():
     assert command_topic("entry", "north", "main") == "entry/north/main/cmd/lockdown"
+    assert district_topic("entry") == "entry/all/cmd/lockdown"          # every door subscribes to it
+    for prefix in ("", "+", "#", "a/b"):
+        with pytest.raises(ValueError):
+            district_topic(prefix)
     for campus, door in (("all", "x"), ("north", "+"), ("north", "#"), ("../x", "y"), ("north", "a/b")):
         with pytest.raises(ValueError):
             command_topic("entry", campus, door)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 
 import pytest
@@ -218,9 +219,32 @@ def test_search_pages_and_csv_escape_formulas(district, doors, viewer):
     assert "north-high" not in only_south
 
 
+def quiesce(district, door):
+    """Stop the door writing and wait until the recorder holds everything it wrote.
+
+    A door writes on its own only while a ring is pending (photos, then the ring's expiry
+    60 s after the press) or a photo is being taken; denying the ring ends it. Then the door
+    is idle, and once its outbox is empty and its last journal seq is a row, nothing more is
+    coming for it: a count taken now stays true (the paging test once counted a ring expiry
+    that arrived under load while it was paging)."""
+    ring = door.controller.core.status()["ring"]
+    if ring is not None:
+        door.controller.deny(ring["request_id"], "test")
+    wait_for(lambda: door.controller.core.status()["ring"] is None and not door.controller.snapshots._threads,
+             what="the door to finish its ring and photos")
+    door.wait_delivered()
+    epoch, seq = door.controller.journal_position()
+    wait_for(lambda: district.sql("SELECT 1 FROM events WHERE campus = %s AND door = %s AND epoch = %s AND seq = %s",
+                                  (door.settings.site.campus, door.door, epoch, seq)),
+             what="the recorder to commit the door's last event")
+
+
 def test_search_keyset_paging_has_no_gaps_or_repeats(district, doors, viewer, monkeypatch):
     from district.board import search
     monkeypatch.setattr(search, "PAGE_SIZE", 3)
+    quiesce(district, doors["n1"])
+    count = "SELECT count(*) FROM events WHERE campus = 'north-high'"
+    before = int(district.sql(count)[0][0])
     seen: list[str] = []
     url = "/search?campus=north-high"
     for _ in range(50):
@@ -229,7 +253,8 @@ def test_search_keyset_paging_has_no_gaps_or_repeats(district, doors, viewer, mo
         if 'id="older"' not in html:
             break
         url = html.split('id="older" href="')[1].split('"')[0].replace("&amp;", "&")
-    total = int(district.sql("SELECT count(*) FROM events WHERE campus = 'north-high'")[0][0])
+    total = int(district.sql(count)[0][0])
+    assert total == before, "a writer was still adding north-high events while the test paged"
     assert len(seen) == total and len(set(seen)) == total
 
 
@@ -374,28 +399,70 @@ def test_signing_out_ends_an_open_live_stream(district, doors):
     resp.close()
 
 
+def answers_of(client, command_id):
+    """(answered {campus/door: verdict}, waiting [campus/door]) from the board's answers page."""
+    page = client.get(f"/lockdown/{command_id}")
+    assert page.status_code == 200, page.get_data(as_text=True)
+    html = page.get_data(as_text=True)
+    answered = dict(re.findall(r'data-answered="([^"]+)" data-verdict="([^"]+)"', html))
+    return answered, re.findall(r'data-waiting="([^"]+)"', html)
+
+
 def test_whole_district_lockdown_and_an_end_the_doors_refuse(district, doors, operator):
-    """Every known door gets the command; ending over MQTT is refused by doors that do not allow
-    it (mqtt.allow_remote_lockdown_end = false, the default): the lockdown stays until the campus
-    ends it. The board says what it sent; the doors' answers are in their timelines."""
-    page = operator.get("/lockdown?campus=all&action=start").get_data(as_text=True)
-    assert "the whole district" in page
-    r = operator.post("/lockdown", data={"action": "start", "campus": "all", "reason": "district drill",
-                                         "confirm": "yes", "csrf_token": csrf_of(operator)})
-    assert r.status_code == 200, r.get_data(as_text=True)
-    wait_for(lambda: all(d.controller.core.status()["lockdown"] for d in doors.values()),
-             what="every door to lock down")
-    audit = district.sql("SELECT campus, detail FROM audit WHERE action = 'lockdown_start' ORDER BY id DESC LIMIT 1")[0]
-    assert audit[0] is None and audit[1]["doors"] >= 2
+    """One message on the district-wide topic: every door gets it, also one the database does
+    not know (its row lost; the old board published per known door and never reached it, the
+    wait for the stranger's lockdown timed out). The answers page lists each door's answer and
+    the known doors not answered yet. Ending over MQTT is refused by doors that do not allow it
+    (mqtt.allow_remote_lockdown_end = false, the default): the lockdown stays until the campus ends it."""
+    stranger = district.door("north-high", "new-annex")
+    stranger.wait_delivered()
+    wait_for(lambda: district.grid_door("north-high", "new-annex"), what="the recorder to file the new door")
+    district.sql("DELETE FROM doors WHERE campus = 'north-high' AND door = 'new-annex'")    # its row is lost
+    assert district.grid_door("north-high", "new-annex") is None
+    spy = Subscriber(district.broker, user="district", topics=("entry/+/+/cmd/lockdown", "entry/all/cmd/lockdown"))
+    try:
+        page = operator.get("/lockdown?campus=all&action=start").get_data(as_text=True)
+        assert "the whole district" in page and "including doors the district has not heard from" in page
+        r = operator.post("/lockdown", data={"action": "start", "campus": "all", "reason": "district drill",
+                                             "confirm": "yes", "csrf_token": csrf_of(operator)})
+        assert r.status_code == 200, r.get_data(as_text=True)
+        command_id = re.search(r'id="command-id">([^<]+)<', r.get_data(as_text=True)).group(1)
+        wait_for(lambda: all(d.controller.core.status()["lockdown"] for d in [*doors.values(), stranger]),
+                 what="every door, the unknown one too, to lock down")
+        started = stranger.events_of(ev.LOCKDOWN_STARTED)[-1]
+        assert started.data["command_id"] == command_id and started.data["source"] == "mqtt"
+        msgs = wait_for(lambda: spy.on("entry/all/cmd/lockdown"), what="the district-wide command")
+        assert len(msgs) == 1 and not msgs[0].retain and msgs[0].json()["id"] == command_id
+        assert [m.topic for m in spy.messages] == ["entry/all/cmd/lockdown"]       # one message, no per-door copies
+    finally:
+        spy.close()
+    audit = district.sql("SELECT username, campus, detail FROM audit WHERE action = 'lockdown_start' "
+                         "ORDER BY id DESC LIMIT 1")[0]
+    assert audit[0] == "olivia" and audit[1] is None and audit[2]["command_id"] == command_id
+    assert audit[2]["topics"] == ["entry/all/cmd/lockdown"] and audit[2]["acknowledged"] == 1
+    assert audit[2]["outcome"] == "sent" and audit[2]["doors"] >= 2
+    want = {"north-high/main-entrance", "south-elem/front", "north-high/new-annex"}
+    answered, waiting = wait_for(lambda: (lambda a: a if want <= set(a[0]) else None)(answers_of(operator, command_id)),
+                                 what="the board to show every door's answer")
+    assert {answered[d] for d in want} == {"applied"}
+    assert not want & set(waiting)
+    # a known door that has not answered is listed as waiting
+    district.sql("INSERT INTO doors (campus, door) VALUES ('south-elem', 'silent-door') ON CONFLICT DO NOTHING")
+    wait_for(lambda: "south-elem/silent-door" in answers_of(operator, command_id)[1],
+             what="a known door without an answer to be listed as waiting")
+    district.sql("DELETE FROM doors WHERE campus = 'south-elem' AND door = 'silent-door'")
+    assert operator.get("/lockdown/board-0000").status_code == 404
+    assert operator.get("/lockdown/x%20y").status_code == 400
     r = operator.post("/lockdown", data={"action": "end", "campus": "all", "confirm": "yes",
                                          "csrf_token": csrf_of(operator)})
     assert r.status_code == 200
     door = doors["n1"]
     wait_for(lambda: [e for e in door.events_of("command_rejected") if "not allowed" in e.data.get("reason", "")],
              what="the door to refuse ending the lockdown over MQTT")
-    assert all(d.controller.core.status()["lockdown"] for d in doors.values())
-    for d in doors.values():
+    assert all(d.controller.core.status()["lockdown"] for d in [*doors.values(), stranger])
+    for d in [*doors.values(), stranger]:
         d.controller.end_lockdown("test", source="panel")
+    stranger.close()
 
 
 def test_database_down_is_a_clear_503_and_the_board_recovers(district, doors, viewer):

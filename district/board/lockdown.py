@@ -3,8 +3,12 @@
 Two steps: ``GET /lockdown`` shows what will happen (which campus, how many doors) and asks
 for a reason; only ``POST /lockdown`` with ``confirm=yes`` and the session's CSRF token
 publishes. Every attempt that reaches the broker step is audited in PostgreSQL (the
-``audit`` table: who, what, which campus, the command id the doors echo, and how many doors
-the broker acknowledged), including a broker that cannot be reached. A viewer gets 403.
+``audit`` table: who, what, which campus, the command id the doors echo, the topics sent and
+how many the broker acknowledged), including a broker that cannot be reached. A viewer gets 403.
+The whole district is one message on the district-wide topic, so doors the database has never
+heard from get it too; one campus is one message per known door of it (the contract has no
+campus-wide topic). ``GET /lockdown/<command id>`` then shows which doors answered and which
+known doors have not yet (answers.py).
 The board has no route and no topic that unlocks a door: lockdown is the only command.
 """
 
@@ -14,6 +18,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
 
+from . import answers
 from . import security as sec
 from .config import SLUG
 from .publisher import ACTIONS, LEVELS, LockdownPublisher, PublishError, new_command_id
@@ -71,7 +76,7 @@ def send() -> Any:
             raise BadRequest("reason: say why (the doors journal it and staff see it)")
         if request.form.get("confirm") != "yes":
             raise BadRequest("confirm: tick the confirmation to send the command")
-        if not doors:
+        if not doors and campus != "all":       # district-wide goes out even when no door is known
             raise BadRequest(f"campus: no doors known for {campus!r} yet; nothing to send")
         level = str(request.form.get("level", "lockdown"))
         if level not in LEVELS:
@@ -89,7 +94,7 @@ def send() -> Any:
     by = f"{user.display_name} (district)"
     try:
         result = publisher.publish(action, doors, by=by, reason=reason, command_id=command_id, level=level,
-                                   board_user=user.username)
+                                   board_user=user.username, district_wide=campus == "all")
     except PublishError as exc:
         sec.store().audit(user.username, f"lockdown_{action}", None if campus == "all" else campus, address,
                           command_id=command_id, outcome="not_sent", error=str(exc), doors=len(doors),
@@ -98,7 +103,21 @@ def send() -> Any:
                               "phone tree now.")
     sec.store().audit(user.username, f"lockdown_{action}", None if campus == "all" else campus, address,
                       command_id=command_id, outcome="sent" if not result.failed else "partly_sent",
-                      doors=len(doors), acknowledged=len(result.acknowledged), failed=result.failed,
+                      doors=len(doors), topics=result.topics, acknowledged=len(result.acknowledged),
+                      failed=result.failed,
                       reason=reason, level=level, broker_account=publisher.account_for(user.username)[0])
     return render_template("board_lockdown_sent.html", action=action, campus=campus, result=result,
                            doors=doors), 200
+
+
+@bp.get("/lockdown/<command_id>")
+@sec.require()
+def answered(command_id: str) -> Any:
+    """The doors' answers to a command sent from the board, and the known doors still waiting."""
+    if not answers.COMMAND_ID.match(command_id):
+        return sec.error(400, "command id: letters, digits, '.', '_', ':' or '-' (at most 64)")
+    hub = current_app.extensions["board_hub"]
+    found = answers.status(current_app.extensions["board_pool"], command_id, hub.latest or hub.refresh() or {})
+    if found is None:
+        return sec.error(404, f"the board sent no lockdown command {command_id!r}")
+    return render_template("board_lockdown_answers.html", sent=found)

@@ -1,7 +1,12 @@
 """Publishes lockdown commands to the district broker with the operator account from config.
 
-Only lockdown commands, only on ``{prefix}/{campus}/{door}/cmd/lockdown`` (docs/mqtt.md):
-there is no unlock topic anywhere in the contract and this module can build no other topic.
+Only lockdown commands, only on ``{prefix}/{campus}/{door}/cmd/lockdown`` or the district-wide
+``{prefix}/all/cmd/lockdown`` (docs/mqtt.md): there is no unlock topic anywhere in the contract
+and this module can build no other topic. A district-wide lockdown is ONE message on the
+district-wide topic, not one per door the database knows: every door subscribes to it and every
+campus bridge carries it in, so a door the district has never heard from (new, or its rows
+lost) is locked down too. A one-campus lockdown is one message per known door of that campus:
+the contract has no campus-wide topic (see docs/district-board.md).
 QoS 1, never retained (a retained command is refused by every door). One short-lived
 connection per operator action: lockdowns are rare, and a connection that exists only while
 publishing cannot be left half-broken between them. The result says which doors the broker
@@ -49,6 +54,13 @@ def command_topic(prefix: str, campus: str, door: str) -> str:
     return f"{prefix}/{campus}/{door}/cmd/lockdown"
 
 
+def district_topic(prefix: str) -> str:
+    """Every door of every bridged campus subscribes to this one (controller/mqtt/link.py)."""
+    if not SLUG.match(prefix):
+        raise ValueError(f"not a topic prefix: {prefix!r}")
+    return f"{prefix}/all/cmd/lockdown"
+
+
 def command(action: str, command_id: str, by: str, reason: str, level: str = "lockdown") -> bytes:
     """The command JSON. ``level`` is sent only when it is not the default, so doors that know
     no levels still accept a plain lockdown (they refuse unknown fields)."""
@@ -81,12 +93,16 @@ class LockdownPublisher:
         return self.settings.username, self.settings.password_file
 
     def publish(self, action: str, doors: Iterable[tuple[str, str]], by: str, reason: str,
-                command_id: str | None = None, level: str = "lockdown", board_user: str = "") -> PublishResult:
+                command_id: str | None = None, level: str = "lockdown", board_user: str = "",
+                district_wide: bool = False) -> PublishResult:
+        """``district_wide``: one message on the district-wide topic (``doors`` is then ignored);
+        otherwise one message per door in ``doors``."""
         s = self.settings
         command_id = command_id or new_command_id()
         payload = command(action, command_id, by, reason, level)
         username, password_file = self.account_for(board_user)
-        topics = [command_topic(s.prefix, campus, door) for campus, door in doors]
+        topics = ([district_topic(s.prefix)] if district_wide
+                  else [command_topic(s.prefix, campus, door) for campus, door in doors])
         result = PublishResult(command_id, topics)
         if not topics:
             return result
