@@ -145,6 +145,30 @@ def test_district_wide_lockdown_reaches_doors_on_every_campus(net, tmp_path, clo
         op.close()
 
 
+def test_the_boards_district_wide_lockdown_reaches_doors_on_every_campus(net, tmp_path, clock):
+    """The board's publisher (district/board/publisher.py) with the operator's account over TLS:
+    one message on entry/all/cmd/lockdown, carried in by both shipped bridges. No database here:
+    to the district these doors are unknown, and they lock down all the same."""
+    from district.board.config import MqttSettings
+    from district.board.publisher import LockdownPublisher
+    certs, district, campuses = net
+    settings = MqttSettings(host="127.0.0.1", port=district.port, username="district-operator",
+                            password_file=str(district.password_file("district-operator")), tls_ca_file=str(certs.ca))
+    doors = [_door(campuses, A, tmp_path, clock), _door(campuses, B, tmp_path, clock)]
+    try:
+        result = LockdownPublisher(settings).publish("start", [], by="Olivia (district)", reason="drill",
+                                                     district_wide=True)
+        assert result.topics == result.acknowledged == ["entry/all/cmd/lockdown"]
+        for door in doors:
+            started = wait_for(lambda d=door: [e for e in d.events_of(ev.LOCKDOWN_STARTED)
+                                               if e.data.get("command_id") == result.command_id],
+                               timeout=60, what=f"the board's district-wide lockdown at {door.root}")
+            assert started[0].actor == "Olivia (district)" and started[0].data["source"] == "mqtt"
+    finally:
+        for door in doors:
+            door.close()
+
+
 def _client(district, certs, user, password=None):
     """A raw MQTT client on the district broker with an account's credentials."""
     got: list[mqtt.MQTTMessage] = []
