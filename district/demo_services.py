@@ -145,14 +145,17 @@ class DemoBroker:
 
 
 def pg_bindir() -> Path:
+    """Newest Debian PostgreSQL bin directory (``/usr/lib/postgresql/<version>/bin``, not on
+    PATH), else whatever initdb is on PATH. One lookup for the demo, the tests and the bench
+    (tests/support_pg.py imports it)."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
                    key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0)
     if found:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
     if initdb is None:
-        raise DemoError("PostgreSQL is not installed; run scripts/district-demo.sh (it installs it) or "
-                        "apt-get install postgresql")
+        raise DemoError("PostgreSQL is not installed; run scripts/district-demo.sh or scripts/bootstrap.sh "
+                        "(they install it) or apt-get install postgresql")
     return Path(initdb).parent
 
 

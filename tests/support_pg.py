@@ -9,11 +9,9 @@ it; PostgreSQL refuses to run as root); otherwise as the current user. Debian's 
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,24 +21,7 @@ from typing import Any, Iterator
 import pytest
 
 from district import SCHEMA_SQL
-
-
-def pg_bindir() -> Path:
-    """Newest Debian PostgreSQL bin directory, else whatever initdb is on PATH."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                   key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0)
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    if initdb is None:
-        raise RuntimeError("PostgreSQL is not installed; run scripts/bootstrap.sh")
-    return Path(initdb).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from district.demo_services import DemoError, free_port, pg_bindir  # one lookup for demo, tests, bench
 
 
 class PgCluster:
@@ -157,7 +138,11 @@ class PgCluster:
 
 
 def start_pg(durable: bool = False) -> PgCluster:
-    if not (pg_bindir() / "postgres").exists():
+    try:
+        found = (pg_bindir() / "postgres").exists()
+    except DemoError as exc:
+        pytest.fail(str(exc))
+    if not found:
         pytest.fail("PostgreSQL is not installed; run scripts/bootstrap.sh")
     return PgCluster(durable=durable).start()
 
