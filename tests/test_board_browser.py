@@ -128,6 +128,10 @@ def test_lockdown_from_the_board_reaches_a_simulated_door(browser, district, doo
     started = doors["s1"].events_of("lockdown_started")[-1]
     assert started.data["command_id"] == command_id and started.data["source"] == "mqtt"
     assert not doors["n1"].controller.core.status()["lockdown"]
+    page.click("#answers")                      # which doors answered: refreshes itself until all have
+    expect(page.locator('tr[data-answered="south-elem/front"]')).to_have_attribute("data-verdict", "applied",
+                                                                                   timeout=30_000)
+    expect(page.locator("tr[data-waiting]")).to_have_count(0)
     page.goto("/")
     expect(page.locator('section[data-campus="south-elem"] .badge.lockdown')).to_be_visible()
     expect(page.locator('tr[data-door="south-elem/front"] td.lock')).to_have_text("LOCKDOWN")
