@@ -532,3 +532,30 @@ def test_the_recorders_own_notify_also_moves_the_grid(district, viewer):
         assert district.hub.patches > patches
     finally:
         district.sql("ALTER TABLE doors ENABLE TRIGGER board_doors_changed")
+
+
+def test_the_audit_row_comes_first_and_a_sent_lockdown_is_never_called_unsent(district, doors, operator,
+                                                                                monkeypatch):
+    """The audit row is written before anything is published. If the database then fails after
+    the command is out, the page says it WAS sent and the row says "sending" (the old board
+    audited only after publishing, so that failure was a 503 "nothing was changed")."""
+    import psycopg
+
+    def lost(*_a, **_k):
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+    monkeypatch.setattr(district.store, "audit_update", lost)
+    door = doors["n1"]
+    try:
+        r = operator.post("/lockdown", data={"action": "start", "campus": "north-high", "reason": "drill",
+                                             "confirm": "yes", "csrf_token": csrf_of(operator)})
+        html = r.get_data(as_text=True)
+        assert r.status_code == 200 and 'id="audit-error"' in html and "The command was sent" in html
+        command_id = re.search(r'id="command-id">([^<]+)<', html).group(1)
+        wait_for(lambda: door.controller.core.status()["lockdown"], what="the door to apply the lockdown")
+        row = district.sql("SELECT username, campus, detail FROM audit WHERE detail->>'command_id' = %s",
+                           (command_id,))
+        assert len(row) == 1 and row[0][:2] == ("olivia", "north-high") and row[0][2]["outcome"] == "sending"
+    finally:
+        wait_for(lambda: door.events_of(ev.LOCKDOWN_STARTED), what="the door to answer")
+        if door.controller.core.status()["lockdown"]:
+            door.controller.end_lockdown("test", source="panel")

@@ -184,6 +184,11 @@ class BoardStore:
                 (username[:64], action, campus, address[:64], Jsonb(detail))).fetchone()
         return int(row[0]) if row else 0
 
+    def audit_update(self, audit_id: int, **detail: Any) -> None:
+        """Adds to (or replaces keys of) an audit row's detail: a lockdown's outcome, once known."""
+        with self.pool.connection() as conn:
+            conn.execute("UPDATE audit SET detail = detail || %s WHERE id = %s", (Jsonb(detail), audit_id))
+
     def audit_rows(self, limit: int = 50, action: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT id, at, username, action, campus, address, detail FROM audit"
         params: list[Any] = []

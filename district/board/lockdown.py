@@ -4,7 +4,8 @@ Two steps: ``GET /lockdown`` shows what will happen (which campus, how many door
 for a reason; only ``POST /lockdown`` with ``confirm=yes`` and the session's CSRF token
 publishes. Every attempt that reaches the broker step is audited in PostgreSQL (the
 ``audit`` table: who, what, which campus, the command id the doors echo, the topics sent and
-how many the broker acknowledged), including a broker that cannot be reached. A viewer gets 403.
+how many the broker acknowledged), including a broker that cannot be reached; the row is
+written before publishing, so nothing goes out unaudited. A viewer gets 403.
 The whole district is one message on the district-wide topic, so doors the database has never
 heard from get it too; one campus is one message per known door of it (the contract has no
 campus-wide topic). ``GET /lockdown/<command id>`` then shows which doors answered and which
@@ -14,8 +15,10 @@ The board has no route and no topic that unlocks a door: lockdown is the only co
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import psycopg
 from flask import Blueprint, current_app, render_template, request
 
 from . import answers
@@ -24,6 +27,7 @@ from .config import SLUG
 from .publisher import ACTIONS, LEVELS, LockdownPublisher, PublishError, new_command_id
 
 bp = Blueprint("board_lockdown", __name__)
+log = logging.getLogger(__name__)
 
 MAX_REASON = 200
 
@@ -92,22 +96,28 @@ def send() -> Any:
     publisher: LockdownPublisher = current_app.extensions["board_publisher"]
     command_id = new_command_id()
     by = f"{user.display_name} (district)"
+    store = sec.store()
+    # The audit row is written BEFORE anything is published: no lockdown leaves the board
+    # unaudited, and a database that fails here stops it with a 503 while nothing was sent.
+    audit_id = store.audit(user.username, f"lockdown_{action}", None if campus == "all" else campus, address,
+                           command_id=command_id, outcome="sending", doors=len(doors), reason=reason,
+                           level=level, broker_account=publisher.account_for(user.username)[0])
     try:
         result = publisher.publish(action, doors, by=by, reason=reason, command_id=command_id, level=level,
                                    board_user=user.username, district_wide=campus == "all")
     except PublishError as exc:
-        sec.store().audit(user.username, f"lockdown_{action}", None if campus == "all" else campus, address,
-                          command_id=command_id, outcome="not_sent", error=str(exc), doors=len(doors),
-                          reason=reason, level=level)
+        store.audit_update(audit_id, outcome="not_sent", error=str(exc))
         return sec.error(503, f"the lockdown command was NOT sent: {exc}. Use the campus panels or the "
                               "phone tree now.")
-    sec.store().audit(user.username, f"lockdown_{action}", None if campus == "all" else campus, address,
-                      command_id=command_id, outcome="sent" if not result.failed else "partly_sent",
-                      doors=len(doors), topics=result.topics, acknowledged=len(result.acknowledged),
-                      failed=result.failed,
-                      reason=reason, level=level, broker_account=publisher.account_for(user.username)[0])
+    audit_error = ""
+    try:
+        store.audit_update(audit_id, outcome="sent" if not result.failed else "partly_sent", topics=result.topics,
+                           acknowledged=len(result.acknowledged), failed=result.failed)
+    except psycopg.Error as exc:    # the command is out: say so, never "nothing was changed"
+        log.error("lockdown %s was sent but its audit row %d was not completed: %s", command_id, audit_id, exc)
+        audit_error = "the audit row was written before sending but its outcome could not be recorded"
     return render_template("board_lockdown_sent.html", action=action, campus=campus, result=result,
-                           doors=doors), 200
+                           doors=doors, audit_error=audit_error), 200
 
 
 @bp.get("/lockdown/<command_id>")
