@@ -69,11 +69,12 @@ class Picamera2H264Stream:
                     if not audio:
                         sink(bytes(frame), bool(keyframe), timestamp)
 
-            kw = {"bitrate": self.bitrate, "repeat": True, "iperiod": self.iperiod, "framerate": self.fps}
+            kw = {"bitrate": self.bitrate, "repeat": True, "iperiod": self.iperiod}
             try:
-                encoder = H264Encoder(profile=PROFILE, **kw)
-            except TypeError:        # picamera2 before 0.3.2x: no profile; the codec's default
-                log.warning("this picamera2 cannot set the H.264 profile; browsers may refuse the stream")
+                encoder = H264Encoder(framerate=self.fps, profile=PROFILE, **kw)
+            except TypeError:        # an older picamera2: no profile (or framerate) argument
+                log.warning("this picamera2 cannot set the H.264 profile (update python3-picamera2); "
+                            "the encoder's default profile is used")
                 encoder = H264Encoder(**kw)
             cam = self.camera.running()
             try:

@@ -167,9 +167,14 @@ class HardwareH264Video:
             q.put_nowait(None)            # each viewer's track ends; the door never notices
         self._subs.clear()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the camera encoder before the camera itself closes (bounded: a stuck V4L2
+        stop is logged and left behind, the shutdown goes on)."""
         self._subs.clear()
-        self._ops.submit(self._apply)
+        try:
+            self._ops.submit(self._apply).result(timeout)
+        except Exception:
+            log.warning("the camera's H.264 encoder did not stop in time")
         self._ops.shutdown(wait=False)
 
     # ------------------------------------------------------------ camera side

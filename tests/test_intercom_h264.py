@@ -259,3 +259,18 @@ def test_software_vp8_is_the_only_codec_answered_even_when_the_offer_lists_h264_
     finally:
         remove_intercom(controller, service)
         stop_controller(controller)
+
+
+def test_an_older_picamera2_without_the_profile_argument_still_starts(fake_h264_picamera2):  # noqa: F811
+    """picamera2 before the profile/framerate arguments (Bookworm's first releases)."""
+    class OldEncoder(FakeH264Encoder):
+        def __init__(self, bitrate=None, repeat=False, iperiod=None):
+            super().__init__(bitrate=bitrate, repeat=repeat, iperiod=iperiod)
+    sys.modules["picamera2.encoders.h264_encoder"].H264Encoder = OldEncoder   # the fixture's fresh module
+    stream = Picamera2H264Stream(pi_camera(), 15)
+    units: list[bool] = []
+    stream.start(lambda data, key, ts: units.append(key))
+    wait_for(lambda: units, what="units from the older encoder")
+    [encoder] = FakeH264Encoder.instances
+    assert encoder.kwargs["repeat"] is True and encoder.kwargs["iperiod"] == 15 and encoder.kwargs["profile"] is None
+    stream.stop()
