@@ -146,6 +146,11 @@ class IntercomSettings:
     alsa_capture_device: str = "default"
     alsa_playback_device: str = "default"
     mjpeg_fps: int = 5
+    # live video encoder: "hardware" = the Pi camera's H.264 encoder (Pi 4: bcm2835-codec,
+    # /dev/video11) fed by the camera's lores stream; "software" = one shared VP8 encode in
+    # PyAV (Pi 5, which has no video encoder, and the simulated camera); "auto" picks hardware
+    # when the camera is picamera2 and the encoder device exists.
+    encoder: str = "auto"
 
 
 @dataclass(frozen=True)

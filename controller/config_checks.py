@@ -153,7 +153,7 @@ CHECKS: dict[str, dict[str, list[Check]]] = {
         "connect_timeout_seconds": [_between(2, 120, " s")], "stun_servers": [_ice_urls],
         "audio_in": [_one_of("synthetic", "alsa", "none")], "audio_out": [_one_of("meter", "alsa")],
         "alsa_capture_device": [_nonempty], "alsa_playback_device": [_nonempty],
-        "mjpeg_fps": [_between(1, 15, " fps")],
+        "mjpeg_fps": [_between(1, 15, " fps")], "encoder": [_one_of("auto", "hardware", "software")],
     },
 }
 
@@ -195,6 +195,9 @@ def _cross_checks(s: Settings, data: dict[str, Any]) -> list[str]:
     if bool(s.web.tls_cert_file) != bool(s.web.tls_key_file):
         errors.append("web.tls_cert_file: HTTPS needs both web.tls_cert_file and web.tls_key_file")
     errors.extend(_web_front_checks(s))
+    if s.intercom.enabled and s.intercom.encoder == "hardware" and s.camera.kind != "picamera2":
+        errors.append("intercom.encoder: 'hardware' is the Pi camera's H.264 encoder and needs "
+                      "camera.kind = 'picamera2'; use 'auto' or 'software'")
     for section, keys in (("mqtt", ("password",)), ("web", ("secret_key", "password"))):
         raw = data.get(section, {}) if isinstance(data.get(section), dict) else {}
         for k in keys:

@@ -23,6 +23,11 @@ usage: install.sh [options]
   --offline DIR      no network: apt packages and Python wheels from a bundle made by
                      deploy/offline-bundle.sh DIR on a networked machine of the same release
   --with-mosquitto   also install a local Mosquitto broker (apt: mosquitto)
+  --with-intercom    install the intercom's media engine, the Python extra "intercom" (aiortc,
+                     PyAV, numpy: about 120 MB in the venv). The default, because the shipped
+                     config has [intercom] enabled = true
+  --without-intercom do not: the door and the panel work as before and a live view answers
+                     503 with the reason (set [intercom] enabled = false to hide it)
   --campus SLUG      site.campus for a new config (default: the example's)
   --door SLUG        site.door for a new config (default: the example's)
   --admin NAME       create the first admin account NAME (asks for the password)
@@ -36,7 +41,7 @@ EOF
 
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ROOT=""
-DRY=0 NO_VENV=0 NO_APT=0 MOSQUITTO=0 UNINSTALL=0 PURGE=0 START=1
+DRY=0 NO_VENV=0 NO_APT=0 MOSQUITTO=0 UNINSTALL=0 PURGE=0 START=1 INTERCOM=1
 CAMPUS="" DOOR="" ADMIN="" ADMIN_PASSWORD_FILE="" OFFLINE=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,6 +52,8 @@ while [ $# -gt 0 ]; do
     --no-apt) NO_APT=1 ;;
     --offline) OFFLINE="${2:?--offline needs a bundle directory}"; shift ;;
     --with-mosquitto) MOSQUITTO=1 ;;
+    --with-intercom) INTERCOM=1 ;;
+    --without-intercom) INTERCOM=0 ;;
     --campus) CAMPUS="${2:?--campus needs a slug}"; shift ;;
     --door) DOOR="${2:?--door needs a slug}"; shift ;;
     --admin) ADMIN="${2:?--admin needs a name}"; shift ;;
@@ -158,7 +165,7 @@ ensure_owner() {  # ensure_owner OWNER:GROUP PATH
 
 source_hash() {  # a fingerprint of the program's sources: reinstall only when it changes
   local paths=()
-  for p in pyproject.toml controller web entry_buzzer; do [ -e "$SRC/$p" ] && paths+=("$p"); done
+  for p in pyproject.toml controller web intercom entry_buzzer; do [ -e "$SRC/$p" ] && paths+=("$p"); done
   (cd "$SRC" && find "${paths[@]}" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 \
     | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64)
 }
@@ -356,17 +363,23 @@ ensure_owner "$USER_NAME:$USER_NAME" "$ROOT$STATE"
 ensure_dir "$ROOT$ETC/identity" 0755
 ensure_owner "$USER_NAME:$USER_NAME" "$ROOT$ETC/identity"
 
+# The intercom's media engine is the "intercom" extra (--with-intercom, the default).
+PIP_TARGET="$SRC" EXTRAS=""
+if [ "$INTERCOM" = 1 ]; then PIP_TARGET="$SRC[intercom]" EXTRAS="+intercom"; fi
 step "program: venv with system site packages (picamera2, lgpio from apt) in $VENV"
+if [ "$INTERCOM" = 1 ]; then say "    with the intercom's media engine (extra \"intercom\": aiortc, PyAV, numpy)"
+else say "    without the intercom's media engine (--without-intercom): live views answer 503"; fi
 if [ "$NO_VENV" = 1 ]; then
-  say "    [skipped: --no-venv] python3 -m venv --system-site-packages $VENV; pip install $SRC"
+  say "    [skipped: --no-venv] python3 -m venv --system-site-packages $VENV; pip install $PIP_TARGET"
 else
   if [ -x "$ROOT$VENV/bin/python" ]; then ok "venv exists"; else
     run python3 -m venv --system-site-packages "$ROOT$VENV"
   fi
-  want="$(source_hash)"
+  # the extra is part of the fingerprint: adding the intercom later reinstalls
+  want="$(source_hash)$EXTRAS"
   have="$(cat "$ROOT$PREFIX/.source-hash" 2>/dev/null || true)"
   if [ "$want" = "$have" ] && [ -x "$ROOT$VENV/bin/entry-buzzer" ]; then ok "entry-buzzer up to date"; else
-    run "$ROOT$VENV/bin/python" -m pip install --quiet --upgrade "${PIP_OFFLINE[@]}" "$SRC"
+    run "$ROOT$VENV/bin/python" -m pip install --quiet --upgrade "${PIP_OFFLINE[@]}" "$PIP_TARGET"
     if [ "$DRY" = 0 ]; then echo "$want" >"$ROOT$PREFIX/.source-hash"; fi
   fi
 fi

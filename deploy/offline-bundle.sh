@@ -8,7 +8,8 @@
 # It writes:
 #   DIR/debs/    every .deb the installer may need with all its dependencies, resolved as if
 #                nothing were installed, plus a Packages index (a flat apt repository)
-#   DIR/wheels/  this project's Python dependencies as wheels, plus setuptools/wheel to build it
+#   DIR/wheels/  this project's Python dependencies as wheels (with the "intercom" extra),
+#                plus setuptools/wheel to build it
 #   DIR/MANIFEST release, architecture, Python version and date
 # Copy DIR to the door (USB stick, scp) and run: sudo deploy/install.sh --offline DIR ...
 # apt installs only what is missing and never downgrades: the bundle is a source, not a list.
@@ -44,7 +45,8 @@ fi
 
 PY="${PYTHON:-python3}"
 echo "offline-bundle: wheels for this project ($("$PY" -V 2>&1))"
-"$PY" -m pip download --quiet --only-binary=:all: --dest "$OUT/wheels" "$SRC" setuptools wheel 2>&1 \
+# with the intercom extra (install.sh installs it unless --without-intercom): aiortc, PyAV, numpy
+"$PY" -m pip download --quiet --only-binary=:all: --dest "$OUT/wheels" "$SRC[intercom]" setuptools wheel 2>&1 \
   | grep -v "^WARNING: Location" || true
 ls "$OUT"/wheels/*.whl >/dev/null
 

@@ -23,13 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from .door_audio import AlsaSpeaker, MeterSpeaker
 from .errors import IntercomError
+from .hw_video import HardwareH264Video
 from .shared_video import EncodedVideoTrack, SharedVideoEncoder
 from .tracks import AlsaMicrophone, LiveFeed, SyntheticVoiceTrack
+from .video_codecs import h264_preferences, hook_picture_loss, offers_h264, restrict, vp8_preferences
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class Viewer:
     started: float = field(default_factory=time.monotonic)
     talking_since: float | None = None
     connected: bool = False
+    codec: str = ""                # the video codec sent: "H264" (camera encoder) or "VP8" (software)
     closed: bool = False
     announced: bool = False        # live_view_started journaled (then live_view_ended will be)
     pc: Any = None
@@ -73,7 +76,8 @@ class MediaEngine:
     """Viewers, limits and peer connections. Thread-safe public methods; see module doc."""
 
     def __init__(self, settings: Any, live_source: Any, audit: Audit,
-                 mic_opener: Callable[..., Any] | None = None, speaker_opener: Callable[..., Any] | None = None):
+                 mic_opener: Callable[..., Any] | None = None, speaker_opener: Callable[..., Any] | None = None,
+                 h264_stream: Any = None):
         self.settings = settings
         self.live_source = live_source
         self._audit_fn = audit
@@ -85,6 +89,8 @@ class MediaEngine:
         self.error: str | None = None
         self.feed: LiveFeed | None = None
         self.video: SharedVideoEncoder | None = None
+        self.h264_stream = h264_stream          # the camera's hardware encoder (Pi 4), or None
+        self.hw_video: HardwareH264Video | None = None
         self._pcs: set[Any] = set()           # every peer connection not yet closed (loop thread only)
         kw = {"opener": mic_opener} if mic_opener else {}
         self.mic = AlsaMicrophone(settings.alsa_capture_device, **kw) if settings.audio_in == "alsa" else None
@@ -110,6 +116,8 @@ class MediaEngine:
                 max_workers=4, thread_name_prefix="intercom-codec", initializer=lower_priority))
             self.feed = LiveFeed(self.live_source, self.settings.fps, initializer=lower_priority)
             self.video = SharedVideoEncoder(self.feed, self.settings.fps)
+            if self.h264_stream is not None:
+                self.hw_video = HardwareH264Video(self.h264_stream, self.loop)
             ready.set()
             self.loop.run_forever()
         except BaseException as exc:     # the media thread ends; the door never notices
@@ -170,6 +178,8 @@ class MediaEngine:
             self.feed.close()
         if self.video is not None and self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.video.close)
+        if self.hw_video is not None:
+            self.hw_video.close()
         if self.mic is not None:
             self.mic.close()
         self.speaker.close()
@@ -243,7 +253,7 @@ class MediaEngine:
     def viewers(self) -> list[dict[str, Any]]:
         with self._lock:
             return [{"id": v.id, "mode": v.mode, "actor": v.actor, "connected": v.connected,
-                     "talking": v.talking_since is not None} for v in self._viewers.values()]
+                     "talking": v.talking_since is not None, "codec": v.codec} for v in self._viewers.values()]
 
     # ------------------------------------------------------------ WebRTC
     def offer(self, sdp: str, actor: str, username: str, session: str, reason: str) -> tuple[str, str]:
@@ -294,11 +304,20 @@ class MediaEngine:
             if "video" not in kinds:
                 raise IntercomError(400, "the offer has no video section")
             assert self.video is not None
-            pc.addTrack(EncodedVideoTrack(self.video))
-            vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/VP8", "video/rtx")]
+            # the camera's H.264 when there is one and the browser takes it, else the software VP8
+            hw = self.hw_video if self.hw_video is not None and offers_h264(sdp) else None
+            source: Any = hw or self.video            # the same subscribe/unsubscribe interface
+            sender = pc.addTrack(EncodedVideoTrack(source))
+            if hw is not None:
+                hook_picture_loss(sender, hw.request_keyframe)
+            prefs = h264_preferences() if hw is not None else vp8_preferences()
             for transceiver in pc.getTransceivers():
-                if transceiver.kind == "video":       # the shared encoder's packets are VP8
-                    transceiver.setCodecPreferences(vp8)
+                if transceiver.kind == "video":       # the packets are already encoded in this codec
+                    try:
+                        restrict(transceiver, prefs)
+                    except ValueError as exc:
+                        raise IntercomError(400, f"{exc} (VP8, or H.264 constrained baseline)") from exc
+            viewer.codec = "H264" if hw is not None else "VP8"
             if "audio" in kinds and self.settings.audio_in != "none":
                 pc.addTrack(self.mic.track() if self.mic is not None else SyntheticVoiceTrack())
             await pc.setLocalDescription(await pc.createAnswer())
@@ -369,7 +388,9 @@ class MediaEngine:
     def health(self) -> dict[str, Any]:
         return {"running": self.running, "error": None if self.running else self.error,
                 "viewers": len(self._viewers), "refused": self.refused,
-                "camera_stalls": self.feed.stalls if self.feed else 0}
+                "camera_stalls": self.feed.stalls if self.feed else 0,
+                "video_encoder": "hardware" if self.hw_video is not None else "software",
+                "video_encoder_error": self.hw_video.error if self.hw_video is not None else None}
 
     # ------------------------------------------------------------ audit
     def audit_drained(self, timeout: float = 5.0) -> None:

@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 from controller.live_frames import live_source_for
+from controller.live_h264 import encoder_name, hardware_h264_for
 
 from .errors import IntercomError
 
@@ -33,7 +34,11 @@ class IntercomService:
     def __init__(self, controller: Any, **engine_kw: Any):
         self.controller = controller
         ic = controller.settings.intercom
-        self.live_source = live_source_for(controller.live_camera(), ic.width, ic.height)
+        camera = controller.live_camera()
+        self.live_source = live_source_for(camera, ic.width, ic.height)
+        # the camera's H.264 encoder where the Pi has one (Pi 4), else software VP8 (Pi 5, simulated)
+        self.h264_stream = hardware_h264_for(camera, ic.encoder, ic.fps)
+        log.info("intercom live video: %s", encoder_name(self.h264_stream))
         self._engine_kw = engine_kw
         self._engine: Any = None
         self._lock = threading.Lock()
@@ -59,7 +64,7 @@ class IntercomService:
             try:
                 from .engine import MediaEngine  # aiortc, PyAV: only now
                 engine = MediaEngine(self.controller.settings.intercom, self.live_source,
-                                     self.controller.audit, **self._engine_kw)
+                                     self.controller.audit, h264_stream=self.h264_stream, **self._engine_kw)
                 engine.start()
             except Exception as exc:   # never stops the daemon: the door works without live video
                 self.error = f"intercom did not start: {exc}"
