@@ -182,7 +182,7 @@ class Rig:
         with self.pg.connect() as conn:
             conn.execute("INSERT INTO campuses (campus) SELECT unnest(%s::text[])", (campuses_of(self.max_campuses),))
 
-    def recorder(self, name: str, client_id: str) -> RecorderProcess:
+    def recorder(self, name: str, client_id: str, wait_for: str = "subscribed") -> RecorderProcess:
         settings = recorder_settings(self.pg, self.broker, client_id=client_id, gap_delay_seconds=30.0,
                                      gap_scan_seconds=5.0)
         config = write_config(self.workdir / f"{name}.toml", settings)
@@ -190,7 +190,7 @@ class Rig:
         log.write_text("")
         proc = RecorderProcess(config, log).start()
         deadline = time.monotonic() + 60
-        while "subscribed" not in log.read_text():
+        while wait_for not in log.read_text():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"recorder did not subscribe:\n{log.read_text()[-2000:]}")
             time.sleep(0.05)
@@ -239,7 +239,8 @@ def backlog(rig: Rig, n: int, cycles_each: int, instances: int) -> dict[str, Any
     campuses = campuses_of(n)
     rig.reset()
     ids = [f"bench-drain-{n}-{instances}-{i}" for i in range(instances)]
-    recs = [rig.recorder(f"drain-{n}-{i}", cid) for i, cid in enumerate(ids)]   # sessions exist ...
+    # sessions exist, past their first start's retained catch-up (as for a recorder in service) ...
+    recs = [rig.recorder(f"drain-{n}-{i}", cid, wait_for="retained catch-up done") for i, cid in enumerate(ids)]
     for r in recs:
         r.stop()                                                                # ... but are offline
     gen = generate(rig.broker.port, rig.password, campuses, 0.0, 0.0, rig.workdir, cycles_each=cycles_each)
