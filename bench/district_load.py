@@ -137,6 +137,12 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (robust to a busy machine, unlike rates)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wait_rows(pg: PgCluster, expected: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     n = 0
@@ -247,7 +253,9 @@ def backlog(rig: Rig, n: int, cycles_each: int, instances: int) -> dict[str, Any
     gen = generate(rig.broker.port, rig.password, campuses, 0.0, 0.0, rig.workdir, cycles_each=cycles_each)
     t0 = time.monotonic()
     recs = [rig.recorder(f"drain-{n}-{i}", cid) for i, cid in enumerate(ids)]
+    cpu0 = sum(_cpu_seconds(r.proc.pid) for r in recs if r.proc is not None)
     got = _wait_rows(rig.pg, gen["events"], timeout=600)
+    cpu = sum(_cpu_seconds(r.proc.pid) for r in recs if r.proc is not None) - cpu0
     wall = time.monotonic() - t0
     with rig.pg.connect() as conn:   # the recorders' working time: first row to last row written
         span = conn.execute("SELECT extract(epoch FROM max(received_at) - min(received_at)) FROM events").fetchone()[0]
@@ -258,7 +266,8 @@ def backlog(rig: Rig, n: int, cycles_each: int, instances: int) -> dict[str, Any
         r.retire()
     result = _check(rig.pg, gen)
     result.update(n=n, instances=instances, drain_seconds=round(seconds, 2), wall_seconds_with_start=round(wall, 2),
-                  recorder_rows_per_s=round(got / seconds, 1), rss_mb=round(rss / 1024, 1))
+                  recorder_rows_per_s=round(got / seconds, 1), rss_mb=round(rss / 1024, 1),
+                  recorder_cpu_ms_per_1000=round(cpu * 1e6 / max(got, 1), 1))
     return result
 
 
