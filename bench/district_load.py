@@ -376,7 +376,8 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"| {r['n']} | {r['rate']} | {r['offered_events_per_s']} | {r['rows']} | {r['lost']} | "
                      f"{r['duplicated']} | {r['latency_p50_ms']} ms | {r['latency_p99_ms']} ms | {r['rss_mb']} MB |")
     lines += ["", "| campuses | instances | backlog events | recorder events/s | raw INSERT events/s | ratio |"
-              " raw COPY events/s | ratio | lost | dup |", "|---|---|---|---|---|---|---|---|---|---|"]
+              " raw COPY events/s | ratio | recorder CPU per 1000 events | lost | dup |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in results["drain"]:
         rate = d["recorder_rows_per_s"]
         if "two_vs_one" in d:
@@ -384,7 +385,7 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"| {d['n']} | {d['instances']} | {d['rows']} | {rate} | "
                      f"{d.get('raw_insert_rows_per_s', '-')} | {d.get('ratio_to_raw_insert', '-')} | "
                      f"{d.get('raw_copy_rows_per_s', '-')} | {d.get('ratio_to_raw_copy', '-')} | "
-                     f"{d['lost']} | {d['duplicated']} |")
+                     f"{d['recorder_cpu_ms_per_1000']} ms | {d['lost']} | {d['duplicated']} |")
     return "\n".join(lines)
 
 
