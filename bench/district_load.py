@@ -252,8 +252,10 @@ def backlog(rig: Rig, n: int, cycles_each: int, instances: int) -> dict[str, Any
         r.stop()                                                                # ... but are offline
     gen = generate(rig.broker.port, rig.password, campuses, 0.0, 0.0, rig.workdir, cycles_each=cycles_each)
     t0 = time.monotonic()
-    recs = [rig.recorder(f"drain-{n}-{i}", cid) for i, cid in enumerate(ids)]
-    cpu0 = sum(_cpu_seconds(r.proc.pid) for r in recs if r.proc is not None)
+    recs, cpu0 = [], 0.0
+    for i, cid in enumerate(ids):     # each one's CPU counted from its own start (they start in turn)
+        recs.append(rig.recorder(f"drain-{n}-{i}", cid))
+        cpu0 += _cpu_seconds(recs[-1].proc.pid) if recs[-1].proc is not None else 0.0
     got = _wait_rows(rig.pg, gen["events"], timeout=600)
     cpu = sum(_cpu_seconds(r.proc.pid) for r in recs if r.proc is not None) - cpu0
     wall = time.monotonic() - t0
