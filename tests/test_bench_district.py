@@ -19,8 +19,9 @@ def test_district_bench_smoke_reports_every_measure() -> None:
         assert case["rows"] == case["events_sent"]
         assert case["rss_mb"] > 0
     assert results["kill"]["rows"] > 0
-    assert results["drain"][0]["recorder_rows_per_s"] > 0 and results["drain"][0]["raw_rows_per_s"] > 0
-    assert "ratio_to_raw" in results["drain"][0]     # tiny smoke backlogs round it to 0.0
+    first = results["drain"][0]
+    assert first["recorder_rows_per_s"] > 0 and first["raw_insert_rows_per_s"] > 0 and first["raw_copy_rows_per_s"] > 0
+    assert "ratio_to_raw_insert" in first and "ratio_to_raw_copy" in first   # tiny smoke backlogs round them to 0.0
     two = results["drain"][-1]     # both measured; their ratio of tiny smoke backlogs may round to 0.0
     assert "two_vs_one" in two and all(r > 0 for r in two["one_runs"] + two["two_runs"]), two
     assert "| campuses |" in district_load.table(results)

@@ -5,7 +5,9 @@ from one door may arrive out of order, especially with several recorders), or wh
 retained state names a ``last_seq`` that has not arrived ``delay`` seconds after that state.
 A gap is an open alarm (table ``gaps``) until every seq in it has been recorded: the re-send
 closes it. The scan resumes from a per door and epoch watermark, so it reads only new key
-rows; one recorder at a time runs it (advisory lock), any of them can.
+rows; one recorder at a time runs it (advisory lock), any of them can. It updates watermark
+rows in the order the writers upsert them (campus, door, epoch): in another order the two
+deadlocked under load, and the writer's batch waited for a reconnect.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def scan(conn: Any, delay: float, max_rows: int = 20000) -> ScanResult:
         changed: set[str] = set()
         behind = conn.execute(
             "SELECT campus, door, epoch, contiguous_seq, first_seen_at < now() - make_interval(secs => %s)"
-            "  FROM seq_watermarks WHERE contiguous_seq IS NULL OR contiguous_seq < max_seq", (delay,)).fetchall()
+            "  FROM seq_watermarks WHERE contiguous_seq IS NULL OR contiguous_seq < max_seq"
+            " ORDER BY campus, door, epoch", (delay,)).fetchall()   # the writers' lock order: no deadlock
         for campus, door, epoch, mark, settled in behind:
             key = dict(c=campus, d=door, e=epoch)
             if mark is None:

@@ -27,6 +27,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from district.config import Broker
+from district.recorder.wire import BufferedClient
 
 log = logging.getLogger("district.recorder")
 
@@ -41,6 +42,7 @@ class Message:
     qos: int
     generation: int           # which connection delivered it
     retained: bool = False    # a retained message (only the catch-up subscription gets those)
+    copy: bool = False        # a live copy on the catch-up subscription: acknowledged, not written
 
 
 class RecorderLink:
@@ -55,8 +57,8 @@ class RecorderLink:
         self._shared_mid: int | None = -1
         self._catchup_mid: int | None = -1
         self._lock = threading.Lock()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
-                        protocol=mqtt.MQTTv5, manual_ack=True)
+        c = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
+                           protocol=mqtt.MQTTv5, manual_ack=True)
         if settings.username:
             c.username_pw_set(settings.username, password)
         if settings.tls:
@@ -67,6 +69,7 @@ class RecorderLink:
         c.on_disconnect = self._on_disconnect
         c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
+        c.on_plain_publish = self._on_plain_publish
         self.client = c
 
     def topics(self) -> list[tuple[str, SubscribeOptions]]:
@@ -120,11 +123,14 @@ class RecorderLink:
         return ok
 
     def ack(self, messages: list[Message]) -> None:
-        """Acknowledges committed messages, in arrival order (MQTT requires it)."""
+        """Acknowledges committed messages, in arrival order (MQTT requires it), the PUBACKs
+        of one batch as one write."""
         with self._lock:
             current = self.generation if self.connected.is_set() else -1
-        for m in messages:
-            if m.qos > 0 and m.generation == current:
+        live = [m for m in messages if m.qos > 0 and m.generation == current]
+        self.client.ack_many(m.mid for m in live if m.qos == 1)
+        for m in live:
+            if m.qos == 2:                      # never with the recorder's QoS 1 subscriptions
                 self.client.ack(m.mid, m.qos)
 
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
@@ -172,8 +178,13 @@ class RecorderLink:
             self.subscribed.clear()
         log.warning("disconnected from the district broker: %s", reason)
 
-    def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        if not msg.retain and CATCHUP_ID in (getattr(msg.properties, "SubscriptionIdentifier", None) or []):
-            client.ack(msg.mid, msg.qos)    # a live copy on the catch-up subscription: the shared one has it
-            return
-        self.inbox.put(Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self.generation, bool(msg.retain)))
+    def _on_plain_publish(self, topic: str, payload: bytes, mid: int, retain: bool) -> None:
+        """The feed's ordinary message (QoS 1, no properties), parsed by the short path."""
+        self.inbox.put(Message(topic, payload, mid, 1, self.generation, retain))
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        # a live copy on the catch-up subscription (the shared one has it) is only acknowledged,
+        # in its turn with the others (MQTT wants PUBACKs in arrival order)
+        copy = not msg.retain and CATCHUP_ID in (getattr(msg.properties, "SubscriptionIdentifier", None) or [])
+        self.inbox.put(Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self.generation, bool(msg.retain),
+                               copy))

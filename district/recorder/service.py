@@ -111,16 +111,17 @@ class Recorder:
             batch = self._next_batch()
             if not batch:
                 continue
-            self.received += len(batch)
+            work = [m for m in batch if not m.copy]   # catch-up copies: acknowledged in turn, not written
+            self.received += len(work)
             rec = self.settings.recorder
             items = [classify(m.topic, m.payload, self.settings.broker.prefix, self.known, rec.snapshot_max_bytes)
-                     for m in batch]
+                     for m in work]
             if any(isinstance(i, Rejected) and i.reason == "unknown_campus" for i in items):
                 if self._refresh_campuses(writer=True):   # a campus added since: classify again
                     items = [classify(m.topic, m.payload, self.settings.broker.prefix, self.known,
-                                      rec.snapshot_max_bytes) for m in batch]
-            items = [self._mark_retained(m, i) for m, i in zip(batch, items, strict=False)]
-            outcome = self._commit(batch, items)
+                                      rec.snapshot_max_bytes) for m in work]
+            items = [self._mark_retained(m, i) for m, i in zip(work, items, strict=False)]
+            outcome = self._commit(work, items) if work else Outcome()
             if outcome is None:
                 return                          # stopping: nothing acknowledged
             self.link.ack(batch)
