@@ -20,6 +20,7 @@ Raw baseline in the same run: publish -> a plain MQTT subscriber on the same bro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import multiprocessing as mp
@@ -59,35 +60,48 @@ class LiveGrid(threading.Thread):
         self.streams = 0             # /live connections opened (more than 1: the board cut the stream, we reconnected)
         self.ended: list[str] = []   # how each stream ended (the last event seen)
         self.cond = threading.Condition()
+        self.stop = threading.Event()
+        self.conn: http.client.HTTPConnection | None = None
         self.cookie = self._sign_in()
 
     def _request(self, method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None) -> Any:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        conn.request(method, path, body=body, headers=headers or {})
-        return conn.getresponse()
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        self.conn.request(method, path, body=body, headers=headers or {})
+        return self.conn.getresponse()
 
     def _sign_in(self) -> str:
         r = self._request("GET", "/login")
         token = re.search(r'name="csrf_token" value="([^"]*)"', r.read().decode()).group(1)
         login_cookie = r.getheader("Set-Cookie").split(";")[0]
+        self.close()
         r = self._request("POST", "/login", urlencode({"username": "bench", "password": PASSWORD,
                                                        "csrf_token": token, "next": "/"}),
                           {"Content-Type": "application/x-www-form-urlencoded", "Cookie": login_cookie})
-        assert r.status == 303, r.read()
+        body = r.read()
+        self.close()
+        assert r.status == 303, body
         return next(c for c in r.headers.get_all("Set-Cookie") if c.startswith("district_session=")).split(";")[0]
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
 
     def run(self) -> None:
         """Reads /live; when the board ends the stream, reconnects as a browser's EventSource does
         (the first frame of a new stream is the full grid)."""
-        while True:
+        while not self.stop.is_set():
             try:
                 last = self._read_stream()
-            except OSError as exc:
-                last = f"error: {exc}"
+            except (OSError, http.client.HTTPException) as exc:
+                last = f"error: {exc!r}"
+            finally:
+                self.close()
+            if self.stop.is_set():
+                return
             self.ended.append(last)
             if last == "signed_out":
                 return
-            time.sleep(0.1)
+            self.stop.wait(0.1)
 
     def _read_stream(self) -> str:
         r = self._request("GET", "/live", headers={"Cookie": self.cookie})
@@ -189,6 +203,8 @@ def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0) -> di
     broker = start_broker(tmp / f"broker-{n}")
     procs: list[subprocess.Popen[bytes]] = []
     committed: Committed | None = None
+    live: LiveGrid | None = None
+    stack = contextlib.ExitStack()
     workers: list[Any] = []
     mp_stop: Any = None
     stop = threading.Event()
@@ -208,19 +224,22 @@ def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0) -> di
         added = subprocess.run([str(BIN / "entry-buzzer-board"), "--config", str(conf), "user", "add", "bench",
                                 "--role", "viewer", "--password-file", str(pw)], capture_output=True, text=True)
         assert added.returncode == 0, added.stderr
-        log = open(tmp / f"procs-{n}.log", "ab")
+        log = stack.enter_context(open(tmp / f"procs-{n}.log", "ab"))
         procs.append(subprocess.Popen([str(BIN / "entry-buzzer-district"), "recorder", "--config", str(conf)],
                                       stdout=log, stderr=log))
         procs.append(subprocess.Popen([str(BIN / "entry-buzzer-board"), "--config", str(conf), "serve"],
                                       stdout=log, stderr=log))
         deadline = time.monotonic() + 60
         while True:
+            ready = http.client.HTTPConnection("127.0.0.1", board_port, timeout=2)
             try:
-                http.client.HTTPConnection("127.0.0.1", board_port, timeout=2).request("GET", "/login")
+                ready.request("GET", "/login")
                 break
             except OSError:
                 assert time.monotonic() < deadline, (tmp / f"procs-{n}.log").read_text()[-2000:]
                 time.sleep(0.2)
+            finally:
+                ready.close()
         password = broker.accounts["ctl"]
         ctx = mp.get_context("spawn")
         ready, mp_stop = ctx.Queue(), ctx.Event()
@@ -278,7 +297,9 @@ def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0) -> di
             if payload in raw_seen:
                 raw.append(raw_seen[payload] - sent)
             time.sleep(0.1)
+        sub.disconnect()
         sub.loop_stop()
+        probe.close()
         b, r = summary_ms(board), summary_ms(raw)
         rc, bp = summary_ms(recorder_part), summary_ms(board_part)
         return {"campuses": n, "samples": samples, "not_shown": lost, "board_p50_ms": round(b["p50_ms"], 1),
@@ -290,6 +311,8 @@ def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0) -> di
                 "live_streams": live.streams, "streams_ended": live.ended[:5]}
     finally:
         stop.set()
+        if live is not None:     # the board is stopped below: the stream's end is not a cut
+            live.stop.set()
         if committed is not None:
             committed.stop.set()
             committed.join(timeout=5)
@@ -306,8 +329,11 @@ def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0) -> di
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        if live is not None:
+            live.join(timeout=10)
         broker.stop()
         pg.destroy()
+        stack.close()
 
 
 def main(argv: list[str] | None = None) -> int:
