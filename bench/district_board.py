@@ -201,6 +201,10 @@ def load_worker(port: int, password: str, campuses: list[str], cycle_seconds: fl
 def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0) -> dict[str, Any]:
     pg = start_pg(durable=True)
     broker = start_broker(tmp / f"broker-{n}")
+    # as the shipped district broker (systemd/mosquitto/district.conf): Mosquitto's default of
+    # 1000 queued messages per client drops QoS 1 messages once the recorder is that far behind
+    broker.conf.write_text(broker.conf.read_text() + "max_queued_messages 100000\n")
+    broker.restart()
     procs: list[subprocess.Popen[bytes]] = []
     committed: Committed | None = None
     live: LiveGrid | None = None
