@@ -4,10 +4,14 @@ Why LISTEN/NOTIFY (triggers in district/board/schema.sql) rather than polling: a
 heard within milliseconds of the recorder's commit, the database does one grid query per
 burst of changes however many screens are open (not one per screen per poll), and a
 notification exists only for committed rows. One listener thread per board instance holds
-one connection; after a notification it waits ``COALESCE_SECONDS`` for the rest of the
-burst, builds the grid once and hands it to every stream. Notifications are not stored:
-while the listener reconnects they are lost, so the grid is also rebuilt every
-``refresh_seconds`` and on every reconnect.
+one connection. The first notification after a quiet spell is acted on at once; while the
+listener is busy (or within ``COALESCE_SECONDS`` of its last refresh) further ones pile up and
+are taken together, so under load the doors of many commits cost one query and one frame,
+and a door named N times in that spell is sent once, with its state as queried after the
+last of them (the latest). Each frame is encoded once and the same bytes go to every stream.
+Notifications are not stored: while the listener reconnects they are lost, so the grid is
+also rebuilt every ``refresh_seconds`` and on every reconnect, and a (re)connecting stream
+starts with the whole grid.
 
 Streams: each holds one server thread, so they are capped below the thread count; a
 stream whose bounded queue is full (a stalled client) is cut off and reconnects with a
@@ -46,16 +50,20 @@ class GridHub:
     """One LISTEN connection, the latest grid, and the queues of the open streams.
 
     A burst of notifications names the doors that changed: only those are queried and patched
-    into the latest grid, and only the campuses whose picture changed are pushed (``full:
-    false``); a new stream starts with the whole grid (``full: true``). A campus-level change,
-    a door of an unknown campus or a very large burst rebuilds everything, as does the timer.
+    into the latest grid, only their campuses' signatures are compared (the cost follows the
+    burst, not the district), and only the campuses whose picture changed are pushed (``full:
+    false``), as one encoded frame shared by every stream; a new stream starts with the whole
+    grid (``full: true``). A campus-level change, a door of an unknown campus or a very large
+    burst rebuilds everything, as does the timer.
     """
 
     PATCH_LIMIT = 200            # more doors than this in one burst: one full query is cheaper
 
     def __init__(self, conninfo: str, build: Callable[[set[tuple[str, str]] | None], dict[str, Any]],
-                 refresh_seconds: float = 10.0, max_streams: int = 24, queue_size: int = 64):
+                 refresh_seconds: float = 10.0, max_streams: int = 24, queue_size: int = 64,
+                 coalesce_seconds: float = COALESCE_SECONDS):
         self.conninfo = conninfo
+        self.coalesce_seconds = coalesce_seconds
         self.build = build
         self.refresh_seconds = refresh_seconds
         self.max_streams = max_streams
@@ -64,6 +72,8 @@ class GridHub:
         self.builds = 0
         self.patches = 0
         self.notifications = 0
+        self.frames = 0              # frames pushed (each encoded once for every stream)
+        self._last_refresh = 0.0     # monotonic end of the last refresh: the coalescing window
         self._sigs: dict[str, Any] = {}
         self._streams: list[queue.Queue[Any]] = []
         self._lock = threading.Lock()
@@ -109,30 +119,41 @@ class GridHub:
         Returns the whole grid."""
         with self._build_lock:
             try:
-                grid = None
+                grid, touched = None, None
                 if doors is not None and self.latest is not None and len(doors) <= self.PATCH_LIMIT:
-                    grid = grid_mod.patch(self.latest, self.build(doors))
-                    self.patches += grid is not None
+                    part = self.build(doors)
+                    grid = grid_mod.patch(self.latest, part)
+                    if grid is not None:
+                        self.patches += 1
+                        touched = {c["campus"] for c in part["campuses"]}
                 if grid is None:
                     grid = self.build(None)
                     self.builds += 1
             except psycopg.Error as exc:
                 log.warning("grid query failed: %s", exc)
                 return None
-            sigs = grid_mod.signature(grid)
-            changed = [c for c in grid["campuses"] if force or self._sigs.get(c["campus"]) != sigs[c["campus"]]]
-            removed = [k for k in self._sigs if k not in sigs]
+            if touched is None:          # a rebuild: every campus is compared, removed ones are named
+                sigs = grid_mod.signature(grid)
+                candidates = grid["campuses"]
+                removed = [k for k in self._sigs if k not in sigs]
+            else:                        # a patch: only the campuses of the named doors can differ
+                sigs = dict(self._sigs)
+                candidates = [c for c in grid["campuses"] if c["campus"] in touched]
+                sigs.update((c["campus"], grid_mod.campus_signature(c)) for c in candidates)
+                removed = []
+            changed = [c for c in candidates if force or self._sigs.get(c["campus"]) != sigs[c["campus"]]]
             self._sigs, self.latest = sigs, grid
-        if changed or removed:
-            self._push({**grid, "campuses": changed, "removed": removed, "full": force})
+            if changed or removed:       # under the build lock: frames leave in the order of the grids
+                self._push(sse("grid", {**grid, "campuses": changed, "removed": removed, "full": force}))
         return grid
 
-    def _push(self, delta: dict[str, Any]) -> None:
+    def _push(self, frame: bytes) -> None:
+        self.frames += 1
         with self._lock:
             streams = list(self._streams)
         for q in streams:
             try:
-                q.put_nowait(delta)
+                q.put_nowait(frame)
             except queue.Full:       # a stalled client: cut it off, it reconnects to a full grid
                 self.unsubscribe(q)
                 try:
@@ -158,7 +179,9 @@ class GridHub:
         while not self._stop.is_set():
             notes = list(conn.notifies(timeout=1.0, stop_after=1))
             if notes:
-                notes += list(conn.notifies(timeout=COALESCE_SECONDS))
+                # quiet until now: act at once; busy: wait out the window, taking what arrives
+                window = self._last_refresh + self.coalesce_seconds - time.monotonic()
+                notes += list(conn.notifies(timeout=max(0.0, window)))
                 self.notifications += len(notes)
                 doors: set[tuple[str, str]] | None = set()
                 for n in notes:
@@ -168,6 +191,7 @@ class GridHub:
                         break
                     doors = (doors or set()) | named
                 self.refresh(doors=doors)
+                self._last_refresh = time.monotonic()
             elif time.monotonic() - last >= self.refresh_seconds:
                 self.refresh()
                 last = time.monotonic()
@@ -225,15 +249,14 @@ def live() -> Any:
     token = request.cookies.get(sec.SESSION_COOKIE)
     store = sec.store()
     heartbeat = float(current_app.config["SSE_HEARTBEAT_SECONDS"])
-    first = h.latest or h.refresh()
-    if first is not None:
-        first = {**first, "full": True, "removed": []}
+    latest = h.latest or h.refresh()
+    first = sse("grid", {**latest, "full": True, "removed": []}) if latest is not None else None
 
     def stream() -> Iterator[bytes]:
         checked = time.monotonic()
         try:
             if first is not None:
-                yield sse("grid", first)
+                yield first
             while True:
                 try:
                     item = q.get(timeout=heartbeat)
@@ -246,7 +269,7 @@ def live() -> Any:
                     if store.session(token, touch=True) is None:
                         yield sse("signed_out", {})
                         return
-                yield sse("grid", item) if item is not None else sse("ping", {"t": time.time()})
+                yield item if item is not None else sse("ping", {"t": time.time()})
         finally:
             h.unsubscribe(q)
 
