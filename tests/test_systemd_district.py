@@ -24,7 +24,7 @@ BOARD = "entry-buzzer-district-board.service"
 RECORDER = "entry-buzzer-district-recorder.service"
 RECORDER_TEMPLATE = "entry-buzzer-district-recorder@.service"
 UNITS = sorted(p.name for p in DISTRICT_DIR.glob("*.service"))
-BINARY = re.compile(r"/opt/entry-buzzer/\.venv/bin/(entry-buzzer-board|entry-buzzer-district)\b")
+BINARY = re.compile(r"/opt/entry-buzzer/venv/bin/(entry-buzzer-board|entry-buzzer-district)\b")
 # Lower than the campus units' 2.0: these services need no GPIO, camera or /proc/device-tree,
 # so they also get PrivateDevices=, ProcSubset=pid, PrivateMounts= and RemoveIPC=.
 MAX_EXPOSURE = 1.2
@@ -152,3 +152,16 @@ def test_board_unit_gives_nginx_its_socket() -> None:
     assert d["RuntimeDirectoryMode"] == ["0750"]
     assert d["UMask"] == ["0007"]
     assert d["RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6"]   # the socket; PostgreSQL and MQTT over TCP
+
+
+def test_the_deploy_steps_create_the_environment_the_units_run_from() -> None:
+    """The units' ExecStart binary must be what the documented deploy steps install: the
+    units once pointed at /opt/entry-buzzer/.venv, which no step created (the campus
+    installer makes /opt/entry-buzzer/venv), so a district server following the docs got a
+    unit that could not start."""
+    steps = (SYSTEMD_DIR.parent / "docs" / "district-recorder.md").read_text(encoding="utf-8")
+    venvs = {m.group(0).rsplit("/bin/", 1)[0]
+             for name in UNITS for m in BINARY.finditer((DISTRICT_DIR / name).read_text(encoding="utf-8"))}
+    assert venvs == {"/opt/entry-buzzer/venv"}
+    assert "python3 -m venv /opt/entry-buzzer/venv" in steps
+    assert "/opt/entry-buzzer/venv/bin/pip install '.[district]'" in steps
