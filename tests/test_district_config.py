@@ -74,7 +74,7 @@ def test_recorder_unit_verifies(tmp_path: Path) -> None:
     fake.write_text("#!/bin/sh\nexit 0\n")
     fake.chmod(0o755)
     text = UNIT.read_text()
-    binary = "/opt/entry-buzzer/.venv/bin/entry-buzzer-district"
+    binary = "/opt/entry-buzzer/venv/bin/entry-buzzer-district"
     assert binary in text
     staged = tmp_path / UNIT.name
     staged.write_text(text.replace(binary, str(fake)))
@@ -152,7 +152,7 @@ def test_recorder_template_unit_verifies(tmp_path: Path) -> None:
     fake.write_text("#!/bin/sh\nexit 0\n")
     fake.chmod(0o755)
     staged = tmp_path / "entry-buzzer-district-recorder@2.service"
-    staged.write_text(template.read_text().replace("/opt/entry-buzzer/.venv/bin/entry-buzzer-district", str(fake)))
+    staged.write_text(template.read_text().replace("/opt/entry-buzzer/venv/bin/entry-buzzer-district", str(fake)))
     out = subprocess.run([analyze, "verify", "--man=no", str(staged)], capture_output=True, text=True, timeout=120,
                          env={"SYSTEMD_LOG_COLOR": "0", "LC_ALL": "C.UTF-8", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0 and not (out.stdout + out.stderr).strip(), out.stdout + out.stderr
