@@ -12,6 +12,11 @@ Why:
   reconnecting in lockstep.
 - paho's network thread runs our callbacks and an exception there kills the link, so every
   callback goes through ``guarded``.
+- A publish from another thread (the core's change feed, the outbox worker) is written to
+  the socket by that thread (``Client._packet_queue``) instead of waking paho's network
+  thread through its socketpair for every message; that thread is woken only when the socket
+  would block or it is busy writing itself. One lock serializes every socket read and write,
+  so a TLS connection is never used by two threads at once.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import logging
 import random
 import ssl
+import threading
 from functools import wraps
 from typing import Any, Callable
 
@@ -89,6 +95,51 @@ class Client(mqtt.Client):
     """
 
     on_attempt_error: Callable[[BaseException], None] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._io_lock = threading.RLock()      # one socket user at a time (TLS is not thread-safe)
+        self.direct_writes = 0                 # packets a publishing thread wrote itself
+        self.loop_wakes = 0                    # times paho's network thread was woken to write
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        with self._io_lock:
+            return super()._sock_recv(bufsize)
+
+    def _packet_write(self) -> mqtt.MQTTErrorCode:
+        with self._io_lock:
+            return super()._packet_write()
+
+    def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
+                      info: mqtt.MQTTMessageInfo | None = None) -> mqtt.MQTTErrorCode:
+        """Queue a packet and, from any thread but paho's own, write it right here.
+
+        paho's version always wakes its network thread (one byte through a socketpair, a
+        select() wake-up and a context switch per message); on a door that is 12 wake-ups per
+        ring/approve cycle. Writing here keeps paho's order (one queue, one lock) and falls back
+        to waking it when the lock is taken or the socket would block."""
+        loop = self._thread
+        wake = self._sockpairW
+        if loop is None or wake is None or loop is threading.current_thread() or self._sock is None:
+            return super()._packet_queue(command, packet, mid, qos, info)
+        self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
+                                 "to_process": len(packet), "packet": packet, "info": info})
+        if self._io_lock.acquire(blocking=False):
+            try:
+                rc = self._packet_write()
+            finally:
+                self._io_lock.release()
+            if rc == mqtt.MQTT_ERR_SUCCESS and not self._out_packet:
+                self.direct_writes += 1
+                return mqtt.MQTT_ERR_SUCCESS
+        # left over (the socket would block, an error, or the network thread is writing): let
+        # paho's thread finish it, and notice a broken connection, exactly as paho does
+        self.loop_wakes += 1
+        try:
+            wake.send(mqtt.sockpair_data)
+        except (BlockingIOError, OSError):
+            pass
+        return mqtt.MQTT_ERR_SUCCESS
 
     def reconnect(self) -> mqtt.MQTTErrorCode:
         try:
