@@ -1,0 +1,154 @@
+"""The ring/approve cycle's structural cuts (issue 11's CPU figure), as behaviour:
+
+- a ring/approve cycle starts no thread: the snapshot, its capture, the ringing LED's blinking
+  and the strike backstop run on long-lived threads (the backstop on one of its own);
+- a publish from another thread reaches the broker without paho's network thread: it is
+  written by the publishing thread, so it goes out even while that thread is busy;
+- the LED still blinks and stops, and the backstop still relocks (tests/test_gpio.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from controller import events as ev
+from controller import gpio
+from controller.mqtt import connection as conn
+from controller.scheduler import Scheduler, Worker
+from controller.simulate import SIM_GPIO
+from tests.support_mqtt import Linked, Subscriber, wait_for
+
+pytestmark = pytest.mark.broker
+
+
+def _cycle(lc: Linked) -> None:
+    """Press, photo, approve, the visitor walks in, the door relocks, all delivered."""
+    pin = lc.factory.pin(SIM_GPIO["buzzer_pin"])
+    core = lc.controller.core
+    before = lc.journal.last_seq
+    pin.drive_low()
+    pin.drive_high()
+    pressed = wait_for(lambda: next((e for e in lc.events_of(ev.BUZZER_PRESSED) if e.seq > before), None),
+                       what="the press")
+    rid = pressed.request_id
+    wait_for(lambda: any(e.type == ev.SNAPSHOT_CAPTURED for e in lc.journal.for_request(rid)), what="the photo")
+    assert core.approve(rid, "Test Staff").ok
+    lc.station.set_door(True)
+    lc.station.set_door(False)
+    wait_for(lambda: any(e.type == ev.DOOR_LOCKED and e.seq > before for e in lc.events_of(ev.DOOR_LOCKED)),
+             what="the relock")
+    lc.wait_delivered()
+
+
+def test_a_ring_approve_cycle_starts_no_thread(linked, monkeypatch):
+    """Was four per ring: snapshot-<id>, camera-capture, gpiozero's blink thread, a Timer."""
+    lc = linked(clock=None).ready()
+    _cycle(lc)                                     # warm-up: the long-lived threads start here
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def counting_start(self: threading.Thread) -> None:
+        started.append(self.name)
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    for _ in range(3):
+        _cycle(lc)
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    assert started == []
+    names = {t.name for t in threading.enumerate()}
+    assert {"snapshots", "camera-capture", "led-blink", "strike-backstop"} <= names
+
+
+def test_a_publish_from_another_thread_goes_out_while_the_network_thread_is_busy(broker):
+    """paho alone hands every publish to its network thread; ours writes it from the caller,
+    so the event reaches a subscriber even while that thread is stuck in a callback."""
+    root = "entry/perf/direct"
+    sub = Subscriber(broker, user="district", topics=(f"{root}/events",))
+    operator = Subscriber(broker, user="operator", topics=())
+    client = conn.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"perf-{uuid.uuid4().hex[:8]}",
+                         protocol=mqtt.MQTTv5)
+    client.username_pw_set("ctl", broker.accounts["ctl"])
+    busy, release, subscribed = threading.Event(), threading.Event(), threading.Event()
+
+    def on_connect(c: mqtt.Client, *_a: object) -> None:
+        c.subscribe(f"{root}/cmd/lockdown", qos=0)
+
+    def on_message(*_a: object) -> None:      # the network thread takes a command...
+        busy.set()
+        release.wait(30)                      # ...and is stuck in its callback until released
+
+    client.on_connect = on_connect
+    client.on_subscribe = lambda *_a: subscribed.set()
+    client.on_message = on_message
+    client.connect("127.0.0.1", broker.port, keepalive=30)
+    client.loop_start()
+    try:
+        assert subscribed.wait(20)
+        operator.client.publish(f"{root}/cmd/lockdown", b"{}", qos=0)
+        wait_for(busy.is_set, what="the network thread to be busy")
+        wakes = client.loop_wakes
+        for n in range(5):
+            client.publish(f"{root}/events", f'{{"n":{n}}}'.encode(), qos=1)
+        wait_for(lambda: len(sub.on(f"{root}/events")) >= 5, what="every publish at the subscriber", timeout=10)
+        assert not release.is_set()                         # the network thread never moved
+        assert client.loop_wakes == wakes and client.direct_writes >= 5
+    finally:
+        release.set()
+        client.disconnect()
+        client.loop_stop()
+        operator.close()
+        sub.close()
+
+
+def test_the_ringing_led_blinks_on_one_long_lived_thread_and_stops(pin_factory, monkeypatch):
+    monkeypatch.setattr(gpio, "RINGING_BLINK", (0.02, 0.02))
+    leds = gpio.VisitorLeds(SIM_GPIO["led_ringing_pin"], SIM_GPIO["led_approved_pin"],
+                            SIM_GPIO["led_denied_pin"], pin_factory=pin_factory)
+    ringing = leds.led("ringing")
+    assert ringing is not None
+    try:
+        for _ in range(2):                         # two rings: the same thread blinks both
+            leds.show("ringing")
+            seen = set()
+            deadline = time.monotonic() + 10
+            while len(seen) < 2 and time.monotonic() < deadline:
+                seen.add(bool(ringing.value))
+                time.sleep(0.005)
+            assert seen == {True, False}, "the ringing LED did not blink"
+            leds.show("approved")
+            assert not ringing.value and leds.led("approved").value
+            time.sleep(0.1)                        # five blink periods: it stays off
+            assert not ringing.value
+        assert leds._timers.threads_started == 1
+    finally:
+        leds.close()
+
+
+def test_scheduler_runs_in_time_order_and_cancels():
+    sched = Scheduler("test-timers")
+    ran: list[str] = []
+    done = threading.Event()
+    sched.call_later(0.06, lambda: (ran.append("late"), done.set()))
+    cancelled = sched.call_later(0.02, lambda: ran.append("cancelled"))
+    sched.call_later(0.01, lambda: ran.append("early"))
+    cancelled.cancel()
+    assert done.wait(10)
+    assert ran == ["early", "late"] and sched.threads_started == 1
+    sched.close()
+    assert sched.call_later(0, lambda: ran.append("after close")).cancelled
+
+
+def test_worker_runs_jobs_in_order_on_one_thread():
+    worker = Worker("test-worker")
+    seen: list[tuple[int, str]] = []
+    for n in range(5):
+        assert worker.submit(lambda n=n: seen.append((n, threading.current_thread().name)))
+    worker.close(wait=10)
+    assert seen == [(n, "test-worker") for n in range(5)] and worker.threads_started == 1
+    assert not worker.submit(lambda: None)
