@@ -152,3 +152,84 @@ def test_worker_runs_jobs_in_order_on_one_thread():
     worker.close(wait=10)
     assert seen == [(n, "test-worker") for n in range(5)] and worker.threads_started == 1
     assert not worker.submit(lambda: None)
+
+
+class _Strike:
+    def __init__(self) -> None:
+        self.on = False
+
+    def unlock(self) -> None:
+        self.on = True
+
+    def lock(self) -> None:
+        self.on = False
+
+
+def _core_on(journal, clock):
+    from controller.core import EntryCore
+    from controller.door_settings import DoorSettings
+
+    strike = _Strike()
+    return EntryCore(journal, strike, DoorSettings(debounce_ms=0), clock=clock, has_door_contact=True), strike
+
+
+def _transactions(journal) -> list[str]:
+    """Count the journal's commits: one per autocommit INSERT or COMMIT."""
+    seen: list[str] = []
+    journal._db.set_trace_callback(                             # noqa: SLF001  (what this test is about)
+        lambda sql: seen.append(sql.split()[0].upper()) if sql.split()[0].upper() in ("INSERT", "BEGIN", "COMMIT")
+        else None)
+    return seen
+
+
+def _commits(statements: list[str]) -> int:
+    inside, commits = False, 0
+    for s in statements:
+        if s == "BEGIN":
+            inside = True
+        elif s == "COMMIT":
+            inside, commits = False, commits + 1
+        elif s == "INSERT" and not inside:
+            commits += 1
+    return commits
+
+
+def test_an_approval_and_its_unlock_and_a_close_and_its_relock_are_one_commit_each(tmp_path, clock):
+    from controller.journal import Journal
+
+    journal = Journal(tmp_path / "j.sqlite3", "c", "d", now=clock.now)
+    core, strike = _core_on(journal, clock)
+    try:
+        rid = core.press().request_id
+        statements = _transactions(journal)
+        assert core.approve(rid, "Ms Office").ok and strike.on
+        assert _commits(statements) == 1                 # was 2: entry_approved, then door_unlocked
+        core.door_changed(True)
+        statements.clear()
+        core.door_changed(False)
+        assert not strike.on
+        assert _commits(statements) == 1                 # was 2: door_closed, then door_locked
+        types = [e.type for e in reversed(journal.query(limit=10))]
+        assert types == [ev.BUZZER_PRESSED, ev.ENTRY_APPROVED, ev.DOOR_UNLOCKED, ev.DOOR_OPENED,
+                         ev.DOOR_CLOSED, ev.DOOR_LOCKED]
+        seqs = [e.seq for e in reversed(journal.query(limit=10))]
+        assert seqs == list(range(1, 7))
+    finally:
+        journal.close()
+
+
+def test_an_approval_that_cannot_be_journaled_leaves_neither_event_and_the_door_locked(tmp_path, clock):
+    from controller.journal import Journal
+
+    journal = Journal(tmp_path / "j.sqlite3", "c", "d", now=clock.now)
+    core, strike = _core_on(journal, clock)
+    try:
+        rid = core.press().request_id
+        journal._db.execute("CREATE TRIGGER no_unlock BEFORE INSERT ON events WHEN NEW.type = 'door_unlocked' "
+                            "BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+        decision = core.approve(rid, "Ms Office")
+        assert not decision.ok and decision.code == "fault" and not strike.on
+        assert [e.type for e in journal.query(limit=10)] == [ev.BUZZER_PRESSED]   # all or none
+        assert journal.last_seq == 1
+    finally:
+        journal.close()
