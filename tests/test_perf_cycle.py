@@ -233,3 +233,40 @@ def test_an_approval_that_cannot_be_journaled_leaves_neither_event_and_the_door_
         assert journal.last_seq == 1
     finally:
         journal.close()
+
+
+def test_a_successful_puback_builds_no_reason_or_properties_objects_and_a_refusal_still_counts(broker, monkeypatch):
+    """paho built a ReasonCode and a Properties object for every PUBACK (a third of its network
+    thread's time on a door); success acks now share one pair, other acks go through paho."""
+    from paho.mqtt import properties as paho_properties
+
+    sub = Subscriber(broker, user="district", topics=("entry/perf/acks/events",))
+    client = conn.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"perf-{uuid.uuid4().hex[:8]}",
+                         protocol=mqtt.MQTTv5)
+    client.username_pw_set("ctl", broker.accounts["ctl"])
+    acks: list[tuple[int, bool]] = []
+    built: list[str] = []
+    real_init = paho_properties.Properties.__init__
+
+    def counting_init(self: object, packet_type: int) -> None:
+        built.append(threading.current_thread().name)
+        real_init(self, packet_type)
+
+    client.on_publish = lambda _c, _u, mid, reason, _p: acks.append((mid, reason.is_failure))
+    client.connect("127.0.0.1", broker.port, keepalive=30)
+    client.loop_start()
+    try:
+        wait_for(client.is_connected, what="the client to connect")
+        monkeypatch.setattr(paho_properties.Properties, "__init__", counting_init)
+        mids = [client.publish("entry/perf/acks/events", b"{}", qos=1).mid for _ in range(3)]     # subscribed
+        mids += [client.publish("entry/perf/nobody/events", b"{}", qos=1).mid for _ in range(3)]  # nobody
+        wait_for(lambda: len(acks) == 6, what="six acks")
+        assert sorted(acks) == sorted((mid, False) for mid in mids)
+        assert [n for n in built if n.startswith("paho")] == []
+        refused = client.publish("entry/perf/acks/cmd/lockdown", b"{}", qos=1)   # not in ctl's ACL
+        wait_for(lambda: len(acks) == 7, what="the refusal's ack")
+        assert acks[-1] == (refused.mid, True)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        sub.close()
