@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -26,11 +27,12 @@ from tests.support_mqtt import Linked, Subscriber, wait_for
 pytestmark = pytest.mark.broker
 
 
-def _cycle(lc: Linked) -> None:
+def _cycle(lc: Linked, clock: Any) -> None:
     """Press, photo, approve, the visitor walks in, the door relocks, all delivered. The
     inputs go to the core directly (the GPIO edge dispatch starts no thread either way)."""
     core = lc.controller.core
     before = lc.journal.last_seq
+    clock.advance(1.0)                             # past the press debounce of the last ring
     decision = core.press()
     assert decision.ok and decision.request_id, decision
     rid = decision.request_id
@@ -43,10 +45,10 @@ def _cycle(lc: Linked) -> None:
     lc.wait_delivered()
 
 
-def test_a_ring_approve_cycle_starts_no_thread(linked, monkeypatch):
+def test_a_ring_approve_cycle_starts_no_thread(linked, clock, monkeypatch):
     """Was four per ring: snapshot-<id>, camera-capture, gpiozero's blink thread, a Timer."""
-    lc = linked(clock=None).ready()
-    _cycle(lc)                                     # warm-up: the long-lived threads start here
+    lc = linked().ready()
+    _cycle(lc, clock)                              # warm-up: the long-lived threads start here
     started: list[str] = []
     real_start = threading.Thread.start
 
@@ -56,7 +58,7 @@ def test_a_ring_approve_cycle_starts_no_thread(linked, monkeypatch):
 
     monkeypatch.setattr(threading.Thread, "start", counting_start)
     for _ in range(3):
-        _cycle(lc)
+        _cycle(lc, clock)
     monkeypatch.setattr(threading.Thread, "start", real_start)
     assert started == []
     names = {t.name for t in threading.enumerate()}
