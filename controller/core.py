@@ -205,14 +205,17 @@ class EntryCore(CoreInputs):
                     or (seen_snapshot is not None and seen_snapshot < ring.photo)
                     or ring.photo_pending):
                 return self._refuse("approve", request_id, actor, DecisionCode.STALE, "a new press: look again")
+        # The approval and its unlock are one journal transaction (one fsync), then the strike.
+        unlock, new_end = self._unlock_record(ring.request_id, actor, "approved")
         try:
-            self._record(ev.ENTRY_APPROVED, ring.request_id, actor, presses=ring.presses,
-                         snapshot=ring.photo if seen_snapshot is None else seen_snapshot,
-                         **({"visitor": record} if record else {}))
+            self._record_many([(ev.ENTRY_APPROVED, ring.request_id, actor,
+                                {"presses": ring.presses,
+                                 "snapshot": ring.photo if seen_snapshot is None else seen_snapshot,
+                                 **({"visitor": record} if record else {})}), unlock])
         except _RecordFailed:
             return Decision(False, DecisionCode.FAULT, "journal unavailable: failing closed", ring.request_id)
         self._close_ring("approved")
-        if not self._start_pulse(ring.request_id, actor, "approved"):
+        if not self._energize(ring.request_id, actor, new_end):
             return Decision(False, DecisionCode.FAULT, "strike could not be driven; door stays locked",
                             ring.request_id)
         return Decision(True, DecisionCode.OK, "approved", ring.request_id)

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from . import events as ev
-from .core_internals import _valid_actor
+from .core_internals import Item, _valid_actor
 from .core_model import Decision
 from .core_state import CoreState, _transition
 from .vocabulary import SELF_CLEARING_ALARMS, Alarm, DecisionCode
@@ -38,10 +38,14 @@ class CoreInputs(CoreState):
             elif not egress:
                 self._raise_alarm(Alarm.FORCED_OPEN)
             return
-        self._try_record(ev.DOOR_CLOSED)
-        self._clear_alarm(Alarm.HELD_OPEN)
+        # door_closed, a held-open alarm's end and the relock: one journal transaction
+        closed: list[Item] = [(ev.DOOR_CLOSED, None, None, {})]
+        if self._alarms.pop(Alarm.HELD_OPEN, None) is not None:
+            closed.append((ev.ALARM_CLEARED, None, None, {"alarm": Alarm.HELD_OPEN}))
         if self._pulse is not None and self._pulse.door_opened and self.rules.relock_on_close:
-            self._end_pulse("door_closed")
+            self._lock_strike()                # lock first (the safe direction), then journal
+            closed.append((ev.DOOR_LOCKED, None, None, {"reason": "door_closed"}))
+        self._try_record_many(closed)
 
     def exit_requested(self) -> None:
         """Request-to-exit sensor: a door opening soon after is free egress, not forced entry.

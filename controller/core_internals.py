@@ -33,6 +33,8 @@ from .vocabulary import Alarm, DecisionCode
 
 log = logging.getLogger("controller.core")
 
+Item = tuple[str, str | None, str | None, dict[str, Any]]    # an event to journal: type, request, actor, data
+
 
 class CoreInternals:
     """State and internals of the entry core (its attributes are set by ``EntryCore.__init__``)."""
@@ -116,23 +118,32 @@ class CoreInternals:
 
     def _start_pulse(self, request_id: str | None, actor: str, reason: str, **data: Any) -> bool:
         """Journal the unlock, then energize. Extends a running pulse only up to the cap."""
+        item, new_end = self._unlock_record(request_id, actor, reason, **data)
+        try:
+            self._record_many([item])
+        except _RecordFailed:
+            return False
+        return self._energize(request_id, actor, new_end)
+
+    def _unlock_record(self, request_id: str | None, actor: str, reason: str,
+                       **data: Any) -> tuple[Item, float | None]:
+        """The door_unlocked event of an unlock, and the running pulse's new end (None: a new pulse)."""
         now = self._clock.monotonic()
         wanted = min(self.rules.unlock_seconds, UNLOCK_CAP)
         pulse = self._pulse
         if pulse is not None:
             new_end = min(max(pulse.ends_at, now + wanted), pulse.started_at + UNLOCK_CAP)
-            try:
-                self._record(ev.DOOR_UNLOCKED, request_id, actor, reason=reason, extended=True,
-                             seconds=round(new_end - now, 3), **data)
-            except _RecordFailed:
-                return False
-            pulse.ends_at = new_end
+            return (ev.DOOR_UNLOCKED, request_id, actor,
+                    {"reason": reason, "extended": True, "seconds": round(new_end - now, 3), **data}), new_end
+        return (ev.DOOR_UNLOCKED, request_id, actor,
+                {"reason": reason, "extended": False, "seconds": wanted, **data}), None
+
+    def _energize(self, request_id: str | None, actor: str, new_end: float | None) -> bool:
+        """After the unlock is journaled: extend the running pulse, or energize the strike."""
+        if new_end is not None and self._pulse is not None:
+            self._pulse.ends_at = new_end
             return True
-        try:
-            self._record(ev.DOOR_UNLOCKED, request_id, actor, reason=reason, extended=False,
-                         seconds=wanted, **data)
-        except _RecordFailed:
-            return False
+        wanted = min(self.rules.unlock_seconds, UNLOCK_CAP)
         try:
             self._strike.unlock()
             # Time the pulse from the moment the strike energized (after the journal commit),
@@ -148,12 +159,15 @@ class CoreInternals:
 
     def _end_pulse(self, reason: str) -> None:
         """Lock first (the safe direction), then journal."""
+        self._lock_strike()
+        self._try_record(ev.DOOR_LOCKED, reason=reason)
+
+    def _lock_strike(self) -> None:
         try:
             self._strike.lock()
         except Exception:
             log.exception("strike lock failed")
         self._pulse = None
-        self._try_record(ev.DOOR_LOCKED, reason=reason)
 
     def _raise_alarm(self, alarm: str, **data: Any) -> None:
         if alarm in self._alarms:
@@ -237,6 +251,44 @@ class CoreInternals:
     def _note_committed(self, event: Any) -> None:
         if event is not None:
             self._committed.append(event)       # for the change feed
+
+    def _record_many(self, items: list[Item]) -> None:
+        """Like ``_record`` for events one transition produces together: one journal
+        transaction (one fsync) when the recorder can (``append_many``), all or none."""
+        many = getattr(self._recorder, "append_many", None)
+        if many is None or len(items) == 1:
+            for type, request_id, actor, data in items:
+                self._record(type, request_id, actor, **data)
+            return
+        try:
+            events = many(items)
+        except Exception as exc:
+            error: Exception = exc
+        else:
+            for event in events:
+                self._note_committed(event)
+            return
+        if _no_space(error) and self._release_reserve():
+            try:
+                events = many(items)
+            except Exception as exc:
+                error = exc
+            else:
+                for event in events:
+                    self._note_committed(event)
+                return
+        self._enter_fault(f"journal write failed: {error}")
+        assert self._fault_log is not None
+        for type, _r, _a, _d in items:
+            self._fault_log.note(type, self._clock.now())
+        raise _RecordFailed() from error
+
+    def _try_record_many(self, items: list[Item]) -> bool:
+        try:
+            self._record_many(items)
+        except _RecordFailed:
+            return False
+        return True
 
     def _release_reserve(self) -> bool:
         """Give the disk reserve back (once per full-disk episode); True when space was freed."""

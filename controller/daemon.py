@@ -56,11 +56,18 @@ class CoreLoop(threading.Thread):
         self.max_sleep = min(max_sleep, watchdog_seconds or max_sleep)
         self.wake = threading.Event()
         self.stopping = threading.Event()
+        self._wake_at = float("inf")           # the core clock's time the loop plans to wake
         self.core.add_listener(self._wake)
 
     def _wake(self, _change: Any = None) -> None:
-        """Wake for commands from other threads; our own tick() must not re-wake us (busy loop)."""
-        if threading.current_thread() is not self:
+        """Wake for a change from another thread only when it brings a timer due before the
+        loop's planned wake-up (an unlock's end); our own tick() must not re-wake us (busy
+        loop). Most changes (a press, a photo, the door) add no earlier timer: waking for each
+        cost a tick per change."""
+        if threading.current_thread() is self:
+            return
+        deadline = self.core.next_deadline()
+        if deadline is not None and deadline <= self._wake_at:
             self.wake.set()
 
     def run(self) -> None:
@@ -74,8 +81,10 @@ class CoreLoop(threading.Thread):
             if self.notifier is not None and self.watchdog_seconds and now - last_ping >= self.watchdog_seconds:
                 self.notifier.watchdog()
                 last_ping = now
+            self._wake_at = float("inf")      # a change while we plan wakes us
             deadline = self.core.next_deadline()
             timeout = self.max_sleep if deadline is None else min(self.max_sleep, max(0.0, deadline - now))
+            self._wake_at = now + timeout
             self.wake.wait(timeout)
             self.wake.clear()
 

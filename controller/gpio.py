@@ -9,7 +9,9 @@ which owns door state. The strike output is created with
 ``initial_value=False`` so constructing it drives the door locked.
 
 A software backstop timer forces the strike off UNLOCK_CAP + 1 s after any
-unlock, in case the core's own loop ever hangs while the strike is on.
+unlock, in case the core's own loop ever hangs while the strike is on. It runs on a
+long-lived thread of its own (``scheduler.Scheduler``), not a ``threading.Timer`` per unlock;
+the ringing LED blinks from another long-lived thread instead of gpiozero's thread per blink.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Callable
 from gpiozero import LED, Button, DigitalInputDevice, DigitalOutputDevice
 
 from .config import GpioSettings
+from .scheduler import Scheduler, Timer
 from .vocabulary import UNLOCK_CAP_SECONDS as UNLOCK_CAP
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,8 @@ class StrikeRelay:
         self._device = DigitalOutputDevice(pin, active_high=True, initial_value=False,
                                            pin_factory=pin_factory)
         self._backstop_seconds = backstop_seconds
-        self._timer: threading.Timer | None = None
+        self._timers = Scheduler("strike-backstop")    # this timer only: nothing can delay it
+        self._timer: Timer | None = None
         self._lock = threading.Lock()
 
     @property
@@ -48,9 +52,7 @@ class StrikeRelay:
     def unlock(self) -> None:
         with self._lock:
             self._cancel_backstop()
-            self._timer = threading.Timer(self._backstop_seconds, self._backstop)
-            self._timer.daemon = True
-            self._timer.start()
+            self._timer = self._timers.call_later(self._backstop_seconds, self._backstop)
             self._device.on()
 
     def lock(self) -> None:
@@ -74,9 +76,11 @@ class StrikeRelay:
         """Drive locked and release the pin. Safe to call twice."""
         self.lock()
         self._device.close()
+        self._timers.close()
 
 
 LOCKDOWN_BLINK = (0.15, 0.15)     # the denied LED flashing fast: entry refused, do not wait
+RINGING_BLINK = (0.5, 0.5)
 
 
 class VisitorLeds:
@@ -92,26 +96,61 @@ class VisitorLeds:
                       for name, pin in (("ringing", ringing), ("approved", approved), ("denied", denied))
                       if pin is not None}
         self.state = "idle"
+        self._timers = Scheduler("led-blink")
+        self._lock = threading.Lock()
+        self._blinking: dict[str, list[Timer]] = {}
 
     def show(self, state: str) -> None:
-        self.state = state
-        for name, led in self._leds.items():
-            if name == "ringing" and state == "ringing":
-                led.blink(on_time=0.5, off_time=0.5)
-            elif name == "denied" and state == "lockdown":
-                led.blink(on_time=LOCKDOWN_BLINK[0], off_time=LOCKDOWN_BLINK[1])
-            elif name == state:
+        with self._lock:
+            self.state = state
+            for name, led in self._leds.items():
+                if name == "ringing" and state == "ringing":
+                    self._blink(name, led, RINGING_BLINK)
+                elif name == "denied" and state == "lockdown":
+                    self._blink(name, led, LOCKDOWN_BLINK)
+                else:
+                    self._stop_blink(name)
+                    if name == state:
+                        led.on()
+                    else:
+                        led.off()
+
+    def _blink(self, name: str, led: LED, pattern: tuple[float, float]) -> None:
+        """On now, then toggled on the blink thread until another state is shown (caller locks)."""
+        if name in self._blinking:
+            return                                  # already blinking this pattern
+        led.on()
+        chain: list[Timer] = []                     # this blink's pending toggle (its identity)
+        self._blinking[name] = chain
+        chain.append(self._timers.call_later(pattern[0], lambda: self._toggle(name, led, pattern, chain, False)))
+
+    def _toggle(self, name: str, led: LED, pattern: tuple[float, float], chain: list[Timer], on: bool) -> None:
+        with self._lock:
+            if self._blinking.get(name) is not chain or led.closed:
+                return                              # stopped (or replaced) meanwhile
+            if on:
                 led.on()
             else:
                 led.off()
+            chain[0] = self._timers.call_later(pattern[0] if on else pattern[1],
+                                               lambda: self._toggle(name, led, pattern, chain, not on))
+
+    def _stop_blink(self, name: str) -> None:
+        chain = self._blinking.pop(name, None)
+        if chain:
+            chain[0].cancel()
 
     def led(self, name: str) -> LED | None:
         """The LED device for ``name`` (ringing/approved/denied), or None when not fitted."""
         return self._leds.get(name)
 
     def close(self) -> None:
-        for led in self._leds.values():
-            led.close()
+        with self._lock:
+            for name in list(self._blinking):
+                self._stop_blink(name)
+            self._timers.close()
+            for led in self._leds.values():
+                led.close()
 
 
 class DoorHardware:

@@ -149,30 +149,55 @@ class Journal:
     def append(self, type: str, request_id: str | None = None, actor: str | None = None,
                **data: Any) -> Event:
         """Commit one event durably and return it; raise JournalError if it is not on disk."""
+        return self.append_many([(type, request_id, actor, data)])[0]
+
+    def append_many(self, items: Iterable[tuple[str, str | None, str | None, dict[str, Any]]]) -> list[Event]:
+        """Commit events produced together (one core transition: an approval and its unlock,
+        a door closing and its relock) in one transaction, so one fsync: all are on disk when
+        this returns, or none is and JournalError is raised. Listeners hear each, in order."""
         username = _ACTOR_USERNAME.get()
-        if actor is not None and username and "actor_username" not in data:
-            data = {**data, "actor_username": username}
+        events: list[Event] = []
         with self._lock:
             if self._closed:
                 raise JournalError("journal is closed")
-            event = Event(id=str(uuid.uuid4()), seq=self._last_seq + 1, type=str(type), ts=self._now(),
-                          campus=self.campus, door=self.door, request_id=request_id, actor=actor,
-                          data=data, epoch=self.epoch)
+            seq = self._last_seq
+            rows = []
             try:
-                self._db.execute(
-                    "INSERT INTO events(seq, id, type, ts, request_id, actor, data) VALUES (?,?,?,?,?,?,?)",
-                    (event.seq, event.id, event.type, _ts_text(event.ts), request_id, actor,
-                     json.dumps(data, sort_keys=True)))
+                for type, request_id, actor, data in items:
+                    if actor is not None and username and "actor_username" not in data:
+                        data = {**data, "actor_username": username}
+                    seq += 1
+                    event = Event(id=str(uuid.uuid4()), seq=seq, type=str(type), ts=self._now(),
+                                  campus=self.campus, door=self.door, request_id=request_id, actor=actor,
+                                  data=data, epoch=self.epoch)
+                    rows.append((event.seq, event.id, event.type, _ts_text(event.ts), request_id, actor,
+                                 json.dumps(data, sort_keys=True)))
+                    events.append(event)
+                if not rows:
+                    return []
+                sql = "INSERT INTO events(seq, id, type, ts, request_id, actor, data) VALUES (?,?,?,?,?,?,?)"
+                if len(rows) == 1:
+                    self._db.execute(sql, rows[0])          # autocommit: one transaction
+                else:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    self._db.executemany(sql, rows)
+                    self._db.execute("COMMIT")
             except (sqlite3.Error, OSError, TypeError, ValueError) as exc:
+                if self._db.in_transaction:
+                    try:
+                        self._db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
                 raise JournalError(f"journal write failed: {exc}") from exc
-            self._last_seq = event.seq
-            self._undelivered += 1
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:  # a broken listener must never undo or block a commit
-                log.exception("journal listener %r failed", listener)
-        return event
+            self._last_seq = seq
+            self._undelivered += len(events)
+        for event in events:
+            for listener in list(self._listeners):
+                try:
+                    listener(event)
+                except Exception:  # a broken listener must never undo or block a commit
+                    log.exception("journal listener %r failed", listener)
+        return events
 
     # ------------------------------------------------------------- outbox
     def undelivered(self, limit: int = 100, after_seq: int = 0) -> list[Event]:

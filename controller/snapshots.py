@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from . import events as ev
 from .camera import Camera
+from .scheduler import Worker
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,9 @@ class SnapshotService:
     """Captures a snapshot per ring on its own thread, with a timeout, and journals the result.
 
     One capture at a time: while a hung capture is still stuck, new rings get
-    ``camera_failed`` (busy) at once instead of piling up threads.
+    ``camera_failed`` (busy) at once instead of piling up threads. Rings are served by one
+    long-lived thread and captures run on another (the timeout is waited for on the first),
+    instead of two new threads per ring.
 
     Every further press on a pending ring asks for a fresh photo (``request_again``), so staff
     never approve a second visitor on the first one's photo. Those are coalesced per ring: at
@@ -58,7 +61,9 @@ class SnapshotService:
         self._busy = threading.Lock()
         self.ok = True
         self.last_error: str | None = None
-        self._threads: set[threading.Thread] = set()
+        self._threads: set[threading.Thread] = set()      # further-press captures (rare)
+        self._requests = Worker("snapshots")              # one ring's photo after another
+        self._captures = Worker("camera-capture")         # the camera call, waited for with a timeout
         self._closing = False
         self._last_prune = float("-inf")       # first capture prunes what earlier runs left
         self._counts: OrderedDict[str, int] = OrderedDict()   # photos per recent ring
@@ -82,10 +87,8 @@ class SnapshotService:
             done.set_result(None)
             return done
         self._note_ring(request_id)
-        thread = threading.Thread(target=self._run, args=(request_id, done),
-                                  name=f"snapshot-{request_id[:8]}", daemon=True)
-        self._threads.add(thread)
-        thread.start()
+        if not self._requests.submit(lambda: self._run(request_id, done)):
+            done.set_result(None)                         # closing
         return done
 
     def request_again(self, request_id: str, press: int) -> None:
@@ -143,11 +146,9 @@ class SnapshotService:
         time.sleep(ANNOUNCE_FIRST_SECONDS)
         try:
             done.set_result(self._capture_and_record(request_id))
-        except Exception as exc:  # never let the thread die silently
+        except Exception as exc:  # never let the worker die silently
             log.exception("snapshot for %s failed", request_id)
             done.set_exception(exc)
-        finally:
-            self._threads.discard(threading.current_thread())
 
     def _capture_and_record(self, request_id: str, press: int = 1, wait: bool = False) -> Any:
         if not self._busy.acquire(timeout=self.timeout) if wait else not self._busy.acquire(blocking=False):
@@ -167,7 +168,9 @@ class SnapshotService:
                 finished.set()
                 self._busy.release()
 
-        threading.Thread(target=capture, name="camera-capture", daemon=True).start()
+        if not self._captures.submit(capture):
+            self._busy.release()
+            return None        # stopping
         if not finished.wait(self.timeout):
             return self._fail(request_id, f"camera timed out after {self.timeout:g}s", press)
         if "error" in result:
@@ -265,8 +268,10 @@ class SnapshotService:
     def close(self, wait: float = 2.0) -> None:
         """Let in-flight snapshots finish (bounded), refuse new ones, release the camera."""
         deadline = time.monotonic() + wait
+        self._requests.close(wait)                 # queued rings are still served, bounded
         for thread in list(self._threads):
             thread.join(max(0.0, deadline - time.monotonic()))
+        self._captures.close()                     # a hung capture keeps its thread, as before
         self._closing = True
         try:
             self.camera.close()

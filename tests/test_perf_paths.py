@@ -91,3 +91,36 @@ def test_the_simulated_camera_stamps_each_photo_with_its_capture_time():
     assert img.format == "JPEG" and img.size == (320, 240)
     band = img.crop((200, 8, 320, 20)).convert("L")     # the time, right of the label
     assert band.getextrema()[1] > 200          # white text was drawn there
+
+
+def test_stream_reads_missed_rings_only_when_they_can_have_changed(journal):
+    """Every state frame re-read the missed rings (a journal page and the panel store's acks):
+    a third of the stream's work per ring. They change only when a ring expires or one is
+    acknowledged (``refresh``)."""
+    reads: list[int] = []
+    acked: set[str] = set()
+
+    def history(types=None, limit=50, **_kw):
+        reads.append(1)
+        return [e for e in journal.query(limit=1000) if not types or e.type in types][:limit]
+
+    fake = SimpleNamespace(subscribe_events=journal.subscribe, unsubscribe_events=journal.unsubscribe,
+                           subscribe_changes=lambda _cb: None, history=history,
+                           snapshot_path=lambda _rid: None)
+    hub = StreamHub(fake, session_check=lambda _t: {}, missed_acked=lambda: set(acked))
+    hub.open("token")
+    try:
+        assert hub.missed() == [] and len(reads) == 1
+        journal.append("buzzer_pressed", str(uuid.uuid4()), presses=1)
+        for _ in range(5):                                   # state frames of other changes
+            assert hub.missed() == []
+        assert len(reads) == 1
+        rid = str(uuid.uuid4())
+        journal.append("ring_expired", rid, presses=1)       # a missed ring: read again
+        assert [m["request_id"] for m in hub.missed()] == [rid] and len(reads) == 2
+        assert [m["request_id"] for m in hub.missed()] == [rid] and len(reads) == 2
+        acked.add(rid)
+        hub.refresh()                                        # staff saw it: read again
+        assert hub.missed() == [] and len(reads) == 3
+    finally:
+        hub.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from functools import wraps
-from typing import Any
+from typing import Any, Callable
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
@@ -62,8 +62,10 @@ def missed_rings(c: DoorApi, acked: set[str]) -> list[dict[str, Any]]:
     return out
 
 
-def panel_state(c: DoorApi, recent: bool = True, acked: set[str] | None = None) -> dict[str, Any]:
-    """Everything a freshly (re)connected dashboard needs to draw itself."""
+def panel_state(c: DoorApi, recent: bool = True, acked: set[str] | None = None,
+                missed: Callable[[], list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """Everything a freshly (re)connected dashboard needs to draw itself. ``missed`` gives the
+    missed rings instead of reading them (the live stream keeps them between changes)."""
     status = c.status()
     ring = status.get("ring")
     if ring:
@@ -76,7 +78,9 @@ def panel_state(c: DoorApi, recent: bool = True, acked: set[str] | None = None) 
                   "outbox_depth": None, "camera": dict(zip(("ok", "error"), c.camera_state(), strict=True)),
                   "disk": {"free_bytes": None, "total_bytes": None}, "fault": str(exc)[:200]}
     state: dict[str, Any] = {"status": status, "health": health}
-    if acked is not None:
+    if missed is not None:
+        state["missed"] = missed()
+    elif acked is not None:
         try:
             state["missed"] = missed_rings(c, acked)
         except JournalError:
