@@ -234,7 +234,7 @@ TARGET_ROWS = ("office_1", "office_4", "office_1_paused", "office_4_paused")
 def footprint(browsers: dict[str, Any], smoke: bool) -> dict[str, Any]:
     """The phases alternate in one run (``reps`` rounds, one daemon): a shared, noisy machine
     drifts, so each round compares its phases under about the same load; medians are reported."""
-    reps, window, n = (1, 2.0, 10) if smoke else (3, 8.0, 40)
+    reps, window, n = (1, 1.0, 5) if smoke else (3, 8.0, 40)
     raw: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in PHASES}
     with tempfile.TemporaryDirectory(prefix="bench-intercom-fp-") as tmp:
         broker = start_broker(Path(tmp) / "broker")

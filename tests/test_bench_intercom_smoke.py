@@ -13,6 +13,7 @@ from bench import intercom
 pytestmark = [pytest.mark.browser, pytest.mark.media, pytest.mark.broker, pytest.mark.process]
 
 
+@pytest.mark.timeout(600)       # seven viewer phases in three browsers, on a shared machine
 def test_intercom_smoke_run_reports_every_measure():
     results = intercom.run(smoke=True)
     lat, fp = results["latency"], results["footprint"]
