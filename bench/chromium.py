@@ -24,10 +24,10 @@ class OwnChromium:
     """Debian's Chromium started by the bench itself (Playwright attaches over CDP), so the
     bench knows its process tree and can pause its own renderers (never another process)."""
 
-    def __init__(self, pw: Any):
+    def __init__(self, pw: Any, prefix: list[str] | None = None):
         self.profile = tempfile.TemporaryDirectory(prefix="bench-chromium-")
         self.proc = subprocess.Popen(
-            ["/usr/bin/chromium", "--headless=new", "--remote-debugging-port=0",
+            [*(prefix or []), "/usr/bin/chromium", "--headless=new", "--remote-debugging-port=0",
              f"--user-data-dir={self.profile.name}", *CHROMIUM_ARGS, "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         assert self.proc.stderr is not None

@@ -29,6 +29,7 @@ from aiortc.mediastreams import MediaStreamError
 from .door_audio import AlsaSpeaker, MeterSpeaker
 from .errors import IntercomError
 from .hw_video import HardwareH264Video
+from .shared_audio import EncodedAudioTrack, SharedAudioEncoder
 from .shared_video import EncodedVideoTrack, SharedVideoEncoder
 from .tracks import AlsaMicrophone, LiveFeed, SyntheticVoiceTrack
 from .video_codecs import h264_preferences, hook_picture_loss, offers_h264, restrict, vp8_preferences
@@ -91,6 +92,7 @@ class MediaEngine:
         self.video: SharedVideoEncoder | None = None
         self.h264_stream = h264_stream          # the camera's hardware encoder (Pi 4), or None
         self.hw_video: HardwareH264Video | None = None
+        self.audio: SharedAudioEncoder | None = None     # made on the first viewer with audio
         self._pcs: set[Any] = set()           # every peer connection not yet closed (loop thread only)
         kw = {"opener": mic_opener} if mic_opener else {}
         self.mic = AlsaMicrophone(settings.alsa_capture_device, **kw) if settings.audio_in == "alsa" else None
@@ -176,8 +178,9 @@ class MediaEngine:
             self._thread.join(CLOSE_TIMEOUT_SECONDS)
         if self.feed is not None:
             self.feed.close()
-        if self.video is not None and self.loop is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.video.close)
+        for encoder in (self.video, self.audio):
+            if encoder is not None and self.loop is not None and not self.loop.is_closed():
+                self.loop.call_soon_threadsafe(encoder.close)
         if self.hw_video is not None:
             self.hw_video.close()
         if self.mic is not None:
@@ -319,7 +322,14 @@ class MediaEngine:
                         raise IntercomError(400, f"{exc} (VP8, or H.264 constrained baseline)") from exc
             viewer.codec = "H264" if hw is not None else "VP8"
             if "audio" in kinds and self.settings.audio_in != "none":
-                pc.addTrack(self.mic.track() if self.mic is not None else SyntheticVoiceTrack())
+                if self.audio is None:      # one Opus encode for every viewer (shared_audio.py)
+                    self.audio = SharedAudioEncoder(self.mic.track() if self.mic is not None
+                                                    else SyntheticVoiceTrack())
+                pc.addTrack(EncodedAudioTrack(self.audio))
+                opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
+                for transceiver in pc.getTransceivers():
+                    if transceiver.kind == "audio":   # the shared encoder's packets are Opus
+                        transceiver.setCodecPreferences(opus)
             await pc.setLocalDescription(await pc.createAnswer())
             if viewer.closed:        # the caller gave up (a stalled loop) or the viewer was dropped
                 raise IntercomError(503, "the live view ended before it was answered")

@@ -237,3 +237,19 @@ def test_one_encode_serves_every_viewer_and_survives_everyone_leaving(engine, pe
     value = TimePattern(320, 240).read(c.received["video"][-1].to_ndarray(format="gray"))
     assert value is not None and latency_ms(value, int(time.time() * 1000)) < 10_000
     peer_loop.run(c.close())
+
+
+def test_one_audio_encode_serves_every_viewer(engine, peer_loop):
+    """Two viewers hear the visitor from one Opus encode (about 50 a second, not 100): the
+    per-viewer encode and its pure-Python level loop held the daemon's GIL 50 times a second
+    per viewer. Each viewer still hears the voice."""
+    a, _ = connect(engine, peer_loop, "sa")
+    b, _ = connect(engine, peer_loop, "sb")
+    wait_for(lambda: len(a.received["audio"]) >= 20 and len(b.received["audio"]) >= 20, what="both hear")
+    before, started = engine.audio.encoded, time.monotonic()
+    time.sleep(1.0)
+    encoded, seconds = engine.audio.encoded - before, time.monotonic() - started
+    assert 0 < encoded <= seconds / 0.020 * 1.3 + 2       # one encode per 20 ms, not one per viewer
+    for pc in (a, b):
+        assert max(np.abs(f.to_ndarray()).max() for f in pc.received["audio"]) > 1000
+        peer_loop.run(pc.close())
