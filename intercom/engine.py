@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from .door_audio import AlsaSpeaker, MeterSpeaker
@@ -329,7 +329,10 @@ class MediaEngine:
                 opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
                 for transceiver in pc.getTransceivers():
                     if transceiver.kind == "audio":   # the shared encoder's packets are Opus
-                        transceiver.setCodecPreferences(opus)
+                        try:
+                            restrict(transceiver, opus)
+                        except ValueError as exc:
+                            raise IntercomError(400, f"{exc} (Opus)") from exc
             await pc.setLocalDescription(await pc.createAnswer())
             if viewer.closed:        # the caller gave up (a stalled loop) or the viewer was dropped
                 raise IntercomError(503, "the live view ended before it was answered")
