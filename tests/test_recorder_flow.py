@@ -153,11 +153,62 @@ def test_a_stalled_database_holds_at_most_receive_maximum_messages_in_the_record
         for _ in range(200):
             door.event("door_closed")
         door.flush()
-        wait_for(lambda: held and held[-1] + r.inbox.qsize() == 20, what="20 messages in the recorder")
+        # nothing is acknowledged while the first commit stalls: every message taken in by the
+        # classifier (the stalled batch, the one queued behind it, the one in its hands) plus
+        # the inbox is the whole of what the recorder holds
+        wait_for(lambda: held and r.received + r.inbox.qsize() == 20, what="20 messages in the recorder")
         time.sleep(1.0)
-        assert len(held) == 1 and held[0] + r.inbox.qsize() == 20, "more than receive_maximum taken in"
+        assert len(held) == 1 and r.received + r.inbox.qsize() == 20, "more than receive_maximum taken in"
         release.set()
         wait_for(lambda: count(pg, "SELECT count(*) FROM events") == 200, what="the other 180 once the database moves")
+    finally:
+        release.set()
+        r.stop(retire=True)
+        door.close()
+
+
+def test_the_next_batch_is_classified_while_a_commit_runs_and_acked_only_after_its_own_commit(pg, dbroker) -> None:
+    r = Recorder(recorder_settings(pg, dbroker, client_id=f"rec-pipe-{uuid.uuid4().hex[:6]}"))
+    release = threading.Event()
+    commit = r._commit
+    committing: list[int] = []
+    acks: list[tuple[int, int]] = []          # (event messages in the acked batch, of them committed)
+
+    def first_stalls(batch: list[Message], items: list[Any]) -> Any:
+        committing.append(len(batch))
+        if len(committing) == 1:
+            release.wait(60)
+        return commit(batch, items)
+
+    def checked_ack(messages: list[Message]) -> None:
+        ids = [json.loads(m.payload)["id"] for m in messages if m.topic.endswith("/events")]
+        with psycopg.connect(pg.dsn) as conn:
+            row = conn.execute("SELECT count(*) FROM events WHERE id = ANY(%s::uuid[])", (ids,)).fetchone()
+        acks.append((len(ids), row[0] if row else 0))
+        real_ack(messages)
+
+    real_ack = r.link.ack
+    r._commit = first_stalls                    # type: ignore[method-assign]
+    r.link.ack = checked_ack                    # type: ignore[method-assign]
+    (door,) = doors(dbroker, "lincoln")
+    try:
+        r.start()
+        wait_for(r.link.subscribed.is_set, what="the recorder to subscribe")
+        wait_for(r.link.catchup_done.is_set, what="the retained catch-up to end")
+        door.event("door_opened")
+        door.flush()
+        wait_for(lambda: committing, what="a first commit to start (and stall)")
+        for _ in range(50):
+            door.event("door_closed")
+        door.flush()
+        # batch N+1 is classified and waiting while batch N's commit has not returned ...
+        wait_for(lambda: r.classified.qsize() == 1, what="the next batch classified during the commit")
+        assert len(committing) == 1 and not acks, "the next batch went ahead of the stalled commit"
+        release.set()
+        wait_for(lambda: count(pg, "SELECT count(*) FROM events") == 51, what="all 51 events committed")
+        wait_for(lambda: sum(n for n, _ in acks) == 51, what="all 51 acknowledged")
+        # ... and every batch was acknowledged only once its own rows were committed
+        assert all(n == done for n, done in acks), acks
     finally:
         release.set()
         r.stop(retire=True)

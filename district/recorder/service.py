@@ -1,8 +1,14 @@
 """The recorder process: MQTT inbox -> batches -> PostgreSQL commit -> acknowledgements.
 
-One writer thread owns the database connection that writes messages; it takes whatever has
-arrived (up to ``batch_max``), writes it in one transaction and only then acknowledges those
-messages. If the database is unreachable nothing is acknowledged and the batch is retried;
+Two stages in series, one thread each, so they overlap: a classifier thread takes whatever
+has arrived (up to ``batch_max``) and validates it (pure Python, holds the GIL); a writer
+thread, which owns the database connection that writes messages, writes each classified batch
+in one transaction and only then acknowledges those messages. Between them is a queue of one
+batch: while PostgreSQL commits batch N (psycopg releases the GIL while it waits) batch N+1 is
+classified, instead of the two taking turns. Acknowledgements stay strictly after each batch's
+own commit and in arrival order (one writer, batches in FIFO order).
+
+If the database is unreachable nothing is acknowledged and the batch is retried;
 if one message makes the database refuse the batch, the batch is written message by
 message and the refused one is kept as rejected (reason ``db_refused``) instead of blocking
 the feed. A second thread runs the gap scan and retention on its own connection.
@@ -29,11 +35,14 @@ from district.recorder.store import Outcome, write_batch
 
 log = logging.getLogger("district.recorder")
 
+Classified = tuple[list[Message], list[Message], list[Item]]   # the batch, the messages to write, their items
+
 
 class Recorder:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.inbox: queue.Queue[Message] = queue.Queue(maxsize=4 * settings.broker.receive_maximum + 1000)
+        self.classified: queue.Queue[Classified] = queue.Queue(maxsize=1)   # the batch ready for the writer
         self.link = RecorderLink(settings.broker, read_secret(settings.broker.password_file), self.inbox)
         self.known: frozenset[str] = frozenset()
         self.totals = Outcome()
@@ -43,14 +52,16 @@ class Recorder:
         self._months: set[str] = set()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn: psycopg.Connection[Any] | None = None          # the writer's
+        self._classifier_conn: psycopg.Connection[Any] | None = None  # the classifier's (campus list only)
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
         db.apply_schema(self.settings.database.dsn)
         db.add_campuses(self.settings.database.dsn, self.settings.recorder.campuses)
         self._refresh_campuses()
-        for target, name in ((self._write_loop, "recorder-writer"), (self._maintenance_loop, "recorder-maint")):
+        for target, name in ((self._classify_loop, "recorder-classifier"), (self._write_loop, "recorder-writer"),
+                             (self._maintenance_loop, "recorder-maint")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -76,16 +87,22 @@ class Recorder:
 
     # ------------------------------------------------------------------ writing
     def _connection(self) -> psycopg.Connection[Any]:
+        self._conn = self._open(self._conn)
+        return self._conn
+
+    def _open(self, conn: psycopg.Connection[Any] | None) -> psycopg.Connection[Any]:
+        """``conn`` if open, else a new connection, retried until the database answers (raises
+        OperationalError when stopping)."""
         delay = 0.5
-        while self._conn is None or self._conn.closed:
+        while conn is None or conn.closed:
             try:
-                self._conn = db.connect(self.settings.database.dsn)
+                conn = db.connect(self.settings.database.dsn)
             except psycopg.OperationalError as exc:
                 log.error("database unreachable (%s); retrying in %.1f s, nothing acknowledged", exc, delay)
                 if self._stop.wait(delay):
                     raise
                 delay = min(delay * 2, 10)
-        return self._conn
+        return conn
 
     def _next_batch(self) -> list[Message]:
         try:
@@ -100,6 +117,34 @@ class Recorder:
                 break
         return batch
 
+    def _classify_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                batch = self._next_batch()
+                if not batch:
+                    continue
+                job = self._classify(batch)
+                while not self._stop.is_set():      # waits while the writer still has a batch queued
+                    try:
+                        self.classified.put(job, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+        except psycopg.Error:
+            pass                                    # stopping while the database was unreachable
+        finally:
+            self._classifier_conn = self._close(self._classifier_conn)
+
+    def _classify(self, batch: list[Message]) -> Classified:
+        work = [m for m in batch if not m.copy]   # catch-up copies: acknowledged in turn, not written
+        self.received += len(work)
+        rec, prefix = self.settings.recorder, self.settings.broker.prefix
+        items = [classify(m.topic, m.payload, prefix, self.known, rec.snapshot_max_bytes) for m in work]
+        if any(isinstance(i, Rejected) and i.reason == "unknown_campus" for i in items):
+            if self._refresh_campuses(classifier=True):   # a campus added since: classify again
+                items = [classify(m.topic, m.payload, prefix, self.known, rec.snapshot_max_bytes) for m in work]
+        return batch, work, [self._mark_retained(m, i) for m, i in zip(work, items, strict=False)]
+
     def _write_loop(self) -> None:
         try:
             self._write_until_stopped()
@@ -108,19 +153,10 @@ class Recorder:
 
     def _write_until_stopped(self) -> None:
         while not self._stop.is_set():
-            batch = self._next_batch()
-            if not batch:
+            try:
+                batch, work, items = self.classified.get(timeout=0.2)
+            except queue.Empty:
                 continue
-            work = [m for m in batch if not m.copy]   # catch-up copies: acknowledged in turn, not written
-            self.received += len(work)
-            rec = self.settings.recorder
-            items = [classify(m.topic, m.payload, self.settings.broker.prefix, self.known, rec.snapshot_max_bytes)
-                     for m in work]
-            if any(isinstance(i, Rejected) and i.reason == "unknown_campus" for i in items):
-                if self._refresh_campuses(writer=True):   # a campus added since: classify again
-                    items = [classify(m.topic, m.payload, self.settings.broker.prefix, self.known,
-                                      rec.snapshot_max_bytes) for m in work]
-            items = [self._mark_retained(m, i) for m, i in zip(work, items, strict=False)]
             outcome = self._commit(work, items) if work else Outcome()
             if outcome is None:
                 return                          # stopping: nothing acknowledged
@@ -175,30 +211,37 @@ class Recorder:
         return out
 
     def _drop_connection(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
-        self._conn = None
+        self._conn = self._close(self._conn)
         self._months.clear()
 
+    @staticmethod
+    def _close(conn: psycopg.Connection[Any] | None) -> None:
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
+        return None
+
     # ------------------------------------------------------------------ maintenance
-    def _refresh_campuses(self, writer: bool = False) -> bool:
-        """Re-reads the registered campuses. The writer uses its own connection (one cheap query
-        per batch even under a flood of unknown campuses, no new connection each time)."""
+    def _refresh_campuses(self, classifier: bool = False) -> bool:
+        """Re-reads the registered campuses. The classifier uses its own connection (one cheap
+        query per batch even under a flood of unknown campuses, no new connection each time;
+        not the writer's, which may be inside a transaction on the other thread)."""
         try:
-            if writer:
-                conn = self._connection()
+            if classifier:
+                conn = self._classifier_conn = self._open(self._classifier_conn)
                 with conn.transaction():
                     known = frozenset(r[0] for r in conn.execute("SELECT campus FROM campuses").fetchall())
             else:
                 with db.connect(self.settings.database.dsn) as c:
                     known = frozenset(r[0] for r in c.execute("SELECT campus FROM campuses").fetchall())
         except psycopg.Error as exc:
+            if classifier and self._stop.is_set():
+                raise                               # the classifier ends
             log.error("cannot read campuses: %s", exc)
-            if writer:
-                self._drop_connection()
+            if classifier:
+                self._classifier_conn = self._close(self._classifier_conn)
             return False
         changed = known != self.known
         self.known = known
