@@ -29,8 +29,8 @@ from aiortc.mediastreams import MediaStreamError
 from .door_audio import AlsaSpeaker, MeterSpeaker
 from .errors import IntercomError
 from .hw_video import HardwareH264Video
-from .shared_audio import EncodedAudioTrack, SharedAudioEncoder
-from .shared_video import EncodedVideoTrack, SharedVideoEncoder
+from .shared_audio import SharedAudioEncoder
+from .shared_video import EncodedTrack, SharedVideoEncoder
 from .tracks import AlsaMicrophone, LiveFeed, SyntheticVoiceTrack
 from .video_codecs import h264_preferences, hook_picture_loss, offers_h264, restrict, vp8_preferences
 
@@ -310,7 +310,7 @@ class MediaEngine:
             # the camera's H.264 when there is one and the browser takes it, else the software VP8
             hw = self.hw_video if self.hw_video is not None and offers_h264(sdp) else None
             source: Any = hw or self.video            # the same subscribe/unsubscribe interface
-            sender = pc.addTrack(EncodedVideoTrack(source))
+            sender = pc.addTrack(EncodedTrack(source))
             if hw is not None:
                 hook_picture_loss(sender, hw.request_keyframe)
             prefs = h264_preferences() if hw is not None else vp8_preferences()
@@ -325,7 +325,7 @@ class MediaEngine:
                 if self.audio is None:      # one Opus encode for every viewer (shared_audio.py)
                     self.audio = SharedAudioEncoder(self.mic.track() if self.mic is not None
                                                     else SyntheticVoiceTrack())
-                pc.addTrack(EncodedAudioTrack(self.audio))
+                pc.addTrack(EncodedTrack(self.audio, kind="audio"))
                 opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
                 for transceiver in pc.getTransceivers():
                     if transceiver.kind == "audio":   # the shared encoder's packets are Opus

@@ -25,8 +25,8 @@ from typing import Any
 
 import av
 import numpy as np
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from .shared_video import fan_out
 from .tracks import AUDIO_PTIME, AUDIO_RATE, AUDIO_SAMPLES
 
 log = logging.getLogger(__name__)
@@ -73,16 +73,12 @@ class SharedAudioEncoder:
                 packets = self._encode(samples)
                 self._n += 1
                 for packet in packets:
-                    for q in list(self._queues):
-                        if q.full():
-                            q.get_nowait()
-                        q.put_nowait(packet)
+                    fan_out(self._queues, packet)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("shared audio encoder failed")
-            for q in list(self._queues):
-                q.put_nowait(None)          # each viewer's audio ends; video and the door go on
+            fan_out(self._queues, None)     # each viewer's audio ends; video and the door go on
 
     def _encode(self, samples: np.ndarray) -> list[Any]:
         """One 20 ms frame -> Opus packets (libopus releases the GIL while it encodes)."""
@@ -115,31 +111,3 @@ class SharedAudioEncoder:
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-
-
-class EncodedAudioTrack(MediaStreamTrack):
-    """One viewer's audio: the shared encoder's Opus packets (the sender only packetizes them)."""
-
-    kind = "audio"
-
-    def __init__(self, encoder: SharedAudioEncoder):
-        super().__init__()
-        self.encoder = encoder
-        self._queue: asyncio.Queue[Any] | None = None
-
-    async def recv(self) -> Any:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._queue is None:
-            self._queue = self.encoder.subscribe()
-        packet = await self._queue.get()
-        if packet is None:
-            self.stop()
-            raise MediaStreamError
-        return packet
-
-    def stop(self) -> None:
-        if self._queue is not None:
-            self.encoder.unsubscribe(self._queue)
-            self._queue = None
-        super().stop()

@@ -79,16 +79,12 @@ class SharedVideoEncoder:
                 n += 1
                 if packet is None:
                     continue
-                for q in list(self._queues):
-                    if q.full():
-                        q.get_nowait()
-                    q.put_nowait(packet)
+                fan_out(self._queues, packet)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("shared video encoder failed")
-            for q in list(self._queues):
-                q.put_nowait(None)          # each viewer's track ends; the door never notices
+            fan_out(self._queues, None)     # each viewer's track ends; the door never notices
 
     def _encode(self, frame: Any, key: bool) -> Any:
         if self._codec is None or (self._codec.width, self._codec.height) != (frame.width, frame.height):
@@ -120,13 +116,24 @@ class SharedVideoEncoder:
             self._task.cancel()
 
 
-class EncodedVideoTrack(MediaStreamTrack):
-    """One viewer's video: the shared encoder's packets (the sender packetizes them as VP8)."""
+def fan_out(queues: "set[asyncio.Queue[Any]]", packet: Any) -> None:
+    """Hand one packet (``None``: the end) to every viewer's queue. A viewer that fell
+    ``maxsize`` packets behind loses its oldest one; it never blocks the others. Shared by the
+    video and audio encoders (shared_audio.py)."""
+    for q in list(queues):
+        if q.full():
+            q.get_nowait()
+        q.put_nowait(packet)
 
-    kind = "video"
 
-    def __init__(self, encoder: SharedVideoEncoder):
+class EncodedTrack(MediaStreamTrack):
+    """One viewer's track of a shared encoder's packets (video: VP8 here or the camera's H.264,
+    hw_video.py; audio: Opus, shared_audio.py); the sender only packetizes them. ``encoder``
+    has ``subscribe()`` giving a queue and ``unsubscribe(queue)``."""
+
+    def __init__(self, encoder: Any, kind: str = "video"):
         super().__init__()
+        self.kind = kind
         self.encoder = encoder
         self._queue: asyncio.Queue[Any] | None = None
 
