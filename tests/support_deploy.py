@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import shutil
 import socket
 import stat
+import subprocess
 import tempfile
 import threading
 import time
@@ -102,3 +104,39 @@ def stage_units(dest: Path, names: list[str] | None = None) -> tuple[Path, list[
         out.write_text(text.replace(INSTALLED_BINARY, str(fake)))
         staged.append(out)
     return fake, staged
+
+
+# --- systemd-analyze, shared by tests/test_systemd.py (campus units) and test_systemd_district.py
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
+
+
+def systemd_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(SYSTEMD_LOG_LEVEL="info", SYSTEMD_LOG_COLOR="0", SYSTEMD_PAGER="", LC_ALL="C.UTF-8")
+    return env
+
+
+def unit_directives(path: Path) -> dict[str, list[str]]:
+    """Unit file -> {Key: [values...]} (systemd allows repeated keys)."""
+    out: dict[str, list[str]] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";", "[")):
+            continue
+        key, _, value = line.partition("=")
+        out.setdefault(key.strip(), []).append(value.strip())
+    return out
+
+
+def systemd_verify(paths: list[Path], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", *map(str, paths)],
+                          cwd=cwd, env=systemd_env(), capture_output=True, text=True, timeout=120)
+
+
+def exposure(path: Path) -> float:
+    """`systemd-analyze security --offline=true` overall exposure score of one unit file."""
+    result = subprocess.run([SYSTEMD_ANALYZE, "security", "--offline=true", "--no-pager", str(path)],
+                            env=systemd_env(), capture_output=True, text=True, timeout=120)
+    match = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", result.stdout)
+    assert match, f"no exposure score in output:\n{result.stdout}\n{result.stderr}"
+    return float(match.group(1))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -19,41 +18,40 @@ from gpiozero.pins.mock import MockFactory
 from controller import daemon
 from controller import events as ev
 from controller.notify import Notifier, watchdog_interval
-from tests.support_deploy import REPO, SYSTEMD_DIR, UNITS, NotifySocket, stage_units
+from tests.support_deploy import (
+    REPO,
+    SYSTEMD_DIR,
+    UNITS,
+    NotifySocket,
+    exposure,
+    stage_units,
+    systemd_env,
+    systemd_verify,
+    unit_directives,
+)
 
-SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
 MAX_EXPOSURE = 2.0
 MAIN_UNIT = "entry-buzzer.service"
 RELOCK_UNIT = "entry-buzzer-relock.service"
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(SYSTEMD_LOG_LEVEL="info", SYSTEMD_LOG_COLOR="0", SYSTEMD_PAGER="", LC_ALL="C.UTF-8")
-    return env
 
 
-def _directives(name: str) -> dict[str, list[str]]:
-    """Unit file -> {Key: [values...]} (systemd allows repeated keys)."""
-    out: dict[str, list[str]] = {}
-    for raw in (SYSTEMD_DIR / name).read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";", "[")):
-            continue
-        key, _, value = line.partition("=")
-        out.setdefault(key.strip(), []).append(value.strip())
-    return out
 
 
-def _verify(paths: list[Path], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", *map(str, paths)],
-                          cwd=cwd, env=_env(), capture_output=True, text=True, timeout=120)
 
 
 # ------------------------------------------------------------------ unit files
 
 def test_units_exist() -> None:
     assert MAIN_UNIT in UNITS and RELOCK_UNIT in UNITS
+
+_env, _verify, _exposure = systemd_env, systemd_verify, exposure
+
+
+def _directives(name: str) -> dict[str, list[str]]:
+    return unit_directives(SYSTEMD_DIR / name)
+
 
 
 def test_units_verify_without_warnings(tmp_path: Path) -> None:
@@ -73,12 +71,6 @@ def test_verify_harness_catches_a_bad_unit(tmp_path: Path) -> None:
     assert "NoNewPrivilegs" in result.stderr
 
 
-def _exposure(path: Path) -> float:
-    result = subprocess.run([SYSTEMD_ANALYZE, "security", "--offline=true", "--no-pager", str(path)],
-                            env=_env(), capture_output=True, text=True, timeout=120)
-    match = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", result.stdout)
-    assert match, f"no exposure score in output:\n{result.stdout}\n{result.stderr}"
-    return float(match.group(1))
 
 
 @pytest.mark.parametrize("name", UNITS)

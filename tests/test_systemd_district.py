@@ -6,19 +6,15 @@ recorder instance). Why a separate module: these units run other binaries
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import stat
-import subprocess
 from pathlib import Path, PurePosixPath
 
 import pytest
 
 from district.board.config import WebSettings
-from tests.support_deploy import SYSTEMD_DIR
+from tests.support_deploy import SYSTEMD_DIR, exposure, systemd_env, systemd_verify, unit_directives
 
-SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
 DISTRICT_DIR = SYSTEMD_DIR / "district"
 BOARD = "entry-buzzer-district-board.service"
 RECORDER = "entry-buzzer-district-recorder.service"
@@ -34,21 +30,15 @@ HARDENING = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome":
              "RestrictSUIDSGID": "yes", "LockPersonality": "yes", "SystemCallArchitectures": "native"}
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(SYSTEMD_LOG_LEVEL="info", SYSTEMD_LOG_COLOR="0", SYSTEMD_PAGER="", LC_ALL="C.UTF-8")
-    return env
+
+
+
+_env, _verify, _exposure = systemd_env, systemd_verify, exposure
 
 
 def _directives(name: str) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for raw in (DISTRICT_DIR / name).read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";", "[")):
-            continue
-        key, _, value = line.partition("=")
-        out.setdefault(key.strip(), []).append(value.strip())
-    return out
+    return unit_directives(DISTRICT_DIR / name)
+
 
 
 def _stage(dest: Path, names: list[str] | None = None) -> list[Path]:
@@ -69,17 +59,8 @@ def _stage(dest: Path, names: list[str] | None = None) -> list[Path]:
     return staged
 
 
-def _verify(paths: list[Path], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", *map(str, paths)],
-                          cwd=cwd, env=_env(), capture_output=True, text=True, timeout=120)
 
 
-def _exposure(path: Path) -> float:
-    result = subprocess.run([SYSTEMD_ANALYZE, "security", "--offline=true", "--no-pager", str(path)],
-                            env=_env(), capture_output=True, text=True, timeout=120)
-    match = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", result.stdout)
-    assert match, f"no exposure score in output:\n{result.stdout}\n{result.stderr}"
-    return float(match.group(1))
 
 
 def test_district_units_exist() -> None:
