@@ -112,6 +112,10 @@ def table(r: dict[str, Any]) -> str:
         add(f"press -> event at MQTT subscriber (n={p['n']}, sampled in turn with A and B)",
             f"p50 {p['p50_ms']:.2f} ms ({ratio:.2f} x (A+B) at ring cadence{other}), p99 {p['p99_ms']:.2f} ms",
             "p50 <= 1.2 x (A+B); p99 <= 20 ms", ratio <= 1.2 and p["p99_ms"] <= 20)
+    f = r.get("press_floor", {})
+    if "p50_ms" in f:
+        add("floor: the least a press costs here (Button -> raw INSERT -> one publish), in the same turns",
+            f"p50 {f['p50_ms']:.2f} ms ({f['ratio_cadence']:.2f} x (A+B) at ring cadence)", "reference", None)
     pv = r.get("panic_vs_press", {})
     if "ratio_p50" in pv:
         pn, pr = pv["panic"], pv["press"]
