@@ -26,7 +26,7 @@ from typing import Any
 import av
 import numpy as np
 
-from .shared_video import fan_out
+from .shared_encoder import fan_out
 from .tracks import AUDIO_PTIME, AUDIO_RATE, AUDIO_SAMPLES
 
 log = logging.getLogger(__name__)

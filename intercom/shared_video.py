@@ -20,8 +20,8 @@ import time
 from typing import Any
 
 import av
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from .shared_encoder import fan_out
 from .tracks import VIDEO_CLOCK, LiveFeed
 
 log = logging.getLogger(__name__)
@@ -114,42 +114,3 @@ class SharedVideoEncoder:
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-
-
-def fan_out(queues: "set[asyncio.Queue[Any]]", packet: Any) -> None:
-    """Hand one packet (``None``: the end) to every viewer's queue. A viewer that fell
-    ``maxsize`` packets behind loses its oldest one; it never blocks the others. Shared by the
-    video and audio encoders (shared_audio.py)."""
-    for q in list(queues):
-        if q.full():
-            q.get_nowait()
-        q.put_nowait(packet)
-
-
-class EncodedTrack(MediaStreamTrack):
-    """One viewer's track of a shared encoder's packets (video: VP8 here or the camera's H.264,
-    hw_video.py; audio: Opus, shared_audio.py); the sender only packetizes them. ``encoder``
-    has ``subscribe()`` giving a queue and ``unsubscribe(queue)``."""
-
-    def __init__(self, encoder: Any, kind: str = "video"):
-        super().__init__()
-        self.kind = kind
-        self.encoder = encoder
-        self._queue: asyncio.Queue[Any] | None = None
-
-    async def recv(self) -> Any:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._queue is None:
-            self._queue = self.encoder.subscribe()
-        packet = await self._queue.get()
-        if packet is None:
-            self.stop()
-            raise MediaStreamError
-        return packet
-
-    def stop(self) -> None:
-        if self._queue is not None:
-            self.encoder.unsubscribe(self._queue)
-            self._queue = None
-        super().stop()

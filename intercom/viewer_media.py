@@ -24,7 +24,7 @@ from aiortc import RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
 
 from .errors import IntercomError
-from .shared_video import EncodedTrack
+from .shared_encoder import EncodedTrack
 from .video_codecs import h264_preferences, hook_picture_loss, offers_h264, restrict, vp8_preferences
 
 log = logging.getLogger(__name__)
