@@ -158,9 +158,17 @@ class Committed(threading.Thread):
             self.conn.close()
             self.reader.close()
 
-    def when(self, mark: str) -> float | None:
-        with self.lock:
-            return self.heard.get(mark)
+    def when(self, mark: str, wait: float = 0.0) -> float | None:
+        """When ``mark`` was announced committed. ``wait``: a mark the board already showed was
+        announced before, but this thread may still be reading the row (the time recorded is
+        the notification's, so waiting for it does not change it)."""
+        deadline = time.monotonic() + wait
+        while True:
+            with self.lock:
+                t = self.heard.get(mark)
+            if t is not None or time.monotonic() >= deadline:
+                return t
+            time.sleep(0.005)
 
 
 def descendants(pid: int) -> list[int]:
@@ -196,14 +204,38 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-class CpuMeter:
-    """CPU seconds per wall second of named process trees over a window (2.0 = both cores)."""
+def backend_cpu_seconds(dsn: str) -> dict[tuple[str, int], float]:
+    """CPU of each PostgreSQL backend of the recorder and the board (the bench starts them with
+    PGAPPNAME): the database work each side causes."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        rows = c.execute("SELECT application_name, pid FROM pg_stat_activity WHERE application_name IN "
+                         "('recorder', 'board')").fetchall()
+    out: dict[tuple[str, int], float] = {}
+    for app, pid in rows:
+        try:
+            out[(f"pg_{app}", pid)] = cpu_seconds(pid)
+        except OSError:
+            continue
+    return out
 
-    def __init__(self, pids: dict[str, int]):
-        self.pids = pids
+
+class CpuMeter:
+    """CPU seconds per wall second of named process trees over a window (2.0 = both cores), and
+    of the PostgreSQL backends serving the recorder and the board (``pg_recorder``, ``pg_board``:
+    part of ``postgres``; a backend that exits within the window loses its share)."""
+
+    def __init__(self, pids: dict[str, int], dsn: str | None = None):
+        self.pids, self.dsn = pids, dsn
         self.t0 = time.monotonic()
         self.c0 = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+        self.b0 = backend_cpu_seconds(dsn) if dsn else {}
 
     def read(self) -> dict[str, float]:
         wall = max(1e-6, time.monotonic() - self.t0)
-        return {name: round((tree_cpu_seconds(pid) - self.c0[name]) / wall, 2) for name, pid in self.pids.items()}
+        out = {name: round((tree_cpu_seconds(pid) - self.c0[name]) / wall, 2) for name, pid in self.pids.items()}
+        if self.dsn:
+            b1 = backend_cpu_seconds(self.dsn)
+            for side in ("pg_recorder", "pg_board"):
+                used = sum(c - self.b0.get(key, 0.0) for key, c in b1.items() if key[0] == side)
+                out[side] = round(used / wall, 2)
+        return out

@@ -103,7 +103,7 @@ def sample_board(probe: SimDoor, live: LiveGrid, committed: Committed, samples: 
         sent = time.time()
         info = probe.publish_state(door="open" if i % 2 == 0 else "locked", fault=mark)
         shown = live.wait(("probe/main-entrance", mark), timeout)
-        heard = committed.when(mark)
+        heard = committed.when(mark, wait=1.0 if shown is not None else 0.0)
         if shown is None:
             not_shown += 1
             in_a_row += 1
@@ -207,10 +207,11 @@ def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0, timeo
                                 "--role", "viewer", "--password-file", str(pw)], capture_output=True, text=True)
         assert added.returncode == 0, added.stderr
         log = stack.enter_context(open(tmp / f"procs-{n}.log", "ab"))
+        # PGAPPNAME: their PostgreSQL backends are told apart in pg_stat_activity (CPU per side)
         procs.append(subprocess.Popen([str(BIN / "entry-buzzer-district"), "recorder", "--config", str(conf)],
-                                      stdout=log, stderr=log))
+                                      stdout=log, stderr=log, env={**os.environ, "PGAPPNAME": "recorder"}))
         procs.append(subprocess.Popen([str(BIN / "entry-buzzer-board"), "--config", str(conf), "serve"],
-                                      stdout=log, stderr=log))
+                                      stdout=log, stderr=log, env={**os.environ, "PGAPPNAME": "board"}))
         deadline = time.monotonic() + 60
         while True:
             ready = http.client.HTTPConnection("127.0.0.1", board_port, timeout=2)
@@ -242,7 +243,7 @@ def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0, timeo
             with psycopg.connect(pg.dsn, autocommit=True) as c:
                 c.execute("DROP TRIGGER IF EXISTS board_doors_changed ON doors")
         time.sleep(3)                                   # the load runs before the first sample
-        meter = CpuMeter({"recorder": procs[0].pid, "board": procs[1].pid, "postgres": pg.proc.pid})
+        meter = CpuMeter({"recorder": procs[0].pid, "board": procs[1].pid, "postgres": pg.proc.pid}, pg.dsn)
         rows0, t0 = events_written(pg.dsn), time.monotonic()
         result = sample_board(probe, live, committed, samples, timeout, give_up_after)
         result["cpu_per_second"] = meter.read()
