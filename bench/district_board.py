@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(results[-1]), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("\n| campuses | events/s | publish -> board p50 | p99 | of which publish -> NOTIFY p50 / p99 | "
+    print("\n| campuses | events/s (recorded) | publish -> board p50 | p99 | of which publish -> NOTIFY p50 / p99 | "
           "NOTIFY -> frame p50 / p99 | not shown | raw MQTT p50 / p99 | CPU s/s recorder / board / PostgreSQL |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
