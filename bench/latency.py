@@ -59,24 +59,6 @@ def start_broker(directory: Path) -> Broker:
     return broker
 
 
-def baseline_paho_roundtrip(broker: Broker, n: int, spacing: float = 0.005) -> dict[str, Any]:
-    """Baseline A: raw paho QoS 1 publish -> an independent subscriber process, on loopback,
-    paced like the measured rings."""
-    sub = ExternalSubscriber(broker, "bench/a", user="bench")
-    pub = _client(broker, "bench", "bench-a-pub")
-    samples = []
-    try:
-        for _ in range(n):
-            started = time.perf_counter()
-            pub.publish("bench/a", b'{"type":"buzzer_pressed","id":"x","seq":1}', qos=1)
-            samples.append(sub.next_of("buzzer_pressed") - started)
-            time.sleep(spacing)
-    finally:
-        _close(pub)
-        sub.close()
-    return summary_ms(samples)
-
-
 def baseline_paho_burst(broker: Broker, n: int) -> dict[str, Any]:
     """Raw paho QoS 1 burst: n publishes as fast as paho takes them, until every PUBACK."""
     pub = _client(broker, "bench", "bench-burst", inflight=100)   # the daemon's window is 100 too
@@ -212,21 +194,6 @@ def _time_presses(d: InProcessDaemon, listener: ExternalListener, n: int) -> lis
             c.deny(ring["request_id"], "Bench")
         time.sleep(RING_SPACING)   # one ring at a time, as at a real door
     return samples
-
-
-def press_to_mqtt(broker: Broker, n: int) -> dict[str, Any]:
-    """Mock pin drive_low() to the buzzer_pressed event at an independent subscriber process."""
-    with tempfile.TemporaryDirectory() as tmp:
-        d = InProcessDaemon(broker, Path(tmp) / "state")
-        try:
-            d.wait_connected()
-            sub = ExternalSubscriber(broker, f"{d.root}/events")
-            try:
-                return summary_ms(_time_presses(d, sub, n))
-            finally:
-                sub.close()
-        finally:
-            d.stop()
 
 
 def panic_vs_press(broker: Broker, n: int) -> dict[str, Any]:

@@ -4,7 +4,9 @@
   and the strike backstop run on long-lived threads (the backstop on one of its own);
 - a publish from another thread reaches the broker without paho's network thread: it is
   written by the publishing thread, so it goes out even while that thread is busy;
-- the LED still blinks and stops, and the backstop still relocks (tests/test_gpio.py).
+- the LED still blinks and stops, and the backstop still relocks (tests/test_gpio.py);
+- a live event, once written to the broker's socket, gives the CPU away once (a broker on the
+  same machine forwards it at once); an outbox drain does not, event by event.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from controller import gpio
 from controller.mqtt import connection as conn
 from controller.scheduler import Scheduler, Worker
 from controller.simulate import SIM_GPIO
-from tests.support_mqtt import Linked, Subscriber, wait_for
+from tests.support_mqtt import Broker, Linked, Subscriber, wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -104,6 +106,57 @@ def test_a_publish_from_another_thread_goes_out_while_the_network_thread_is_busy
         client.loop_stop()
         operator.close()
         sub.close()
+
+
+def _record_writes_and_yields(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """'write' for each packet the MQTT client writes, 'yield' for each CPU hand-over."""
+    seen: list[str] = []
+    real_write = conn.Client._packet_write
+
+    def write(self: conn.Client) -> mqtt.MQTTErrorCode:
+        seen.append("write")
+        return real_write(self)
+
+    monkeypatch.setattr(conn.Client, "_packet_write", write)
+    monkeypatch.setattr(conn.os, "sched_yield", lambda: seen.append("yield"))
+    return seen
+
+
+def test_a_live_event_hands_the_cpu_to_the_broker_right_after_its_write(broker, linked, clock, monkeypatch):
+    """Linux queues a broker woken by our write on our CPU, expecting us to block; the ring's
+    thread goes on instead (photo, indicators, state), so it yields once, right after the
+    event's write and before the retained state's."""
+    lc = linked().ready()
+    _cycle(lc, clock)
+    sub = Subscriber(broker, user="district", topics=(f"{lc.root}/events",))
+    try:
+        seen = _record_writes_and_yields(monkeypatch)
+        clock.advance(1.0)
+        decision = lc.controller.core.press()
+        assert decision.ok and decision.request_id
+        wait_for(lambda: any(e.get("type") == ev.BUZZER_PRESSED for e in sub.events(lc.root)),
+                 what="the ring at the subscriber")
+        assert seen[:2] == ["write", "yield"], seen          # the event, then the hand-over
+        assert "write" in seen[2:]                           # the retained state follows it
+    finally:
+        sub.close()
+
+
+def test_an_outbox_drain_after_an_outage_does_not_yield_per_event(tmp_path, clock, monkeypatch):
+    """The hand-over is for a ring's latency; a drain of 30 journaled events after the broker
+    returns goes out in windows from the worker, with no yield per event."""
+    broker = Broker(tmp_path / "broker")
+    lc = Linked(broker, tmp_path / "state", clock=clock)     # the broker is not running yet
+    try:
+        for n in range(30):
+            lc.journal.append(ev.DOOR_OPENED if n % 2 == 0 else ev.DOOR_CLOSED)
+        seen = _record_writes_and_yields(monkeypatch)
+        broker.start()
+        lc.wait_delivered()
+        assert seen.count("write") >= 2 and "yield" not in seen, seen
+    finally:
+        lc.close()
+        broker.stop()
 
 
 def test_the_ringing_led_blinks_on_one_long_lived_thread_and_stops(pin_factory, monkeypatch):
