@@ -38,7 +38,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -54,11 +54,16 @@ BIN = Path(sys.executable).parent
 PASSWORD = "orbit-lantern-quietly-77-mauve"
 
 
-def background(doors: list[SimDoor], stop: threading.Event, cycle_seconds: float = 10.0) -> None:
-    """One ring cycle per campus every ``cycle_seconds``, spread evenly over the doors."""
+def background(doors: list[Any], stop: Any, cycle_seconds: float = 10.0,
+               clock: Callable[[], float] = time.monotonic) -> int:
+    """One ring cycle per campus every ``cycle_seconds``, spread evenly over the doors, on a
+    fixed schedule: each cycle is due at ``start + i * gap``, so the time a cycle takes (nine
+    publishes, a 30 KB snapshot) does not stretch the period. Waiting a fixed gap after each
+    cycle delivered only 78-85 % of the 10x rate. Returns the cycles sent."""
     i = 0
     gap = cycle_seconds / max(1, len(doors))
-    while not stop.wait(gap):
+    started = clock()
+    while not stop.wait(max(0.0, started + i * gap - clock())):
         d = doors[i % len(doors)]
         i += 1
         rid = d.ring(snapshot_bytes=30_000)[0]["request_id"]
@@ -67,6 +72,7 @@ def background(doors: list[SimDoor], stop: threading.Event, cycle_seconds: float
         for t in ("door_unlocked", "door_opened", "door_closed", "door_locked"):
             d.event(t)
         d.publish_state()
+    return i
 
 
 DOORS_PER_WORKER = 120      # paho uses select(): keep every process far below 1024 descriptors
