@@ -115,7 +115,8 @@ def table(r: dict[str, Any]) -> str:
     f = r.get("press_floor", {})
     if "p50_ms" in f:
         add("floor: the least a press costs here (Button -> raw INSERT -> one publish), in the same turns",
-            f"p50 {f['p50_ms']:.2f} ms ({f['ratio_cadence']:.2f} x (A+B) at ring cadence)", "reference", None)
+            f"p50 {f['p50_ms']:.2f} ms ({f['ratio_cadence']:.2f} x (A+B) at ring cadence; "
+            f"{f['ratio_back_to_back']:.2f} x (A + B back to back))", "reference", None)
     pv = r.get("panic_vs_press", {})
     if "ratio_p50" in pv:
         pn, pr = pv["panic"], pv["press"]
