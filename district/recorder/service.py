@@ -21,6 +21,7 @@ import queue
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
 
@@ -30,8 +31,8 @@ from district import db
 from district.config import Settings, read_secret
 from district.recorder import gaps, retention
 from district.recorder.link import Message, RecorderLink
-from district.recorder.messages import Item, Rejected, Status, classify
-from district.recorder.store import Outcome, write_batch
+from district.recorder.messages import Event, Item, Rejected, Status, classify
+from district.recorder.store import Outcome, notify_board, write_batch, write_doors_and_rest, write_events
 
 log = logging.getLogger("district.recorder")
 
@@ -52,7 +53,9 @@ class Recorder:
         self._months: set[str] = set()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._conn: psycopg.Connection[Any] | None = None          # the writer's
+        self._conn: psycopg.Connection[Any] | None = None          # the writer's: events
+        self._side: psycopg.Connection[Any] | None = None          # the writer's second: the rest
+        self._side_worker = ThreadPoolExecutor(1, thread_name_prefix="recorder-writer-side")
         self._classifier_conn: psycopg.Connection[Any] | None = None  # the classifier's (campus list only)
 
     # ------------------------------------------------------------------ life cycle
@@ -73,6 +76,7 @@ class Recorder:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=30)
+        self._side_worker.shutdown(wait=True)
 
     def healthy(self) -> bool:
         """False once a worker thread has died (the process should exit and be restarted:
@@ -173,12 +177,16 @@ class Recorder:
 
     def _commit(self, batch: list[Message], items: list[Item]) -> Outcome | None:
         keep = self.settings.recorder.rejected_keep_bytes
+        split = any(isinstance(i, Event) for i in items) and not all(isinstance(i, Event) for i in items)
         while not self._stop.is_set():
             try:
                 conn = self._connection()
+                side = self._side_connection() if split else None
             except psycopg.OperationalError:
                 return None
             try:
+                if side is not None:
+                    return self._write_split(conn, side, batch, items)
                 with conn.transaction():
                     return write_batch(conn, items, keep, self._months)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
@@ -193,6 +201,57 @@ class Recorder:
                 except (psycopg.OperationalError, psycopg.InterfaceError):
                     self._drop_connection()
         return None
+
+    def _write_split(self, conn: psycopg.Connection[Any], side: psycopg.Connection[Any], batch: list[Message],
+                     items: list[Item]) -> Outcome:
+        """Writes a batch in two transactions at once: its events (ledger, events, watermarks)
+        here, everything else (doors, states, snapshots, refusals) on the second connection,
+        in the side thread. They lock disjoint tables, so neither waits for the other, and
+        PostgreSQL works on both at once (psycopg releases the GIL while it waits). Both commit
+        before the batch is acknowledged; only then is the board notified (its grid reads
+        events and doors, so it must see both). If PostgreSQL refuses one part, only that
+        part's messages are written again one by one (the other part is committed: writing
+        it again would count its refusals twice). A crash between the two commits costs a
+        re-delivery, which the ledger and the idempotent door writes absorb."""
+        keep = self.settings.recorder.rejected_keep_bytes
+        rest = self._side_worker.submit(self._in_transaction, side, write_doors_and_rest, items, keep)
+        refused: list[bool] = []                 # [events part refused, rest refused]
+        try:
+            with conn.transaction():
+                out = write_events(conn, items, self._months)
+            refused.append(False)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            wait([rest])                         # the side's transaction ends before the batch is retried
+            raise
+        except psycopg.Error as exc:
+            log.warning("database refused a batch's events (%s); writing them one by one", exc)
+            out = Outcome()
+            refused.append(True)
+        try:
+            out.add(rest.result())
+            refused.append(False)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise
+        except psycopg.Error as exc:
+            log.warning("database refused a batch's door rows (%s); writing them one by one", exc)
+            refused.append(True)
+        again = [(m, i) for m, i in zip(batch, items, strict=False) if refused[0 if isinstance(i, Event) else 1]]
+        if again:
+            self._months.clear()
+            out.add(self._one_by_one(conn, [m for m, _ in again], [i for _, i in again]))
+        with conn.transaction():
+            notify_board(conn, items)
+        return out
+
+    @staticmethod
+    def _in_transaction(conn: psycopg.Connection[Any], write: Any, *args: Any) -> Outcome:
+        with conn.transaction():
+            result: Outcome = write(conn, *args)
+        return result
+
+    def _side_connection(self) -> psycopg.Connection[Any]:
+        self._side = self._open(self._side)
+        return self._side
 
     def _one_by_one(self, conn: psycopg.Connection[Any], batch: list[Message], items: list[Item]) -> Outcome:
         out = Outcome()
@@ -212,6 +271,7 @@ class Recorder:
 
     def _drop_connection(self) -> None:
         self._conn = self._close(self._conn)
+        self._side = self._close(self._side)
         self._months.clear()
 
     @staticmethod
