@@ -2,8 +2,9 @@
 
 Two stages in series, one thread each, so they overlap: a classifier thread takes whatever
 has arrived (up to ``batch_max``) and validates it (pure Python, holds the GIL); a writer
-thread, which owns the database connection that writes messages, writes each classified batch
-in one transaction and only then acknowledges those messages. Between them is a queue of one
+thread, which owns the two database connections that write messages, writes each classified
+batch (its events on one, the rest on the other, at once: ``_write_split``) and only once all
+of it is committed acknowledges those messages. Between them is a queue of one
 batch: while PostgreSQL commits batch N (psycopg releases the GIL while it waits) batch N+1 is
 classified, instead of the two taking turns. Acknowledgements stay strictly after each batch's
 own commit and in arrival order (one writer, batches in FIFO order).
