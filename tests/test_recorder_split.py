@@ -16,7 +16,7 @@ import pytest
 
 from district import db
 from district.recorder.link import Message
-from district.recorder.messages import Event, classify
+from district.recorder.messages import Event, State, classify
 from district.recorder.service import Recorder
 from tests.conftest import wait_for
 from tests.support_recorder import count, recorder_settings, rows
@@ -94,6 +94,27 @@ def test_a_refused_events_part_is_written_one_by_one_without_writing_the_committ
         assert rows(pg, "SELECT reason, count FROM rejected_totals ORDER BY reason") == [("db_refused", 1),
                                                                                           ("invalid_json", 1)]
         assert count(pg, "SELECT count(*) FROM events") == 1
+    finally:
+        r._drop_connection()
+        r._side_worker.shutdown()
+
+
+def test_a_refused_door_part_is_written_one_by_one_without_writing_the_committed_events_again(pg, dbroker) -> None:
+    r = Recorder(recorder_settings(pg, dbroker, client_id=f"rec-split-{uuid.uuid4().hex[:6]}"))
+    db.apply_schema(pg.dsn)
+    db.add_campuses(pg.dsn, ("lincoln",))
+    r._refresh_campuses()
+    batch = [_event(1), _event(2), _state()]
+    items = [classify(m.topic, m.payload, "entry", r.known, 1 << 20) for m in batch]
+    state = items[2]
+    assert isinstance(state, State)
+    items[2] = replace(state, text='{"not": json')       # refused by PostgreSQL (pipelined transaction)
+    try:
+        outcome = r._commit(batch, items)
+        assert outcome is not None and outcome.events == 2 and outcome.duplicates == 0
+        assert outcome.rejected == {"db_refused": 1}
+        assert count(pg, "SELECT count(*) FROM events") == 2
+        assert count(pg, "SELECT count(*) FROM doors WHERE last_seen IS NOT NULL") == 1
     finally:
         r._drop_connection()
         r._side_worker.shutdown()

@@ -210,10 +210,12 @@ class Recorder:
         in the side thread. They lock disjoint tables, so neither waits for the other, and
         PostgreSQL works on both at once (psycopg releases the GIL while it waits). Both commit
         before the batch is acknowledged; only then is the board notified (its grid reads
-        events and doors, so it must see both). If PostgreSQL refuses one part, only that
-        part's messages are written again one by one (the other part is committed: writing
-        it again would count its refusals twice). A crash between the two commits costs a
-        re-delivery, which the ledger and the idempotent door writes absorb."""
+        events and doors, so it must see both). If PostgreSQL refuses the events, only the
+        events are written again one by one (the rest is committed: writing it again would
+        count its refusals twice); if it refuses the rest, every message is (the events'
+        door touches were in it; the events come back as duplicates, not counted as such). A
+        crash between the two commits costs a re-delivery, which the ledger and the idempotent
+        door writes absorb."""
         keep = self.settings.recorder.rejected_keep_bytes
         rest = self._side_worker.submit(self._in_transaction, side, write_doors_and_rest, items, keep)
         refused: list[bool] = []                 # [events part refused, rest refused]
@@ -235,9 +237,15 @@ class Recorder:
         except psycopg.Error as exc:
             log.warning("database refused a batch's door rows (%s); writing them one by one", exc)
             refused.append(True)
-        again = [(m, i) for m, i in zip(batch, items, strict=False) if refused[0 if isinstance(i, Event) else 1]]
-        if again:
+        if refused[1]:        # every message again (the events' door touches were in that part) ...
             self._months.clear()
+            redo = self._one_by_one(conn, batch, items)
+            redo.events, redo.duplicates = redo.events + out.events, redo.duplicates - out.events
+            redo.new_event_ids = out.new_event_ids + redo.new_event_ids
+            out = redo        # ... the events committed above came back as duplicates: they are not
+        elif refused[0]:
+            self._months.clear()
+            again = [(m, i) for m, i in zip(batch, items, strict=False) if isinstance(i, Event)]
             out.add(self._one_by_one(conn, [m for m, _ in again], [i for _, i in again]))
         notify_board(conn, items)                # autocommit: sent once both parts are committed
         return out
