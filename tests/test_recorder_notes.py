@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timezone
 
 import psycopg
 import pytest
 
 from district.board.live import doors_named
 from district.recorder import gaps, notes
+from district.recorder.messages import Event
+from district.recorder.store import notify_board
 
 LONG_CAMPUS = "c" + "x" * 62          # the longest valid names (docs/mqtt.md: 1 + 62 characters)
 
@@ -49,5 +52,20 @@ def test_a_gap_scan_with_hundreds_of_doors_behind_commits_and_tells_the_board(pg
         listener.execute(f"LISTEN {notes.CHANNEL}")
         result = gaps.scan(conn, delay=0.0)
         assert result.ran and result.opened == 300 and result.open_now == 300
+        received = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
+    assert received and doors_named(notes.CHANNEL, received[0]) is None
+
+
+@pytest.mark.postgres
+def test_a_batch_touching_dozens_of_long_named_doors_commits_and_tells_the_board(pg) -> None:
+    """store.py named up to 199 doors: with long names that is far past 8000 bytes, and the
+    refused NOTIFY rolled back the very batch it announced."""
+    items = [Event(campus=LONG_CAMPUS, door=_long_door(i), id=str(uuid.uuid4()), epoch="e1", seq=1,
+                   type="door_opened", ts=datetime.now(timezone.utc), request_id=None, actor=None, text="{}")
+             for i in range(80)]
+    with psycopg.connect(pg.dsn, autocommit=True) as listener, psycopg.connect(pg.dsn) as conn:
+        listener.execute(f"LISTEN {notes.CHANNEL}")
+        notify_board(conn, items)
+        conn.commit()
         received = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
     assert received and doors_named(notes.CHANNEL, received[0]) is None

@@ -9,11 +9,11 @@ with arrays sent in binary (``%b``): no text escaping of JSON and JPEG bytes.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from district.recorder import notes
 from district.recorder.messages import Bridge, Event, Item, Rejected, Snapshot, State, Status
 
 EVENTS_SQL = """
@@ -126,8 +126,7 @@ def notify_board(conn: Any, items: Sequence[Item]) -> None:
     touched = sorted({f"{i.campus}/{i.door}" for i in items if isinstance(i, (Event, State, Snapshot, Status))}
                      | {f"{i.campus}/*" for i in items if isinstance(i, Bridge)})
     if touched:
-        note = json.dumps({"doors": touched}) if len(touched) < 200 else json.dumps({"doors": "*"})
-        conn.execute("SELECT pg_notify('district', %s)", (note,))
+        notes.notify(conn, "doors", touched)       # "*" when the names would not fit in a NOTIFY
 
 
 def write_events(conn: Any, items: Sequence[Item], months: set[str]) -> Outcome:
