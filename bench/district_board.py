@@ -7,13 +7,18 @@ Everything real and private: PostgreSQL (initdb in a temp dir), Mosquitto on a f
 recorder (``entry-buzzer-district recorder``) and the board (``entry-buzzer-board serve``) as
 their own processes. N simulated campuses (bench/district_campus.py: one door each, the
 contract's payloads) keep a background load of one ring cycle per campus every 10 s (7 events,
-a snapshot, 3 states: the assumed morning peak) while one probe door changes its door state;
-the latency is from its publish to the first grid event on the board's live stream (/live, SSE,
-signed in) that shows the change: broker -> recorder commit -> NOTIFY -> grid query -> SSE.
-It is split where the bench itself hears the board's NOTIFY for the probe door (its own LISTEN
-connection): publish -> NOTIFY is the recorder's share (broker, batch, commit), NOTIFY -> frame
-the board's (listener, patch query, SSE). The stream reconnects if the board cuts it, as a
-browser does (``live_streams`` counts the connections).
+a snapshot, 3 states: the assumed morning peak) while one probe door changes its state, each
+change with its own mark (bench/board_probe.py): the latency is from its publish to the first
+grid event on the board's live stream (/live, SSE, signed in) that shows that mark: broker ->
+recorder commit -> NOTIFY -> grid query -> SSE. It is split where the bench itself hears a
+NOTIFY naming the probe door (its own LISTEN, on the board's channels) and reads that the
+committed row holds the mark: publish -> NOTIFY is the recorder's share (broker, batch,
+commit), NOTIFY -> frame the board's (listener, patch query, SSE). A change not shown within
+``--timeout`` is counted as not shown and as slower than every shown one in the percentiles;
+``--give-up-after`` such changes in a row stop the case with an error (the chain is not
+keeping up), so the bench never waits ``timeout`` x samples. Progress goes to stderr.
+The stream reconnects if the board cuts it, as a browser does (``live_streams`` counts the
+connections). CPU per wall second of the recorder, the board and PostgreSQL over the sampling.
 Raw baseline in the same run: publish -> a plain MQTT subscriber on the same broker.
 """
 
@@ -25,7 +30,6 @@ import http.client
 import json
 import multiprocessing as mp
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -34,12 +38,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode
+from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 import psycopg
 
+from bench.board_probe import Committed, CpuMeter, LiveGrid
 from bench.district_campus import SimDoor
 from bench.stats import free_port, summary_ms
 from tests.support_mqtt import start_broker
@@ -50,135 +54,25 @@ BIN = Path(sys.executable).parent
 PASSWORD = "orbit-lantern-quietly-77-mauve"
 
 
-class LiveGrid(threading.Thread):
-    """Signed in to the board; records when each (door, state) first shows on /live."""
-
-    def __init__(self, port: int):
-        super().__init__(daemon=True)
-        self.port = port
-        self.seen: dict[tuple[str, str], float] = {}
-        self.streams = 0             # /live connections opened (more than 1: the board cut the stream, we reconnected)
-        self.ended: list[str] = []   # how each stream ended (the last event seen)
-        self.cond = threading.Condition()
-        self.stop = threading.Event()
-        self.conn: http.client.HTTPConnection | None = None
-        self.cookie = self._sign_in()
-
-    def _request(self, method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None) -> Any:
-        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        self.conn.request(method, path, body=body, headers=headers or {})
-        return self.conn.getresponse()
-
-    def _sign_in(self) -> str:
-        r = self._request("GET", "/login")
-        token = re.search(r'name="csrf_token" value="([^"]*)"', r.read().decode()).group(1)
-        login_cookie = r.getheader("Set-Cookie").split(";")[0]
-        self.close()
-        r = self._request("POST", "/login", urlencode({"username": "bench", "password": PASSWORD,
-                                                       "csrf_token": token, "next": "/"}),
-                          {"Content-Type": "application/x-www-form-urlencoded", "Cookie": login_cookie})
-        body = r.read()
-        self.close()
-        assert r.status == 303, body
-        return next(c for c in r.headers.get_all("Set-Cookie") if c.startswith("district_session=")).split(";")[0]
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-
-    def run(self) -> None:
-        """Reads /live; when the board ends the stream, reconnects as a browser's EventSource does
-        (the first frame of a new stream is the full grid)."""
-        while not self.stop.is_set():
-            try:
-                last = self._read_stream()
-            except (OSError, http.client.HTTPException) as exc:
-                last = f"error: {exc!r}"
-            finally:
-                self.close()
-            if self.stop.is_set():
-                return
-            self.ended.append(last)
-            if last == "signed_out":
-                return
-            self.stop.wait(0.1)
-
-    def _read_stream(self) -> str:
-        r = self._request("GET", "/live", headers={"Cookie": self.cookie})
-        self.streams += 1
-        event = ""
-        while True:
-            line = r.readline()
-            if not line:
-                return event
-            text = line.decode().rstrip("\n")
-            if text.startswith("event: "):
-                event = text[7:]
-            elif text.startswith("data: ") and event == "grid":
-                now = time.time()
-                grid = json.loads(text[6:])
-                with self.cond:
-                    for c in grid["campuses"]:
-                        for d in c["doors"]:
-                            self.seen.setdefault((f"{c['campus']}/{d['door']}", d["state"]), now)
-                    self.cond.notify_all()
-
-    def wait(self, key: tuple[str, str], after: float, timeout: float = 30.0) -> float | None:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                t = self.seen.get(key)
-                if t is not None and t >= after:
-                    return t
-                if time.monotonic() > deadline:
-                    return None
-                self.cond.wait(0.05)
-
-    def forget(self, key: tuple[str, str]) -> None:
-        with self.cond:
-            self.seen.pop(key, None)
-
-
-class Committed(threading.Thread):
-    """LISTENs on the board's channel like the board does: when the probe door's row change was
-    committed and announced. Splits publish -> board into the recorder's part (publish -> NOTIFY
-    heard) and the board's part (NOTIFY heard -> grid frame read from /live)."""
-
-    def __init__(self, dsn: str, door: str):
-        super().__init__(daemon=True)
-        self.door = door
-        self.heard: list[float] = []
-        self.stop = threading.Event()
-        self.conn = psycopg.connect(dsn, autocommit=True)
-        self.conn.execute("LISTEN board_door")
-
-    def run(self) -> None:
-        try:
-            while not self.stop.is_set():
-                for note in self.conn.notifies(timeout=0.5):
-                    if note.payload == self.door:
-                        self.heard.append(time.time())
-        except psycopg.Error:
-            pass
-        finally:
-            self.conn.close()
-
-    def first_after(self, t: float) -> float | None:
-        return next((h for h in list(self.heard) if h >= t), None)
-
-
-def background(doors: list[SimDoor], stop: threading.Event, cycle_seconds: float = 10.0) -> None:
-    """One ring cycle per campus every ``cycle_seconds``, spread evenly over the doors."""
+def background(doors: list[Any], stop: Any, cycle_seconds: float = 10.0,
+               clock: Callable[[], float] = time.monotonic) -> int:
+    """One ring cycle per campus every ``cycle_seconds``, spread evenly over the doors, on a
+    fixed schedule: each cycle is due at ``start + i * gap``, so the time a cycle takes (nine
+    publishes, a 30 KB snapshot) does not stretch the period. Waiting a fixed gap after each
+    cycle delivered only 78-85 % of the 10x rate. Returns the cycles sent."""
     i = 0
     gap = cycle_seconds / max(1, len(doors))
-    while not stop.wait(gap):
+    started = clock()
+    while not stop.wait(max(0.0, started + i * gap - clock())):
         d = doors[i % len(doors)]
         i += 1
-        d.ring(snapshot_bytes=30_000)
+        rid = d.ring(snapshot_bytes=30_000)[0]["request_id"]
         d.publish_state(ringing=None)
-        for t in ("entry_approved", "door_unlocked", "door_opened", "door_closed", "door_locked"):
+        d.event("entry_approved", request_id=rid, actor="Office")   # as the contract requires (else rejected)
+        for t in ("door_unlocked", "door_opened", "door_closed", "door_locked"):
             d.event(t)
         d.publish_state()
+    return i
 
 
 DOORS_PER_WORKER = 120      # paho uses select(): keep every process far below 1024 descriptors
@@ -198,7 +92,97 @@ def load_worker(port: int, password: str, campuses: list[str], cycle_seconds: fl
             pass
 
 
-def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0) -> dict[str, Any]:
+def sample_board(probe: SimDoor, live: LiveGrid, committed: Committed, samples: int, timeout: float,
+                 give_up_after: int) -> dict[str, Any]:
+    """Publish -> board for ``samples`` probe changes, each with its own mark. A change not shown
+    within ``timeout`` counts as not shown and, in the percentiles, as slower than every shown
+    one (never dropped). After ``give_up_after`` in a row the chain is not keeping up: sampling
+    stops with a clear error instead of waiting ``timeout`` for every remaining sample."""
+    board: list[float] = []            # every sample sent: not shown = inf
+    recorder_part: list[float] = []    # publish -> NOTIFY heard (the committed row holds the mark)
+    board_part: list[float] = []       # NOTIFY heard -> frame on /live
+    not_shown = committed_not_shown = in_a_row = 0
+    error = None
+    started = time.monotonic()
+    for i in range(samples):
+        mark = f"bench probe {i}"
+        sent = time.time()
+        info = probe.publish_state(door="open" if i % 2 == 0 else "locked", fault=mark)
+        shown = live.wait(("probe/main-entrance", mark), timeout)
+        heard = committed.when(mark, wait=1.0 if shown is not None else 0.0)
+        if shown is None:
+            not_shown += 1
+            in_a_row += 1
+            committed_not_shown += heard is not None
+            board.append(float("inf"))
+        else:
+            in_a_row = 0
+            board.append(shown - sent)
+            if heard is not None:
+                recorder_part.append(heard - sent)
+                board_part.append(max(0.0, shown - heard))
+        if (i + 1) % 20 == 0 or shown is None:
+            print(f"  sample {i + 1}/{samples}: {not_shown} not shown within {timeout:g} s "
+                  f"({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+        if in_a_row >= give_up_after:
+            error = (f"gave up after {i + 1} of {samples} samples: {in_a_row} in a row not shown within "
+                     f"{timeout:g} s ({committed_not_shown} of all {not_shown} not shown were committed and "
+                     f"announced: the rest never got past the recorder)")
+            print(f"  {error}", file=sys.stderr, flush=True)
+            break
+        info.wait_for_publish(timeout)
+        time.sleep(0.5)
+    b, rc, bp = summary_ms(board), summary_ms(recorder_part), summary_ms(board_part)
+    return {"samples": samples, "sent": len(board), "not_shown": not_shown,
+            "not_shown_but_committed": committed_not_shown, "error": error,
+            "board_p50_ms": round(b["p50_ms"], 1), "board_p99_ms": round(b["p99_ms"], 1),
+            "split_samples": len(recorder_part),
+            "to_notify_p50_ms": round(rc["p50_ms"], 1), "to_notify_p99_ms": round(rc["p99_ms"], 1),
+            "notify_to_frame_p50_ms": round(bp["p50_ms"], 1), "notify_to_frame_p99_ms": round(bp["p99_ms"], 1)}
+
+
+def events_written(dsn: str) -> int:
+    """Rows inserted into the events partitions so far (statistics: cheap, about a second late)."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        row = c.execute("SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables "
+                        "WHERE relname LIKE 'events%'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def sample_raw(probe: SimDoor, broker: Any, n: int, samples: int, timeout: float = 10.0) -> dict[str, Any]:
+    """The raw baseline: publish -> a plain subscriber, same broker, same load (bounded like the
+    board's samples)."""
+    raw: list[float] = []
+    seen: dict[str, float] = {}
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-raw-{n}")
+    sub.username_pw_set("district", broker.accounts["district"])
+    sub.on_message = lambda _c, _u, m: seen.setdefault(m.payload.decode(), time.time())
+    sub.connect("127.0.0.1", broker.port)
+    sub.subscribe("entry/probe/+/state", qos=1)
+    sub.loop_start()
+    try:
+        time.sleep(0.5)
+        for i in range(samples):
+            payload = json.dumps(probe.state(door="locked", ts=f"raw-{i}"))
+            sent = time.time()
+            probe.client.publish("entry/probe/main-entrance/state", payload, qos=1, retain=True)
+            deadline = time.monotonic() + timeout
+            while payload not in seen and time.monotonic() < deadline:
+                time.sleep(0.001)
+            raw.append(seen[payload] - sent if payload in seen else float("inf"))
+            if raw[-1] == float("inf") and raw[-3:] == [float("inf")] * 3:
+                break
+            time.sleep(0.1)
+    finally:
+        sub.disconnect()
+        sub.loop_stop()
+    r = summary_ms(raw)
+    return {"p50_ms": round(r["p50_ms"], 2), "p99_ms": round(r["p99_ms"], 2),
+            "not_seen": sum(1 for x in raw if x == float("inf"))}
+
+
+def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0, timeout: float = 10.0,
+             give_up_after: int = 5, door_trigger: bool = True) -> dict[str, Any]:
     pg = start_pg(durable=True)
     broker = start_broker(tmp / f"broker-{n}")
     # as the shipped district broker (systemd/mosquitto/district.conf): Mosquitto's default of
@@ -229,10 +213,11 @@ def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0) -> di
                                 "--role", "viewer", "--password-file", str(pw)], capture_output=True, text=True)
         assert added.returncode == 0, added.stderr
         log = stack.enter_context(open(tmp / f"procs-{n}.log", "ab"))
+        # PGAPPNAME: their PostgreSQL backends are told apart in pg_stat_activity (CPU per side)
         procs.append(subprocess.Popen([str(BIN / "entry-buzzer-district"), "recorder", "--config", str(conf)],
-                                      stdout=log, stderr=log))
+                                      stdout=log, stderr=log, env={**os.environ, "PGAPPNAME": "recorder"}))
         procs.append(subprocess.Popen([str(BIN / "entry-buzzer-board"), "--config", str(conf), "serve"],
-                                      stdout=log, stderr=log))
+                                      stdout=log, stderr=log, env={**os.environ, "PGAPPNAME": "board"}))
         deadline = time.monotonic() + 60
         while True:
             ready = http.client.HTTPConnection("127.0.0.1", board_port, timeout=2)
@@ -256,63 +241,24 @@ def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0) -> di
         assert connected == n, f"only {connected} of {n} campuses connected"
         probe = SimDoor("127.0.0.1", broker.port, "probe", password=password)
         probe.connected.wait(30)
-        live = LiveGrid(board_port)
+        live = LiveGrid(board_port, "bench", PASSWORD)
         live.start()
         committed = Committed(pg.dsn, "probe/main-entrance")
         committed.start()
-        raw: list[float] = []
-        raw_seen: dict[str, float] = {}
-        sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-raw-{n}")
-        sub.username_pw_set("district", broker.accounts["district"])
-        sub.on_message = lambda _c, _u, m: raw_seen.setdefault(m.payload.decode(), time.time())
-        sub.connect("127.0.0.1", broker.port)
-        sub.subscribe("entry/probe/+/state", qos=1)
-        sub.loop_start()
+        if not door_trigger:    # A/B: the board hears the recorder's per-commit NOTIFY only
+            with psycopg.connect(pg.dsn, autocommit=True) as c:
+                c.execute("DROP TRIGGER IF EXISTS board_doors_changed ON doors")
         time.sleep(3)                                   # the load runs before the first sample
-        board: list[float] = []
-        recorder_part: list[float] = []    # publish -> NOTIFY heard
-        board_part: list[float] = []       # NOTIFY heard -> frame on /live
-        lost = 0
-        for i in range(samples):
-            state = "open" if i % 2 == 0 else "locked"
-            key = ("probe/main-entrance", state)
-            live.forget(key)
-            sent = time.time()
-            info = probe.publish_state(door=state)
-            shown = live.wait(key, sent)
-            if shown is None:
-                lost += 1
-            else:
-                board.append(shown - sent)
-                heard = committed.first_after(sent)
-                if heard is not None and heard <= shown + 0.05:
-                    recorder_part.append(heard - sent)
-                    board_part.append(max(0.0, shown - heard))
-            info.wait_for_publish(10)
-            time.sleep(0.5)
-        # raw baseline: publish -> a plain subscriber, same broker, same load
-        for i in range(samples):
-            payload = json.dumps(probe.state(door="locked", ts=f"raw-{i}"))
-            sent = time.time()
-            probe.client.publish("entry/probe/main-entrance/state", payload, qos=1, retain=True)
-            deadline = time.monotonic() + 10
-            while payload not in raw_seen and time.monotonic() < deadline:
-                time.sleep(0.001)
-            if payload in raw_seen:
-                raw.append(raw_seen[payload] - sent)
-            time.sleep(0.1)
-        sub.disconnect()
-        sub.loop_stop()
+        meter = CpuMeter({"recorder": procs[0].pid, "board": procs[1].pid, "postgres": pg.proc.pid}, pg.dsn)
+        rows0, t0 = events_written(pg.dsn), time.monotonic()
+        result = sample_board(probe, live, committed, samples, timeout, give_up_after)
+        result["cpu_per_second"] = meter.read()
+        # the load actually recorded over the sampling (the generator's target is events_per_second)
+        result["events_recorded_per_second"] = round((events_written(pg.dsn) - rows0) / (time.monotonic() - t0), 1)
+        result["raw_mqtt"] = sample_raw(probe, broker, n, samples)
         probe.close()
-        b, r = summary_ms(board), summary_ms(raw)
-        rc, bp = summary_ms(recorder_part), summary_ms(board_part)
-        return {"campuses": n, "samples": samples, "not_shown": lost, "board_p50_ms": round(b["p50_ms"], 1),
-                "board_p99_ms": round(b["p99_ms"], 1), "raw_mqtt_p50_ms": round(r["p50_ms"], 2),
-                "raw_mqtt_p99_ms": round(r["p99_ms"], 2),
-                "to_notify_p50_ms": round(rc["p50_ms"], 1), "to_notify_p99_ms": round(rc["p99_ms"], 1),
-                "notify_to_frame_p50_ms": round(bp["p50_ms"], 1), "notify_to_frame_p99_ms": round(bp["p99_ms"], 1),
-                "events_per_second": round(n * 7 / cycle_seconds, 1), "cycle_seconds": cycle_seconds,
-                "live_streams": live.streams, "streams_ended": live.ended[:5]}
+        return {"campuses": n, "events_per_second": round(n * 7 / cycle_seconds, 1), "cycle_seconds": cycle_seconds,
+                "door_trigger": door_trigger, **result, "live_streams": live.streams, "streams_ended": live.ended[:5]}
     finally:
         stop.set()
         if live is not None:     # the board is stopped below: the stream's end is not a cut
@@ -346,25 +292,39 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=40)
     ap.add_argument("--cycle-seconds", type=float, default=10.0,
                     help="one ring cycle per campus this often (10: the assumed peak; 1: ten times that)")
+    ap.add_argument("--timeout", type=float, default=10.0,
+                    help="a probe change not shown within this many seconds counts as not shown")
+    ap.add_argument("--give-up-after", type=int, default=5,
+                    help="stop sampling (with an error) after this many changes in a row not shown")
+    ap.add_argument("--no-door-trigger", action="store_true",
+                    help="drop the board's per-row trigger on doors after start: the board then hears only "
+                         "the recorder's per-commit NOTIFY (to measure what the trigger costs)")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))   # a stopped bench still stops its servers
     tmp = Path(tempfile.mkdtemp(prefix="bench-board-"))
     results = []
     try:
         for n in args.campuses:
-            results.append(run_case(n, args.samples, tmp, args.cycle_seconds))
+            results.append(run_case(n, args.samples, tmp, args.cycle_seconds, args.timeout, args.give_up_after,
+                                    door_trigger=not args.no_door_trigger))
             print(json.dumps(results[-1]), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("\n| campuses | events/s | publish -> board p50 | p99 | of which publish -> NOTIFY p50 / p99 | "
-          "NOTIFY -> frame p50 / p99 | not shown | raw MQTT p50 / p99 |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| campuses | events/s (recorded) | publish -> board p50 | p99 | of which publish -> NOTIFY p50 / p99 | "
+          "NOTIFY -> frame p50 / p99 | not shown | raw MQTT p50 / p99 | CPU s/s recorder / board / PostgreSQL |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['campuses']} | {r['events_per_second']} | {r['board_p50_ms']} ms | {r['board_p99_ms']} ms | "
+        cpu = r["cpu_per_second"]
+        print(f"| {r['campuses']} | {r['events_per_second']} ({r['events_recorded_per_second']}) | "
+              f"{r['board_p50_ms']} ms | {r['board_p99_ms']} ms | "
               f"{r['to_notify_p50_ms']} / {r['to_notify_p99_ms']} ms | "
               f"{r['notify_to_frame_p50_ms']} / {r['notify_to_frame_p99_ms']} ms | "
-              f"{r['not_shown']} of {r['samples']} | {r['raw_mqtt_p50_ms']} / {r['raw_mqtt_p99_ms']} ms |")
-    return 0
+              f"{r['not_shown']} of {r['sent']} | {r['raw_mqtt']['p50_ms']} / {r['raw_mqtt']['p99_ms']} ms | "
+              f"{cpu['recorder']} / {cpu['board']} / {cpu['postgres']} |")
+    for r in results:
+        if r["error"]:
+            print(f"error: {r['campuses']} campuses: {r['error']}", file=sys.stderr)
+    return 1 if any(r["error"] for r in results) else 0
 
 
 if __name__ == "__main__":

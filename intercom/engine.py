@@ -8,7 +8,9 @@ and that wait has a timeout. The door core never calls in here.
 
 Signalling is non-trickle: the browser sends a complete offer, the engine answers with a
 complete answer (all host candidates; STUN/TURN from config for routed networks). A peer
-that does not complete ICE/DTLS within ``connect_timeout_seconds`` is closed and freed.
+that does not complete ICE/DTLS within ``connect_timeout_seconds`` is closed and freed. What
+each viewer is sent (which shared encoder, which codecs the answer names) and when its office
+microphone reaches the door is viewer_media.py's job.
 """
 
 from __future__ import annotations
@@ -23,16 +25,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from .door_audio import AlsaSpeaker, MeterSpeaker
 from .errors import IntercomError
 from .hw_video import HardwareH264Video
 from .shared_audio import SharedAudioEncoder
-from .shared_video import EncodedTrack, SharedVideoEncoder
+from .shared_video import SharedVideoEncoder
 from .tracks import AlsaMicrophone, LiveFeed, SyntheticVoiceTrack
-from .video_codecs import h264_preferences, hook_picture_loss, offers_h264, restrict, vp8_preferences
+from .viewer_media import add_shared_media, play_office_audio
 
 log = logging.getLogger(__name__)
 
@@ -296,43 +297,16 @@ class MediaEngine:
         @pc.on("track")
         def _track(track: Any) -> None:
             if track.kind == "audio":
-                viewer.tasks.append(asyncio.ensure_future(self._office_audio(viewer, track)))
+                viewer.tasks.append(asyncio.ensure_future(play_office_audio(viewer, track, self.speaker)))
 
         try:
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             except Exception as exc:
                 raise IntercomError(400, f"the offer is not a usable SDP offer ({type(exc).__name__})") from exc
-            kinds = {t.kind for t in pc.getTransceivers()}
-            if "video" not in kinds:
-                raise IntercomError(400, "the offer has no video section")
             assert self.video is not None
-            # the camera's H.264 when there is one and the browser takes it, else the software VP8
-            hw = self.hw_video if self.hw_video is not None and offers_h264(sdp) else None
-            source: Any = hw or self.video            # the same subscribe/unsubscribe interface
-            sender = pc.addTrack(EncodedTrack(source))
-            if hw is not None:
-                hook_picture_loss(sender, hw.request_keyframe)
-            prefs = h264_preferences() if hw is not None else vp8_preferences()
-            for transceiver in pc.getTransceivers():
-                if transceiver.kind == "video":       # the packets are already encoded in this codec
-                    try:
-                        restrict(transceiver, prefs)
-                    except ValueError as exc:
-                        raise IntercomError(400, f"{exc} (VP8, or H.264 constrained baseline)") from exc
-            viewer.codec = "H264" if hw is not None else "VP8"
-            if "audio" in kinds and self.settings.audio_in != "none":
-                if self.audio is None:      # one Opus encode for every viewer (shared_audio.py)
-                    self.audio = SharedAudioEncoder(self.mic.track() if self.mic is not None
-                                                    else SyntheticVoiceTrack())
-                pc.addTrack(EncodedTrack(self.audio, kind="audio"))
-                opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
-                for transceiver in pc.getTransceivers():
-                    if transceiver.kind == "audio":   # the shared encoder's packets are Opus
-                        try:
-                            restrict(transceiver, opus)
-                        except ValueError as exc:
-                            raise IntercomError(400, f"{exc} (Opus)") from exc
+            viewer.codec = add_shared_media(pc, sdp, self.video, self.hw_video,
+                                            self._shared_audio if self.settings.audio_in != "none" else None)
             await pc.setLocalDescription(await pc.createAnswer())
             if viewer.closed:        # the caller gave up (a stalled loop) or the viewer was dropped
                 raise IntercomError(503, "the live view ended before it was answered")
@@ -342,22 +316,16 @@ class MediaEngine:
         asyncio.get_running_loop().call_later(self.settings.connect_timeout_seconds, self._check_connected, viewer)
         return pc.localDescription.sdp
 
+    def _shared_audio(self) -> SharedAudioEncoder:
+        """One Opus encode for every viewer (shared_audio.py), made on the first viewer with audio."""
+        if self.audio is None:
+            self.audio = SharedAudioEncoder(self.mic.track() if self.mic is not None else SyntheticVoiceTrack())
+        return self.audio
+
     def _check_connected(self, viewer: Viewer) -> None:
         if not viewer.connected and not viewer.closed:
             log.warning("live view %s never completed ICE/DTLS: freed", viewer.id)
             self._end(viewer, "connect_timeout")
-
-    async def _office_audio(self, viewer: Viewer, track: Any) -> None:
-        """Read the office microphone; only while this viewer's Talk is on does it reach the door."""
-        try:
-            while True:
-                frame = await track.recv()
-                if viewer.talking_since is not None:
-                    self.speaker.play(frame)
-        except (MediaStreamError, asyncio.CancelledError):
-            pass
-        except Exception:
-            log.exception("office audio of %s failed", viewer.id)
 
     # ------------------------------------------------------------ MJPEG fallback
     def open_mjpeg(self, actor: str, username: str, session: str, reason: str) -> Viewer:

@@ -19,30 +19,28 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import logging
 import time
 from typing import Any
 
 import av
 import numpy as np
 
-from .shared_video import fan_out
+from .shared_encoder import SharedEncoder, fan_out
 from .tracks import AUDIO_PTIME, AUDIO_RATE, AUDIO_SAMPLES
-
-log = logging.getLogger(__name__)
 
 QUEUE_FRAMES = 25            # half a second
 OPUS_BITRATE = 64_000
 
 
-class SharedAudioEncoder:
+class SharedAudioEncoder(SharedEncoder):
     """``source`` is a ``PacedAudioTrack``-like object: ``await source.samples(t0)`` gives the
     20 ms (960 mono s16 samples) that start at wall time ``t0``."""
 
+    kind = "audio"
+
     def __init__(self, source: Any):
+        super().__init__(QUEUE_FRAMES)
         self.source = source
-        self._queues: set[asyncio.Queue[Any]] = set()
-        self._task: asyncio.Future[Any] | None = None
         self._codec: Any = None
         self._resampler: Any = None
         self._origin: float | None = None
@@ -50,35 +48,19 @@ class SharedAudioEncoder:
         self._packets = 0
         self.encoded = 0
 
-    def subscribe(self) -> "asyncio.Queue[Any]":
-        q: asyncio.Queue[Any] = asyncio.Queue(maxsize=QUEUE_FRAMES)
-        self._queues.add(q)
-        if self._task is None or self._task.done():
-            self._task = asyncio.ensure_future(self._run())
-        return q
-
-    def unsubscribe(self, q: "asyncio.Queue[Any]") -> None:
-        self._queues.discard(q)
-
-    async def _run(self) -> None:
-        try:
-            while self._queues:
-                now = time.time()
-                if self._origin is None or now - (self._origin + self._n * AUDIO_PTIME) > 0.5:
-                    self._origin, self._n = now, 0       # first frame, or far behind: restart pacing
-                t0 = self._origin + self._n * AUDIO_PTIME
-                if t0 > now:
-                    await asyncio.sleep(t0 - now)
-                samples = await self.source.samples(t0)
-                packets = self._encode(samples)
-                self._n += 1
-                for packet in packets:
-                    fan_out(self._queues, packet)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("shared audio encoder failed")
-            fan_out(self._queues, None)     # each viewer's audio ends; video and the door go on
+    async def _encode_while_watched(self) -> None:
+        while self._queues:
+            now = time.time()
+            if self._origin is None or now - (self._origin + self._n * AUDIO_PTIME) > 0.5:
+                self._origin, self._n = now, 0       # first frame, or far behind: restart pacing
+            t0 = self._origin + self._n * AUDIO_PTIME
+            if t0 > now:
+                await asyncio.sleep(t0 - now)
+            samples = await self.source.samples(t0)
+            packets = self._encode(samples)
+            self._n += 1
+            for packet in packets:
+                fan_out(self._queues, packet)
 
     def _encode(self, samples: np.ndarray) -> list[Any]:
         """One 20 ms frame -> Opus packets (libopus releases the GIL while it encodes)."""
@@ -107,7 +89,3 @@ class SharedAudioEncoder:
                 out.append(packet)
         self.encoded += 1
         return out
-
-    def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()

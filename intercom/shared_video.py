@@ -15,76 +15,60 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import logging
 import time
 from typing import Any
 
 import av
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from .shared_encoder import SharedEncoder, fan_out
 from .tracks import VIDEO_CLOCK, LiveFeed
-
-log = logging.getLogger(__name__)
 
 BITRATE = 600_000
 KEYFRAME_SECONDS = 2.0
 QUEUE_FRAMES = 15          # a viewer more than a second behind loses frames, never blocks the others
 
 
-class SharedVideoEncoder:
+class SharedVideoEncoder(SharedEncoder):
+    kind = "video"
+
     def __init__(self, feed: LiveFeed, fps: int, executor: Any = None):
+        super().__init__(QUEUE_FRAMES)
         self.feed = feed
         self.fps = fps
         self.executor = executor
-        self._queues: set[asyncio.Queue[Any]] = set()
-        self._task: asyncio.Future[Any] | None = None
         self._codec: Any = None
         self._keyframe = True
         self._origin = time.monotonic()
         self._pts = -1
         self.encoded = 0
 
-    def subscribe(self) -> "asyncio.Queue[Any]":
-        q: asyncio.Queue[Any] = asyncio.Queue(maxsize=QUEUE_FRAMES)
-        self._queues.add(q)
+    def _viewer_joined(self) -> None:
         self._keyframe = True                        # the new viewer starts from a full picture
-        if self._task is None or self._task.done():
-            self._task = asyncio.ensure_future(self._run())
-        return q
 
-    def unsubscribe(self, q: "asyncio.Queue[Any]") -> None:
-        self._queues.discard(q)
-
-    async def _run(self) -> None:
+    async def _encode_while_watched(self) -> None:
         loop = asyncio.get_running_loop()
         start, n, last_key = time.monotonic(), 0, 0.0
-        try:
-            while self._queues:
-                wait = start + n / self.fps - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                elif wait < -1.0:                    # far behind (a stall): restart the pacing
-                    start, n = time.monotonic(), 0
-                array, _ = await self.feed.frame()
-                frame = av.VideoFrame.from_ndarray(array, format="yuv420p")
-                # pts rises strictly across pauses and restarts: the codec lives on between viewers
-                self._pts = max(self._pts + 1, int((time.monotonic() - self._origin) * VIDEO_CLOCK))
-                frame.pts = self._pts
-                frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
-                now = time.monotonic()
-                key = self._keyframe or now - last_key >= KEYFRAME_SECONDS
-                if key:
-                    self._keyframe, last_key = False, now
-                packet = await loop.run_in_executor(self.executor, self._encode, frame, key)
-                n += 1
-                if packet is None:
-                    continue
-                fan_out(self._queues, packet)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("shared video encoder failed")
-            fan_out(self._queues, None)     # each viewer's track ends; the door never notices
+        while self._queues:
+            wait = start + n / self.fps - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            elif wait < -1.0:                    # far behind (a stall): restart the pacing
+                start, n = time.monotonic(), 0
+            array, _ = await self.feed.frame()
+            frame = av.VideoFrame.from_ndarray(array, format="yuv420p")
+            # pts rises strictly across pauses and restarts: the codec lives on between viewers
+            self._pts = max(self._pts + 1, int((time.monotonic() - self._origin) * VIDEO_CLOCK))
+            frame.pts = self._pts
+            frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+            now = time.monotonic()
+            key = self._keyframe or now - last_key >= KEYFRAME_SECONDS
+            if key:
+                self._keyframe, last_key = False, now
+            packet = await loop.run_in_executor(self.executor, self._encode, frame, key)
+            n += 1
+            if packet is None:
+                continue
+            fan_out(self._queues, packet)
 
     def _encode(self, frame: Any, key: bool) -> Any:
         if self._codec is None or (self._codec.width, self._codec.height) != (frame.width, frame.height):
@@ -110,46 +94,3 @@ class SharedVideoEncoder:
         packet.time_base = frame.time_base
         self.encoded += 1
         return packet
-
-    def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-
-def fan_out(queues: "set[asyncio.Queue[Any]]", packet: Any) -> None:
-    """Hand one packet (``None``: the end) to every viewer's queue. A viewer that fell
-    ``maxsize`` packets behind loses its oldest one; it never blocks the others. Shared by the
-    video and audio encoders (shared_audio.py)."""
-    for q in list(queues):
-        if q.full():
-            q.get_nowait()
-        q.put_nowait(packet)
-
-
-class EncodedTrack(MediaStreamTrack):
-    """One viewer's track of a shared encoder's packets (video: VP8 here or the camera's H.264,
-    hw_video.py; audio: Opus, shared_audio.py); the sender only packetizes them. ``encoder``
-    has ``subscribe()`` giving a queue and ``unsubscribe(queue)``."""
-
-    def __init__(self, encoder: Any, kind: str = "video"):
-        super().__init__()
-        self.kind = kind
-        self.encoder = encoder
-        self._queue: asyncio.Queue[Any] | None = None
-
-    async def recv(self) -> Any:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._queue is None:
-            self._queue = self.encoder.subscribe()
-        packet = await self._queue.get()
-        if packet is None:
-            self.stop()
-            raise MediaStreamError
-        return packet
-
-    def stop(self) -> None:
-        if self._queue is not None:
-            self.encoder.unsubscribe(self._queue)
-            self._queue = None
-        super().stop()

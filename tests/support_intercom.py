@@ -1,5 +1,8 @@
-"""Intercom fixtures: a media engine on a started controller, and a Python WebRTC peer
-(aiortc, its own loop on a thread) that plays the office side without a browser."""
+"""Intercom fixtures: a media engine on a started controller, a Python WebRTC peer (aiortc, its
+own loop on a thread) that plays the office side without a browser, and Chromium with fake
+camera and microphone devices for the browser tests (``intercom_browser``: its own name, so
+it never replaces the panel's and board's ``browser``; Playwright is imported only when it
+starts, tests/support_browser.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,10 @@ from typing import Any, Iterator
 import pytest
 
 from controller import config as cfg
+from tests.support_browser import CHROMIUM_ARGS, launch_chromium
+
+MEDIA_ARGS = CHROMIUM_ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+"""Chromium's fake camera and microphone, allowed without a prompt: the office side of a live view."""
 
 
 def intercom_settings(**overrides: Any) -> cfg.IntercomSettings:
@@ -42,6 +49,12 @@ def peer_loop() -> Iterator[LoopThread]:
     lt = LoopThread()
     yield lt
     lt.close()
+
+
+@pytest.fixture(scope="module")
+def intercom_browser() -> Iterator[Any]:
+    """Debian's Chromium with fake media devices, one per test module."""
+    yield from launch_chromium(MEDIA_ARGS)
 
 
 async def office_offer(audio: bool = True, talk_tone: bool = False) -> Any:

@@ -122,6 +122,18 @@ def doors(broker: Broker, *campuses: str, door: str = "main-entrance") -> list[S
     return out
 
 
+def started_recorder(recorder: Any, door: SimDoor, events: int = 0, type_: str = "door_opened") -> Any:
+    """Starts an in-process ``Recorder``, waits for its subscription and its retained catch-up,
+    then has ``door`` publish ``events`` events and waits until the broker has them all."""
+    recorder.start()
+    wait_for(recorder.link.subscribed.is_set, what="the recorder to subscribe")
+    wait_for(recorder.link.catchup_done.is_set, what="the retained catch-up to end")
+    for _ in range(events):
+        door.event(type_)
+    door.flush()
+    return recorder
+
+
 def count(pg: PgCluster, sql: str, *params: Any) -> Any:
     with pg.connect() as conn:
         return conn.execute(sql, params).fetchone()[0]

@@ -11,17 +11,14 @@ import re
 from typing import Any, Iterator
 
 import pytest
-from playwright import sync_api
 
 from controller import config as cfg
 from controller import events as ev
-from tests.support_browser import CHROMIUM_ARGS, expect, signed_in
+from tests.support_browser import expect, signed_in
 from tests.support_intercom import add_intercom, remove_intercom
 from tests.support_web import NAMES, TEST_CONFIG, add_users, build_controller, stop_controller, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.media]
-
-MEDIA_ARGS = CHROMIUM_ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 STATS = """async () => {
   const v = Intercom.view();
@@ -34,14 +31,6 @@ STATS = """async () => {
   });
   return out;
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=MEDIA_ARGS)
-        yield b
-        b.close()
 
 
 def make_site(settings: Any, pin_factory: Any, **intercom: Any) -> Any:
@@ -79,8 +68,8 @@ def journal_types(site: Any) -> list[str]:
     return [e.type for e in reversed(site.controller.journal.query(limit=40))]
 
 
-def test_ring_starts_live_video_with_the_visitor_voice_and_talk_reaches_the_door(browser, site):
-    dash = signed_in(browser, site, "sam")
+def test_ring_starts_live_video_with_the_visitor_voice_and_talk_reaches_the_door(intercom_browser, site):
+    dash = signed_in(intercom_browser, site, "sam")
     expect(dash.locator("body")).to_have_attribute("data-connected", "yes")
     sim = dash.context.new_page()
     sim.goto("/sim")
@@ -125,12 +114,12 @@ def test_ring_starts_live_video_with_the_visitor_voice_and_talk_reaches_the_door
     dash.context.close()
 
 
-def test_live_look_without_a_ring_and_the_viewer_limit(browser, settings, pin_factory):
+def test_live_look_without_a_ring_and_the_viewer_limit(intercom_browser, settings, pin_factory):
     site = make_site(settings, pin_factory, max_viewers=2)
     try:
         pages, viewers = [], []
         for _ in range(3):
-            page = signed_in(browser, site, "sam")
+            page = signed_in(intercom_browser, site, "sam")
             page.click("#live-look")
             expect(page.locator("body")).to_have_attribute("data-live", "webrtc")
             wait_for(lambda p=page: stats(p).get("framesDecoded", 0) > 0, what="frames decoded")
@@ -153,10 +142,10 @@ def test_live_look_without_a_ring_and_the_viewer_limit(browser, settings, pin_fa
         close_site(site)
 
 
-def test_mjpeg_fallback_when_webrtc_is_off(browser, settings, pin_factory):
+def test_mjpeg_fallback_when_webrtc_is_off(intercom_browser, settings, pin_factory):
     site = make_site(settings, pin_factory, webrtc=False)
     try:
-        dash = signed_in(browser, site, "sam")
+        dash = signed_in(intercom_browser, site, "sam")
         expect(dash.locator("body")).to_have_attribute("data-connected", "yes")
         site.controller.station.press()
         expect(dash.locator("body")).to_have_attribute("data-live", "mjpeg")
@@ -171,13 +160,13 @@ def test_mjpeg_fallback_when_webrtc_is_off(browser, settings, pin_factory):
         close_site(site)
 
 
-def test_webrtc_that_cannot_connect_falls_back_to_mjpeg_and_frees_the_peer(browser, settings, pin_factory):
+def test_webrtc_that_cannot_connect_falls_back_to_mjpeg_and_frees_the_peer(intercom_browser, settings, pin_factory):
     """The answer reaches the browser with the wrong ICE credentials (as if every UDP check were
     lost): the connection never completes; the dashboard says so and shows MJPEG; the door's
     side is freed."""
     site = make_site(settings, pin_factory, connect_timeout_seconds=3.0)
     try:
-        dash = signed_in(browser, site, "sam")
+        dash = signed_in(intercom_browser, site, "sam")
 
         def break_ice(route: Any) -> None:
             resp = route.fetch()
@@ -195,11 +184,11 @@ def test_webrtc_that_cannot_connect_falls_back_to_mjpeg_and_frees_the_peer(brows
         close_site(site)
 
 
-def test_a_stuck_media_thread_leaves_the_door_flow_untouched_in_the_browser(browser, site):
+def test_a_stuck_media_thread_leaves_the_door_flow_untouched_in_the_browser(intercom_browser, site):
     """A live view is open; the media loop then hangs (a stuck encoder). The dashboard still
     rings, approves, and the station sees the pulse and the relock."""
     import time
-    dash = signed_in(browser, site, "sam")
+    dash = signed_in(intercom_browser, site, "sam")
     expect(dash.locator("body")).to_have_attribute("data-connected", "yes")
     dash.click("#live-look")
     expect(dash.locator("body")).to_have_attribute("data-live", "webrtc")

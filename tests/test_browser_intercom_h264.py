@@ -9,18 +9,15 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import pytest
-from playwright import sync_api
 
 from controller import config as cfg
 from controller.live_frames import latency_ms
-from tests.support_browser import CHROMIUM_ARGS, expect, signed_in
-from tests.support_h264 import FakeH264Encoder, fake_h264_picamera2  # noqa: F401
+from tests.support_browser import expect, signed_in
+from tests.support_h264 import FakeH264Encoder
 from tests.support_intercom import add_intercom, remove_intercom
 from tests.support_web import TEST_CONFIG, add_users, build_controller, stop_controller, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.media]
-
-MEDIA_ARGS = CHROMIUM_ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 STATS = """async () => {
   const v = Intercom.view();
@@ -54,16 +51,8 @@ READ_PATTERN = """() => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=MEDIA_ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
-def pi_site(settings, pin_factory, fake_h264_picamera2, tmp_path, mocker) -> Iterator[Any]:  # noqa: F811
+def pi_site(settings, pin_factory, fake_h264_picamera2, tmp_path, mocker) -> Iterator[Any]:
     from web.server import WebServer
     (tmp_path / "video11").touch()                       # a Pi 4: the bcm2835-codec encoder node
     mocker.patch("controller.live_h264.ENCODER_DEVICE", str(tmp_path / "video11"))
@@ -81,9 +70,9 @@ def pi_site(settings, pin_factory, fake_h264_picamera2, tmp_path, mocker) -> Ite
     stop_controller(controller)
 
 
-def test_ring_shows_the_camera_h264_decoded_in_chromium(browser, pi_site):
+def test_ring_shows_the_camera_h264_decoded_in_chromium(intercom_browser, pi_site):
     assert pi_site.intercom.h264_stream is not None
-    dash = signed_in(browser, pi_site, "sam")
+    dash = signed_in(intercom_browser, pi_site, "sam")
     expect(dash.locator("body")).to_have_attribute("data-connected", "yes")
     sim = dash.context.new_page()
     sim.goto("/sim")

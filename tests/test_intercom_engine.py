@@ -1,6 +1,7 @@
 """The media engine with real aiortc peers (the office side played by a Python aiortc peer):
 video frames carrying the drawn capture time, visitor audio, Talk gating the door speaker,
-the viewer limit, bad offers, a peer that never completes ICE, and journaled events."""
+the viewer limit, bad offers, a peer that never completes ICE, a failing shared encoder, and
+journaled events."""
 
 from __future__ import annotations
 
@@ -253,3 +254,35 @@ def test_one_audio_encode_serves_every_viewer(engine, peer_loop):
     for pc in (a, b):
         assert max(np.abs(f.to_ndarray()).max() for f in pc.received["audio"]) > 1000
         peer_loop.run(pc.close())
+
+
+@pytest.mark.parametrize("kind", ["video", "audio"])
+def test_a_failing_shared_encoder_ends_each_viewers_track_and_says_which(kind, caplog):
+    """A camera or microphone that fails mid-view ends every viewer's track of that shared
+    encoder (each sees the end; none waits forever) and the log names the encoder."""
+    import asyncio
+
+    from aiortc.mediastreams import MediaStreamError
+
+    from intercom.shared_audio import SharedAudioEncoder
+    from intercom.shared_encoder import EncodedTrack
+    from intercom.shared_video import SharedVideoEncoder
+
+    class Broken:
+        async def frame(self) -> Any:
+            raise RuntimeError("camera gone")
+
+        async def samples(self, t0: float) -> Any:
+            raise RuntimeError("microphone gone")
+
+    async def two_viewers() -> tuple[list[EncodedTrack], list[Any]]:
+        encoder = SharedVideoEncoder(Broken(), 10) if kind == "video" else SharedAudioEncoder(Broken())
+        tracks = [EncodedTrack(encoder, kind=kind) for _ in range(2)]
+        got = await asyncio.wait_for(asyncio.gather(*(t.recv() for t in tracks), return_exceptions=True), 10)
+        encoder.close()
+        return tracks, list(got)
+
+    tracks, got = asyncio.run(two_viewers())
+    assert all(isinstance(r, MediaStreamError) for r in got)
+    assert [t.readyState for t in tracks] == ["ended", "ended"]
+    assert f"shared {kind} encoder failed" in caplog.text

@@ -25,7 +25,7 @@ from district.recorder.service import Recorder
 from district.recorder.wire import BufferedSocket
 from tests.conftest import wait_for
 from tests.support_mqtt import Broker, make_certs
-from tests.support_recorder import count, doors, recorder_settings
+from tests.support_recorder import count, doors, recorder_settings, started_recorder
 
 pytestmark = [pytest.mark.postgres, pytest.mark.broker]
 
@@ -110,15 +110,11 @@ def test_acks_follow_the_commit_and_a_crash_between_them_redelivers_a_copy_the_d
     first.link.ack = check_then_crash   # type: ignore[method-assign]
     (door,) = doors(dbroker, "lincoln")
     try:
-        first.start()
-        wait_for(first.link.subscribed.is_set, what="the recorder to subscribe")
-        wait_for(first.link.catchup_done.is_set, what="the retained catch-up to end")
-        for _ in range(120):
-            door.event("door_opened")
-        door.flush()
-        wait_for(lambda: count(pg, "SELECT count(*) FROM events") == 120, what="120 events committed")
-        assert seen_at_ack and all(n == committed for n, committed in seen_at_ack), seen_at_ack
-        assert sum(n for n, _ in seen_at_ack) == 120
+        started_recorder(first, door, 120)
+        # a batch's events commit before its door rows do (two connections): wait for the acks
+        wait_for(lambda: sum(n for n, _ in seen_at_ack) == 120, what="120 events acknowledged")
+        assert all(n == committed for n, committed in seen_at_ack), seen_at_ack
+        assert count(pg, "SELECT count(*) FROM events") == 120
     finally:
         first.stop()                            # disconnects: the broker keeps the unacknowledged
     second = Recorder(recorder_settings(pg, dbroker, client_id=client_id))
@@ -147,12 +143,7 @@ def test_a_stalled_database_holds_at_most_receive_maximum_messages_in_the_record
     r._commit = stalled    # type: ignore[method-assign]
     (door,) = doors(dbroker, "washington")
     try:
-        r.start()
-        wait_for(r.link.subscribed.is_set, what="the recorder to subscribe")
-        wait_for(r.link.catchup_done.is_set, what="the retained catch-up to end")
-        for _ in range(200):
-            door.event("door_closed")
-        door.flush()
+        started_recorder(r, door, 200, "door_closed")
         # nothing is acknowledged while the first commit stalls: every message taken in by the
         # classifier (the stalled batch, the one queued behind it, the one in its hands) plus
         # the inbox is the whole of what the recorder holds
@@ -192,11 +183,7 @@ def test_the_next_batch_is_classified_while_a_commit_runs_and_acked_only_after_i
     r.link.ack = checked_ack                    # type: ignore[method-assign]
     (door,) = doors(dbroker, "lincoln")
     try:
-        r.start()
-        wait_for(r.link.subscribed.is_set, what="the recorder to subscribe")
-        wait_for(r.link.catchup_done.is_set, what="the retained catch-up to end")
-        door.event("door_opened")
-        door.flush()
+        started_recorder(r, door, 1)
         wait_for(lambda: committing, what="a first commit to start (and stall)")
         for _ in range(50):
             door.event("door_closed")

@@ -12,9 +12,10 @@ deadlocked under load, and the writer's batch waited for a reconnect.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+from district.recorder import notes
 
 SCAN_LOCK = "district_gap_scan"
 
@@ -98,5 +99,5 @@ def scan(conn: Any, delay: float, max_rows: int = 20000) -> ScanResult:
                 conn.execute("UPDATE gaps SET missing = %s WHERE id = %s AND missing <> %s", (still, gap_id, still))
         result.open_now = conn.execute("SELECT count(*) FROM gaps WHERE closed_at IS NULL").fetchone()[0]
         if changed:
-            conn.execute("SELECT pg_notify('district', %s)", (json.dumps({"gaps": sorted(changed)}),))
+            notes.notify(conn, "gaps", changed)       # "*" when too many doors to name
     return result

@@ -2,8 +2,9 @@
 
 Two stages in series, one thread each, so they overlap: a classifier thread takes whatever
 has arrived (up to ``batch_max``) and validates it (pure Python, holds the GIL); a writer
-thread, which owns the database connection that writes messages, writes each classified batch
-in one transaction and only then acknowledges those messages. Between them is a queue of one
+thread, which owns the two database connections that write messages, writes each classified
+batch (its events on one, the rest on the other, at once: ``_write_split``) and only once all
+of it is committed acknowledges those messages. Between them is a queue of one
 batch: while PostgreSQL commits batch N (psycopg releases the GIL while it waits) batch N+1 is
 classified, instead of the two taking turns. Acknowledgements stay strictly after each batch's
 own commit and in arrival order (one writer, batches in FIFO order).
@@ -21,6 +22,7 @@ import queue
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
 
@@ -30,8 +32,8 @@ from district import db
 from district.config import Settings, read_secret
 from district.recorder import gaps, retention
 from district.recorder.link import Message, RecorderLink
-from district.recorder.messages import Item, Rejected, Status, classify
-from district.recorder.store import Outcome, write_batch
+from district.recorder.messages import Event, Item, Rejected, Status, classify
+from district.recorder.store import Outcome, notify_board, write_batch, write_doors_and_rest, write_events
 
 log = logging.getLogger("district.recorder")
 
@@ -52,7 +54,9 @@ class Recorder:
         self._months: set[str] = set()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._conn: psycopg.Connection[Any] | None = None          # the writer's
+        self._conn: psycopg.Connection[Any] | None = None          # the writer's: events
+        self._side: psycopg.Connection[Any] | None = None          # the writer's second: the rest
+        self._side_worker = ThreadPoolExecutor(1, thread_name_prefix="recorder-writer-side")
         self._classifier_conn: psycopg.Connection[Any] | None = None  # the classifier's (campus list only)
 
     # ------------------------------------------------------------------ life cycle
@@ -73,6 +77,7 @@ class Recorder:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=30)
+        self._side_worker.shutdown(wait=True)
 
     def healthy(self) -> bool:
         """False once a worker thread has died (the process should exit and be restarted:
@@ -87,16 +92,16 @@ class Recorder:
 
     # ------------------------------------------------------------------ writing
     def _connection(self) -> psycopg.Connection[Any]:
-        self._conn = self._open(self._conn)
+        self._conn = self._open(self._conn, autocommit=True)
         return self._conn
 
-    def _open(self, conn: psycopg.Connection[Any] | None) -> psycopg.Connection[Any]:
+    def _open(self, conn: psycopg.Connection[Any] | None, autocommit: bool = False) -> psycopg.Connection[Any]:
         """``conn`` if open, else a new connection, retried until the database answers (raises
         OperationalError when stopping)."""
         delay = 0.5
         while conn is None or conn.closed:
             try:
-                conn = db.connect(self.settings.database.dsn)
+                conn = db.connect(self.settings.database.dsn, autocommit=autocommit)
             except psycopg.OperationalError as exc:
                 log.error("database unreachable (%s); retrying in %.1f s, nothing acknowledged", exc, delay)
                 if self._stop.wait(delay):
@@ -173,12 +178,16 @@ class Recorder:
 
     def _commit(self, batch: list[Message], items: list[Item]) -> Outcome | None:
         keep = self.settings.recorder.rejected_keep_bytes
+        split = any(isinstance(i, Event) for i in items) and not all(isinstance(i, Event) for i in items)
         while not self._stop.is_set():
             try:
                 conn = self._connection()
+                side = self._side_connection() if split else None
             except psycopg.OperationalError:
                 return None
             try:
+                if side is not None:
+                    return self._write_split(conn, side, batch, items)
                 with conn.transaction():
                     return write_batch(conn, items, keep, self._months)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
@@ -193,6 +202,65 @@ class Recorder:
                 except (psycopg.OperationalError, psycopg.InterfaceError):
                     self._drop_connection()
         return None
+
+    def _write_split(self, conn: psycopg.Connection[Any], side: psycopg.Connection[Any], batch: list[Message],
+                     items: list[Item]) -> Outcome:
+        """Writes a batch in two transactions at once: its events (ledger, events, watermarks)
+        here, everything else (doors, states, snapshots, refusals) on the second connection,
+        in the side thread. They lock disjoint tables, so neither waits for the other, and
+        PostgreSQL works on both at once (psycopg releases the GIL while it waits). Both commit
+        before the batch is acknowledged; only then is the board notified (its grid reads
+        events and doors, so it must see both). If PostgreSQL refuses the events, only the
+        events are written again one by one (the rest is committed: writing it again would
+        count its refusals twice); if it refuses the rest, every message is (the events'
+        door touches were in it; the events come back as duplicates, not counted as such). A
+        crash between the two commits costs a re-delivery, which the ledger and the idempotent
+        door writes absorb."""
+        keep = self.settings.recorder.rejected_keep_bytes
+        rest = self._side_worker.submit(self._in_transaction, side, write_doors_and_rest, items, keep)
+        refused: list[bool] = []                 # [events part refused, rest refused]
+        try:                                     # one statement: its own transaction (autocommit)
+            out = write_events(conn, items, self._months)
+            refused.append(False)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            wait([rest])                         # the side's transaction ends before the batch is retried
+            raise
+        except psycopg.Error as exc:
+            log.warning("database refused a batch's events (%s); writing them one by one", exc)
+            out = Outcome()
+            refused.append(True)
+        try:
+            out.add(rest.result())
+            refused.append(False)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise
+        except psycopg.Error as exc:
+            log.warning("database refused a batch's door rows (%s); writing them one by one", exc)
+            refused.append(True)
+        if refused[1]:        # every message again (the events' door touches were in that part) ...
+            self._months.clear()
+            redo = self._one_by_one(conn, batch, items)
+            redo.events, redo.duplicates = redo.events + out.events, redo.duplicates - out.events
+            redo.new_event_ids = out.new_event_ids + redo.new_event_ids
+            out = redo        # ... the events committed above came back as duplicates: they are not
+        elif refused[0]:
+            self._months.clear()
+            again = [(m, i) for m, i in zip(batch, items, strict=False) if isinstance(i, Event)]
+            out.add(self._one_by_one(conn, [m for m, _ in again], [i for _, i in again]))
+        notify_board(conn, items)                # autocommit: sent once both parts are committed
+        return out
+
+    @staticmethod
+    def _in_transaction(conn: psycopg.Connection[Any], write: Any, *args: Any) -> Outcome:
+        """``write`` in one transaction, its statements pipelined (sent without waiting for each
+        other's results: fewer round trips, and fewer times this thread needs the GIL back)."""
+        with conn.pipeline(), conn.transaction():
+            result: Outcome = write(conn, *args)
+        return result
+
+    def _side_connection(self) -> psycopg.Connection[Any]:
+        self._side = self._open(self._side)
+        return self._side
 
     def _one_by_one(self, conn: psycopg.Connection[Any], batch: list[Message], items: list[Item]) -> Outcome:
         out = Outcome()
@@ -212,6 +280,7 @@ class Recorder:
 
     def _drop_connection(self) -> None:
         self._conn = self._close(self._conn)
+        self._side = self._close(self._side)
         self._months.clear()
 
     @staticmethod

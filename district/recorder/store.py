@@ -9,11 +9,11 @@ with arrays sent in binary (``%b``): no text escaping of JSON and JPEG bytes.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from district.recorder import notes
 from district.recorder.messages import Bridge, Event, Item, Rejected, Snapshot, State, Status
 
 EVENTS_SQL = """
@@ -113,8 +113,53 @@ def _columns(rows: Sequence[Any], *names: str) -> list[list[Any]]:
 def write_batch(conn: Any, items: Sequence[Item], keep_bytes: int, months: set[str]) -> Outcome:
     """Writes ``items`` with ``conn`` (inside the caller's transaction). ``months`` caches the
     monthly partitions known to exist; new ones are created on demand."""
+    out = write_events(conn, items, months)
+    out.add(write_doors_and_rest(conn, items, keep_bytes))
+    notify_board(conn, items)
+    return out
+
+
+def notify_board(conn: Any, items: Sequence[Item]) -> None:
+    """Wakes the board (LISTEN district): which doors ``items`` changed. PostgreSQL delivers it
+    when the caller's transaction commits, so the caller sends it once every row is committed
+    or in the same transaction as all of them."""
+    touched = sorted({f"{i.campus}/{i.door}" for i in items if isinstance(i, (Event, State, Snapshot, Status))}
+                     | {f"{i.campus}/*" for i in items if isinstance(i, Bridge)})
+    if touched:
+        notes.notify(conn, "doors", touched)       # "*" when the names would not fit in a NOTIFY
+
+
+def write_events(conn: Any, items: Sequence[Item], months: set[str]) -> Outcome:
+    """The events of ``items`` with their ledger and watermark rows: the only tables this part
+    locks, none of which :func:`write_doors_and_rest` touches, so the two parts may run in two
+    transactions on two connections at once (the recorder's writer does) without waiting for
+    each other."""
     out = Outcome()
     events = [i for i in items if isinstance(i, Event)]
+    if not events:
+        return out
+    unique: dict[str, Event] = {}
+    for e in events:
+        unique.setdefault(e.id, e)
+    rows = list(unique.values())
+    for ts in {e.ts.strftime("%Y-%m") for e in rows} - months:
+        first = next(e.ts for e in rows if e.ts.strftime("%Y-%m") == ts)
+        conn.execute("SELECT district_ensure_month(%s)", (first,))
+        months.add(ts)
+    cols = _columns(rows, "id", "campus", "door", "epoch", "seq", "type", "ts", "request_id", "actor", "text")
+    names = ("id", "campus", "door", "epoch", "seq", "type", "ts", "request_id", "actor", "data")
+    params = dict(zip(names, cols, strict=False))
+    new_ids = [r[0] for r in conn.execute(EVENTS_SQL, params).fetchall()]
+    out.events = len(new_ids)
+    out.duplicates = len(events) - len(new_ids)
+    out.new_event_ids = new_ids
+    return out
+
+
+def write_doors_and_rest(conn: Any, items: Sequence[Item], keep_bytes: int) -> Outcome:
+    """Everything of ``items`` but the event rows: door touches (for events too), states,
+    statuses, bridges, snapshots and refusals."""
+    out = Outcome()
     states = [i for i in items if isinstance(i, State)]
     statuses = [i for i in items if isinstance(i, Status)]
     snapshots = [i for i in items if isinstance(i, Snapshot)]
@@ -127,23 +172,6 @@ def write_batch(conn: Any, items: Sequence[Item], keep_bytes: int, months: set[s
     quiet_doors = sorted({(i.campus, i.door) for i in statuses if not i.online} - set(seen_doors))
     if quiet_doors:   # an 'offline' (the broker's last will) is not a sign of life
         conn.execute(ENSURE_DOORS_SQL, ([c for c, _ in quiet_doors], [d for _, d in quiet_doors]))
-
-    if events:
-        unique: dict[str, Event] = {}
-        for e in events:
-            unique.setdefault(e.id, e)
-        rows = list(unique.values())
-        for ts in {e.ts.strftime("%Y-%m") for e in rows} - months:
-            first = next(e.ts for e in rows if e.ts.strftime("%Y-%m") == ts)
-            conn.execute("SELECT district_ensure_month(%s)", (first,))
-            months.add(ts)
-        cols = _columns(rows, "id", "campus", "door", "epoch", "seq", "type", "ts", "request_id", "actor", "text")
-        names = ("id", "campus", "door", "epoch", "seq", "type", "ts", "request_id", "actor", "data")
-        params = dict(zip(names, cols, strict=False))
-        new_ids = [r[0] for r in conn.execute(EVENTS_SQL, params).fetchall()]
-        out.events = len(new_ids)
-        out.duplicates = len(events) - len(new_ids)
-        out.new_event_ids = new_ids
 
     if states:
         newest: dict[tuple[str, str], State] = {}
@@ -183,8 +211,4 @@ def write_batch(conn: Any, items: Sequence[Item], keep_bytes: int, months: set[s
         conn.execute(TOTALS_SQL, (reasons, [counts[r] for r in reasons]))
         out.rejected = counts
 
-    touched = sorted({f"{c}/{d}" for c, d in seen_doors + quiet_doors} | {f"{c}/*" for c in bridges})
-    if touched:   # wakes the board (LISTEN district): which doors changed in this commit
-        note = json.dumps({"doors": touched}) if len(touched) < 200 else json.dumps({"doors": "*"})
-        conn.execute("SELECT pg_notify('district', %s)", (note,))
     return out
