@@ -5,7 +5,7 @@ process, B one durable SQLite commit with the journal's schema and PRAGMAs, both
 cadence and back to back. Measured in separate phases of a run (30 s of A, then 30 s of B, then
 the presses), each phase met a different machine: on this shared 2-core VM the same code gave
 1.08 and 1.26 x in two quiet runs minutes apart, because A and B moved as much as the press did.
-Here every round takes one sample of each, in a rotating order, each after the same idle gap
+Here every round takes one sample of each, in a shuffled order, each after the same idle gap
 (``RING_SPACING``), so the three distributions see the same neighbours and the ratio compares
 the code, not the minute. The back-to-back B is a short burst of commits in each round (the
 first, which follows the idle gap, is not counted: it is a ring-cadence commit).
@@ -25,6 +25,7 @@ much of the gap is the disk's.
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import tempfile
 import threading
@@ -116,7 +117,7 @@ class MinimalPress:
 def press_vs_baselines(broker: Broker, n: int, burst: int = 5) -> dict[str, Any]:
     """n rounds of: one press (pin drive_low() -> ``buzzer_pressed`` at a subscriber process,
     then denied), one baseline A sample, one baseline B sample at ring cadence and one floor
-    press, each after ``RING_SPACING`` of idle and in an order that rotates every round; then
+    press, each after ``RING_SPACING`` of idle and in a shuffled order each round; then
     ``burst`` B commits back to back (all but the first counted as back-to-back samples)."""
     samples: dict[str, list[float]] = {"a": [], "b": [], "b2b": [], "press": [], "floor": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,9 +147,10 @@ def press_vs_baselines(broker: Broker, n: int, burst: int = 5) -> dict[str, Any]
             samplers = [("press", sample_press), ("a", sample_a), ("b", sqlite_b.commit),
                         ("floor", lambda: floor.press(floor_sub))]
             time.sleep(RING_SPACING)
-            for i in range(n):
-                for k in range(len(samplers)):
-                    name, sample = samplers[(i + k) % len(samplers)]
+            shuffle = random.Random(11).shuffle      # a fresh order each round, the same each run:
+            for _ in range(n):                       # no sample always follows the same one
+                shuffle(samplers)
+                for name, sample in samplers:
                     samples[name].append(sample())
                     if name != "press":
                         time.sleep(RING_SPACING)                   # (_time_presses idles itself)

@@ -141,17 +141,18 @@ class EntryCore(CoreInputs):
                     log.exception("snapshot request failed for %s", ring.request_id)
             return Decision(True, DecisionCode.COALESCED, "counted against the pending ring", ring.request_id)
         request_id = str(uuid.uuid4())
-        ring = _Ring(request_id=request_id, started_at=now, started_wall=self._clock.now(),
-                     expires_at=now + self.rules.ring_timeout_seconds, last_journaled=now)
-        # Journal first; even if that fails we still show the ring (the visitor is real) but
-        # the core is then in fault and will not unlock for it.
+        wall = self._clock.now()
+        # Journal first (and with it the MQTT publish): even if that fails we still show the
+        # ring (the visitor is real) but the core is then in fault and will not unlock for it.
+        # The ring's own bookkeeping comes after: it is not in the event, so the district does
+        # not wait for it (under the core lock throughout, so nobody sees one without the other).
         recorded = self._try_record(ev.BUZZER_PRESSED, request_id, presses=1,
                                     expires_in=self.rules.ring_timeout_seconds,
                                     lockdown=self._lockdown is not None,
                                     **({"level": self._lockdown.level} if self._lockdown else {}))
-        ring.recorded = recorded
-        ring.lockdown = self._lockdown is not None
-        ring.press_times = [ring.started_wall]
+        ring = _Ring(request_id=request_id, started_at=now, started_wall=wall,
+                     expires_at=now + self.rules.ring_timeout_seconds, last_journaled=now,
+                     recorded=recorded, press_times=[wall], lockdown=self._lockdown is not None)
         self._ring = ring
         if recorded and self._on_ring is not None:
             ring.photo_wanted = 1
