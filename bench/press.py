@@ -11,7 +11,7 @@ the code, not the minute. The back-to-back B is a short burst of commits in each
 first, which follows the idle gap, is not counted: it is a ring-cadence commit).
 
 A fourth sample per round is the least a press can cost on this machine, the **floor**: the same
-gpiozero ``Button`` on its own mock pin whose callback does one raw INSERT (baseline B's) and
+gpiozero input device as the buzzer's, on its own mock pin, whose callback does one raw INSERT (baseline B's) and
 one publish through the daemon's own MQTT client class, nothing else. The daemon's ratio minus
 the floor's is what the door's own code (core, journal, outbox) adds; the floor's ratio is what
 the machine adds to A + B (the GPIO dispatch, a second process woken per hop).
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from gpiozero import Button
+from gpiozero import DigitalInputDevice
 from gpiozero.pins.mock import MockFactory
 
 from controller.journal import PRAGMAS, SCHEMA
@@ -72,14 +72,14 @@ class SqliteBaseline:
 
 
 class MinimalPress:
-    """The floor: a mock-pin Button whose press does baseline B's commit and one QoS 1 publish
+    """The floor: a mock-pin input (the daemon's kind) whose press does baseline B's commit and one QoS 1 publish
     through the daemon's MQTT client class (direct write, then the CPU hand-over), no more."""
 
     TOPIC = "bench/floor/events"
 
     def __init__(self, broker: Broker, directory: Path):
         self.factory = MockFactory()
-        self.button = Button(17, pull_up=True, pin_factory=self.factory)
+        self.button = DigitalInputDevice(17, pull_up=True, pin_factory=self.factory)
         self.sqlite = SqliteBaseline(directory / "floor.sqlite3")
         self.client = connection.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-floor",
                                         protocol=mqtt.MQTTv5)
@@ -90,7 +90,7 @@ class MinimalPress:
         self.client.loop_start()
         if not connected.wait(20):
             raise RuntimeError("the floor's client could not connect")
-        self.button.when_pressed = self._pressed
+        self.button.when_activated = self._pressed
 
     def _pressed(self) -> None:
         self.sqlite.commit()

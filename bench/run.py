@@ -114,7 +114,7 @@ def table(r: dict[str, Any]) -> str:
             "p50 <= 1.2 x (A+B); p99 <= 20 ms", ratio <= 1.2 and p["p99_ms"] <= 20)
     f = r.get("press_floor", {})
     if "p50_ms" in f:
-        add("floor: the least a press costs here (Button -> raw INSERT -> one publish), in the same turns",
+        add("floor: the least a press costs here (GPIO input -> raw INSERT -> one publish), in the same turns",
             f"p50 {f['p50_ms']:.2f} ms ({f['ratio_cadence']:.2f} x (A+B) at ring cadence; "
             f"{f['ratio_back_to_back']:.2f} x (A + B back to back))", "reference", None)
     pv = r.get("panic_vs_press", {})

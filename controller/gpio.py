@@ -20,7 +20,7 @@ import logging
 import threading
 from typing import Any, Callable
 
-from gpiozero import LED, Button, DigitalInputDevice, DigitalOutputDevice
+from gpiozero import LED, DigitalInputDevice, DigitalOutputDevice
 
 from .config import GpioSettings
 from .scheduler import Scheduler, Timer
@@ -162,8 +162,11 @@ class DoorHardware:
         # Strike first: nothing else happens before the door is driven locked.
         self.strike = StrikeRelay(settings.strike_pin, pin_factory=pin_factory)
         try:
-            self.buzzer = Button(settings.buzzer_pin, pull_up=settings.buzzer_active_low,
-                                 pin_factory=pin_factory)
+            # Plain inputs, not gpiozero's Button: a Button owns a hold thread that wakes every
+            # 0.1 s for ever (three buttons: 30 wake-ups a second on an idle door, each taking
+            # the GIL), for ``when_held``, which the door never uses.
+            self.buzzer = DigitalInputDevice(settings.buzzer_pin, pull_up=settings.buzzer_active_low,
+                                             pin_factory=pin_factory)
             # Door contact and tamper loop are wired to ground with the internal pull on the
             # other side, so the device is *active* in the normal state (door closed, enclosure
             # shut) and a cut wire reads as open/tampered: the fail-safe direction for alarms.
@@ -177,13 +180,14 @@ class DoorHardware:
                 self.tamper = DigitalInputDevice(
                     settings.tamper_pin, pull_up=settings.tamper_active_level == "high",
                     pin_factory=pin_factory)
-            self.exit_request: Button | None = None
+            self.exit_request: DigitalInputDevice | None = None
             if settings.exit_request_pin is not None:
-                self.exit_request = Button(settings.exit_request_pin, pull_up=True, pin_factory=pin_factory)
-            self.panic: Button | None = None
+                self.exit_request = DigitalInputDevice(settings.exit_request_pin, pull_up=True,
+                                                       pin_factory=pin_factory)
+            self.panic: DigitalInputDevice | None = None
             if settings.panic_pin is not None:
                 # a button under the desk to ground; debounced in controller/panic.py like the buzzer
-                self.panic = Button(settings.panic_pin, pull_up=True, pin_factory=pin_factory)
+                self.panic = DigitalInputDevice(settings.panic_pin, pull_up=True, pin_factory=pin_factory)
             self.leds = VisitorLeds(settings.led_ringing_pin, settings.led_approved_pin,
                                     settings.led_denied_pin, pin_factory=pin_factory)
         except Exception:
@@ -195,14 +199,14 @@ class DoorHardware:
                 on_tamper: Callable[[bool], Any], on_exit_request: Callable[[], Any] | None = None,
                 on_panic: Callable[[], Any] | None = None) -> None:
         """Wire edges to core commands. Exceptions are logged, never raised into gpiozero."""
-        self.buzzer.when_pressed = _guard(on_press)
+        self.buzzer.when_activated = _guard(on_press)
         if self.door_contact is not None:
             self.door_contact.when_deactivated = _guard(lambda: on_door(True))
             self.door_contact.when_activated = _guard(lambda: on_door(False))
         if self.exit_request is not None and on_exit_request is not None:
-            self.exit_request.when_pressed = _guard(on_exit_request)
+            self.exit_request.when_activated = _guard(on_exit_request)
         if self.panic is not None and on_panic is not None:
-            self.panic.when_pressed = _guard(on_panic)
+            self.panic.when_activated = _guard(on_panic)
         if self.tamper is not None:
             self.tamper.when_deactivated = _guard(lambda: on_tamper(True))
             self.tamper.when_activated = _guard(lambda: on_tamper(False))

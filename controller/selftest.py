@@ -98,7 +98,7 @@ class SelfTest:
     def _buzzer(self, hw: DoorHardware) -> tuple[str, str]:
         self.say(f"Press the buzzer button now (waiting up to {self.buzzer_wait:g} s) ...")
         started = time.monotonic()
-        if hw.buzzer.wait_for_press(timeout=self.buzzer_wait):
+        if hw.buzzer.wait_for_active(timeout=self.buzzer_wait):
             return PASS, f"press read on GPIO {self.settings.gpio.buzzer_pin} after " \
                          f"{time.monotonic() - started:.1f} s"
         return FAIL, f"no press on GPIO {self.settings.gpio.buzzer_pin} within {self.buzzer_wait:g} s; " \

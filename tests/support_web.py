@@ -44,27 +44,9 @@ def build_controller(settings: Any, pin_factory: Any, clock: Any = None) -> daem
     return controller
 
 
-def _release_hold_threads(controller: daemon.Controller) -> None:
-    """Let ``daemon.stop`` close the buttons without waiting out gpiozero's hold-thread poll.
-
-    Every gpiozero ``Button`` owns a hold thread that polls every 0.1 s, and ``Button.close()``
-    joins it: up to 0.1 s per button, one after the other, on each of the ~150 panel-test
-    teardowns. The controller sets no ``when_held``, so the thread does nothing here; telling
-    it to stop and waking it lets ``close()`` join at once. Test harness only: production
-    ``DoorHardware.close`` is unchanged (there a 0.2 s stop costs nothing), and no test
-    asserts anything about it."""
-    hw = controller.hardware
-    for device in (hw.buzzer, hw.exit_request, hw.panic):
-        thread = getattr(device, "_hold_thread", None)
-        if thread is not None:
-            thread.stopping.set()     # checked first: the woken thread leaves without firing
-            thread.holding.set()
-
-
 def stop_controller(controller: daemon.Controller) -> None:
     controller.test_loop.stop()  # type: ignore[attr-defined]
     controller.test_loop.join(timeout=10)  # type: ignore[attr-defined]
-    _release_hold_threads(controller)
     daemon.stop(controller, "test done")
 
 

@@ -67,6 +67,26 @@ def test_a_ring_approve_cycle_starts_no_thread(linked, clock, monkeypatch):
     assert {"snapshots", "camera-capture", "led-blink", "strike-backstop"} <= names
 
 
+def test_the_door_inputs_poll_nothing_while_idle(pin_factory):
+    """gpiozero's Button starts a hold thread per button that wakes every 0.1 s for ever (for
+    ``when_held``, never used): the buzzer, exit and panic inputs are plain input devices, so
+    an idle door's hardware runs no thread at all, and a press still reaches its callback."""
+    from gpiozero.mixins import HoldThread
+
+    before = {t for t in threading.enumerate() if isinstance(t, HoldThread)}
+    hw = gpio.DoorHardware(gpio.GpioSettings(**SIM_GPIO), pin_factory=pin_factory)
+    try:
+        pressed: list[str] = []
+        hw.connect(on_press=lambda: pressed.append("buzzer"), on_door=lambda _o: None, on_tamper=lambda _t: None,
+                   on_exit_request=lambda: pressed.append("exit"), on_panic=lambda: pressed.append("panic"))
+        assert {t for t in threading.enumerate() if isinstance(t, HoldThread)} == before
+        for pin in ("buzzer_pin", "exit_request_pin", "panic_pin"):
+            pin_factory.pin(SIM_GPIO[pin]).drive_low()
+        assert pressed == ["buzzer", "exit", "panic"]
+    finally:
+        hw.close()
+
+
 def test_a_publish_from_another_thread_goes_out_while_the_network_thread_is_busy(broker):
     """paho alone hands every publish to its network thread; ours writes it from the caller,
     so the event reaches a subscriber even while that thread is stuck in a callback."""
