@@ -37,14 +37,14 @@ class Broker:
     share_group: str = "recorders"           # instances with the same group share the events
     keepalive_seconds: int = 30
     session_expiry_seconds: int = 86400      # broker keeps unacknowledged messages this long
-    receive_maximum: int = 1000              # messages in flight to this instance
+    receive_maximum: int = 2000              # messages in flight to this instance (two full batches)
     retained_catchup_seconds: float = 5.0    # fresh session: how long to take retained state/status
 
 
 @dataclass(frozen=True)
 class Recorder:
     campuses: tuple[str, ...] = ()           # known campuses (added to the database at start)
-    batch_max: int = 500                     # messages written per transaction at most
+    batch_max: int = 1000                    # messages written per transaction at most (README: measured)
     snapshot_max_bytes: int = 2_000_000      # bigger snapshots are rejected (reason: oversized)
     rejected_keep_bytes: int = 2048          # bytes of each rejected payload kept for inspection
     rejected_keep_rows: int = 10_000         # newest rejected payloads kept (counts are exact)

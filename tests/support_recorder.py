@@ -40,7 +40,8 @@ def dbroker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     b.stop()
 
 
-def recorder_settings(pg: PgCluster, broker: Broker, client_id: str = "rec-1", receive_maximum: int = 1000,
+def recorder_settings(pg: PgCluster, broker: Broker, client_id: str = "rec-1",
+                      receive_maximum: int = dcfg.Broker.receive_maximum,
                       **recorder: Any) -> dcfg.Settings:
     s = dcfg.from_dict({
         "database": {"dsn": pg.dsn},
