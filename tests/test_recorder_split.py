@@ -39,15 +39,25 @@ def _state() -> Message:
     return Message("entry/lincoln/main/state", json.dumps(payload).encode(), 99, 1, 0)
 
 
-def test_events_commit_while_the_door_rows_wait_and_the_batch_ends_only_once_both_committed(pg, dbroker) -> None:
+def _recorder(pg: Any, dbroker: Any) -> Recorder:
+    """A recorder (not started) on a fresh schema that knows campus lincoln."""
     r = Recorder(recorder_settings(pg, dbroker, client_id=f"rec-split-{uuid.uuid4().hex[:6]}"))
     db.apply_schema(pg.dsn)
     db.add_campuses(pg.dsn, ("lincoln",))
     r._refresh_campuses()
+    return r
+
+
+def _classified(r: Recorder, batch: list[Message]) -> list[Any]:
+    return [classify(m.topic, m.payload, "entry", r.known, 1 << 20) for m in batch]
+
+
+def test_events_commit_while_the_door_rows_wait_and_the_batch_ends_only_once_both_committed(pg, dbroker) -> None:
+    r = _recorder(pg, dbroker)
     first = [_event(1)]
-    assert r._commit(first, [classify(m.topic, m.payload, "entry", r.known, 1 << 20) for m in first])
+    assert r._commit(first, _classified(r, first))
     batch = [_event(2), _event(3), _state()]
-    items = [classify(m.topic, m.payload, "entry", r.known, 1 << 20) for m in batch]
+    items = _classified(r, batch)
     done: list[Any] = []
     with psycopg.connect(pg.dsn, autocommit=True) as listener, psycopg.connect(pg.dsn) as blocker:
         listener.execute("LISTEN district")
@@ -78,12 +88,9 @@ def test_events_commit_while_the_door_rows_wait_and_the_batch_ends_only_once_bot
 
 
 def test_a_refused_events_part_is_written_one_by_one_without_writing_the_committed_rest_again(pg, dbroker) -> None:
-    r = Recorder(recorder_settings(pg, dbroker, client_id=f"rec-split-{uuid.uuid4().hex[:6]}"))
-    db.apply_schema(pg.dsn)
-    db.add_campuses(pg.dsn, ("lincoln",))
-    r._refresh_campuses()
+    r = _recorder(pg, dbroker)
     batch = [_event(1), _event(2), _state(), Message("entry/lincoln/main/events", b"{", 7, 1, 0)]
-    items = [classify(m.topic, m.payload, "entry", r.known, 1 << 20) for m in batch]
+    items = _classified(r, batch)
     good = items[1]
     assert isinstance(good, Event)
     items[1] = replace(good, text='{"not": json')        # valid to the classifier, refused by PostgreSQL
@@ -100,12 +107,9 @@ def test_a_refused_events_part_is_written_one_by_one_without_writing_the_committ
 
 
 def test_a_refused_door_part_is_written_one_by_one_without_writing_the_committed_events_again(pg, dbroker) -> None:
-    r = Recorder(recorder_settings(pg, dbroker, client_id=f"rec-split-{uuid.uuid4().hex[:6]}"))
-    db.apply_schema(pg.dsn)
-    db.add_campuses(pg.dsn, ("lincoln",))
-    r._refresh_campuses()
+    r = _recorder(pg, dbroker)
     batch = [_event(1), _event(2), _state()]
-    items = [classify(m.topic, m.payload, "entry", r.known, 1 << 20) for m in batch]
+    items = _classified(r, batch)
     state = items[2]
     assert isinstance(state, State)
     items[2] = replace(state, text='{"not": json')       # refused by PostgreSQL (pipelined transaction)
