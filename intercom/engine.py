@@ -297,7 +297,7 @@ class MediaEngine:
         @pc.on("track")
         def _track(track: Any) -> None:
             if track.kind == "audio":
-                viewer.tasks.append(asyncio.ensure_future(play_office_audio(viewer, track, self.speaker)))
+                viewer.tasks.append(asyncio.ensure_future(play_office_audio(viewer, track, lambda: self.speaker)))
 
         try:
             try:

@@ -63,13 +63,16 @@ def _restrict_kind(pc: Any, kind: str, preferences: list[Any], sent: str) -> Non
                 raise IntercomError(400, f"{exc} ({sent})") from exc
 
 
-async def play_office_audio(viewer: Any, track: Any, speaker: Any) -> None:
-    """Read the office microphone; only while this viewer's Talk is on does it reach the door."""
+async def play_office_audio(viewer: Any, track: Any, speaker: Callable[[], Any]) -> None:
+    """Read the office microphone; only while this viewer's Talk is on does it reach the door.
+
+    ``speaker`` is asked for the door speaker at each frame, not once: the engine's speaker may
+    be swapped while a viewer is connected (the intercom bench puts its onset detector there)."""
     try:
         while True:
             frame = await track.recv()
             if viewer.talking_since is not None:
-                speaker.play(frame)
+                speaker().play(frame)
     except (MediaStreamError, asyncio.CancelledError):
         pass
     except Exception:
