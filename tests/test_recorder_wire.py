@@ -120,3 +120,41 @@ def test_ack_many_queues_pahos_puback_bytes_as_one_write() -> None:
     client._out_packet.clear()
     client.ack_many([])
     assert len(client._out_packet) == 0
+
+
+def test_a_whole_buffered_plain_publish_is_taken_from_the_buffer_in_one_step() -> None:
+    ours, broker = socket.socketpair()
+    ours.setblocking(False)
+    sock = BufferedSocket(ours)
+    whole = publish_packet("entry/a/main/events", b'{"seq": 1}', 7, retain=True)
+    with_props = publish_packet("entry/a/main/events", b"{}", 8, props=SUBSCRIPTION_ID_7)
+    big = publish_packet("entry/a/main/snapshot/r", b"\xff\xd8" + b"x" * 300_000, 9)   # larger than one read
+    broker.sendall(whole + with_props + big[:1000])
+    sock.recv(1)                                 # fills the buffer (paho reads a command byte) ...
+    sock._pos = 0                                # ... and is put back as if unread
+    assert sock.plain_publish() == ("entry/a/main/events", b'{"seq": 1}', 7, True)
+    before = sock.buffered()
+    assert sock.plain_publish() is None and sock.buffered() == before        # properties: left for paho
+    assert sock.recv(len(with_props)) == with_props
+    assert sock.plain_publish() is None and sock.buffered() == 1000          # not wholly buffered: left
+    ours.close()
+    broker.close()
+
+
+def test_the_short_path_sees_every_packet_paho_would_and_keeps_their_order(wired) -> None:
+    """Whole buffered packets, packets paho began reading, other packets: one sequence, in order."""
+    client, broker, got = wired
+    packets, expected = [], []
+    for i in range(1, 41):
+        payload = b"\xff\xd8" + bytes([i]) * (40_000 if i % 4 == 0 else 50)
+        props = SUBSCRIPTION_ID_7 if i % 10 == 0 else b""
+        packets.append(publish_packet(f"entry/c/main/x{i}", payload, i, props=props))
+        expected.append(("paho" if props else "short", f"entry/c/main/x{i}", payload, i, False))
+    data = b"".join(packets)
+    for at in range(0, len(data), 50_000):      # arrives in pieces that cut packets anywhere
+        broker.sendall(data[at:at + 50_000])
+        for _ in range(3):
+            client.loop_read()
+    for _ in range(20):
+        client.loop_read()
+    assert got == expected

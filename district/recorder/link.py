@@ -34,7 +34,7 @@ log = logging.getLogger("district.recorder")
 CATCHUP_ID = 7   # MQTT 5 subscription identifier of the plain catch-up subscription
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)            # not frozen: made for every message on the network thread (see Event)
 class Message:
     topic: str
     payload: bytes
