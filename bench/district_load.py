@@ -18,8 +18,11 @@ Measured per case: messages offered and recorded, 0 lost / 0 duplicated, campus 
 row written p50/p99 (the row's clock_timestamp() at insert; its commit follows in the same
 batch), recorder peak RSS. Capacity: a backlog queued at the broker while the recorder is
 stopped, then drained: rows/s against raw PostgreSQL writes of the same rows in the same run
-(plain INSERTs and COPY, 500 events per commit, no validation or dedupe; see raw_baseline);
-then two recorder instances against one (three alternating pairs, medians). SIGKILL: the
+(plain INSERTs and COPY, 500 events per commit, no validation or dedupe; see raw_baseline),
+``--pairs`` drains per size (5; 1 with --smoke), each followed by its own baselines, the
+median ratio reported with every drain's (a single drain's ratio swings with the
+neighbours' load, the baseline's as much as the recorder's); then two recorder instances
+against one (three alternating pairs, medians). SIGKILL: the
 recorder killed mid-load and restarted.
 """
 
@@ -30,6 +33,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -273,6 +277,33 @@ def backlog(rig: Rig, n: int, cycles_each: int, instances: int) -> dict[str, Any
     return result
 
 
+DRAIN_FIGURES = ("recorder_rows_per_s", "raw_insert_rows_per_s", "raw_copy_rows_per_s", "ratio_to_raw_insert",
+                 "ratio_to_raw_copy", "recorder_cpu_ms_per_1000", "load_average")
+
+
+def drain_pairs(rig: Rig, n: int, cycles_each: int, pairs: int) -> dict[str, Any]:
+    """``pairs`` drains of the same backlog, each followed at once by its own raw baselines
+    (drain, baselines, drain, baselines, ...: the neighbours' load drifts within minutes, and
+    it moves the baselines as much as the recorder). Every figure is the median over the
+    drains, each drain's own ratio (not a ratio of medians), with every drain's values in
+    ``runs``; lost and duplicated are summed over all drains."""
+    runs = []
+    for _ in range(pairs):
+        load = os.getloadavg()[0]
+        d = backlog(rig, n, cycles_each, 1)
+        d.update(raw_baseline(rig))
+        d["ratio_to_raw_insert"] = round(d["recorder_rows_per_s"] / d["raw_insert_rows_per_s"], 2)
+        d["ratio_to_raw_copy"] = round(d["recorder_rows_per_s"] / d["raw_copy_rows_per_s"], 2)
+        d["load_average"] = round(load, 2)                  # 1-minute, as the drain started
+        runs.append(d)
+    out = dict(runs[-1])
+    for key in DRAIN_FIGURES:
+        out[key] = round(statistics.median(r[key] for r in runs), 2)
+    out.update(pairs=pairs, lost=sum(r["lost"] for r in runs), duplicated=sum(r["duplicated"] for r in runs),
+               rss_mb=max(r["rss_mb"] for r in runs), runs={key: [r[key] for r in runs] for key in DRAIN_FIGURES})
+    return out
+
+
 EVENT_COLUMNS = "id, campus, door, epoch, seq, type, ts, request_id, actor, data"
 SNAPSHOT_COLUMNS = "campus, door, request_id, sha256, size, data"
 
@@ -325,9 +356,10 @@ def _raw_write(cur: Any, mode: str, events: list[Any], snaps: list[Any]) -> None
 
 # ---------------------------------------------------------------- the run
 
-def run(smoke: bool = False, sizes: tuple[int, ...] = (25, 100, 500), duration: float = 20.0) -> dict[str, Any]:
+def run(smoke: bool = False, sizes: tuple[int, ...] = (25, 100, 500), duration: float = 20.0,
+        pairs: int = 5) -> dict[str, Any]:
     if smoke:
-        sizes, duration = (3,), 3.0
+        sizes, duration, pairs = (3,), 3.0, 1
     out: dict[str, Any] = {"assumed_peak": "1 ring cycle per campus per 10 s = 0.7 events/s, 0.1 snapshots "
                            f"({SNAPSHOT_BYTES // 1000} KB)/s, 0.3 states/s per campus; 10x = 1 cycle/s",
                            "cpus": os.cpu_count(), "paced": [], "drain": [], "kill": None}
@@ -342,10 +374,7 @@ def run(smoke: bool = False, sizes: tuple[int, ...] = (25, 100, 500), duration: 
                     print(json.dumps(r), flush=True)
             for n in sizes:
                 cycles = 2 if smoke else max(2, 2000 // n)
-                d = backlog(rig, n, cycles, 1)
-                d.update(raw_baseline(rig))
-                d["ratio_to_raw_insert"] = round(d["recorder_rows_per_s"] / d["raw_insert_rows_per_s"], 2)
-                d["ratio_to_raw_copy"] = round(d["recorder_rows_per_s"] / d["raw_copy_rows_per_s"], 2)
+                d = drain_pairs(rig, n, cycles, pairs)
                 out["drain"].append(d)
                 print(json.dumps(d), flush=True)
             n2 = sizes[min(1, len(sizes) - 1)]
@@ -381,13 +410,21 @@ def table(results: dict[str, Any]) -> str:
               " raw COPY events/s | ratio | recorder CPU per 1000 events | lost | dup |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in results["drain"]:
-        rate = d["recorder_rows_per_s"]
+        def cell(key: str, d: dict[str, Any] = d) -> str:     # the median, then every drain's value
+            runs = d.get("runs", {}).get(key)
+            value = d.get(key, "-")
+            return f"**{value}** ({', '.join(str(v) for v in runs)})" if runs and len(runs) > 1 else str(value)
+        rate = cell("recorder_rows_per_s")
         if "two_vs_one" in d:
             rate = f"{rate} (median of {d['two_runs']}; one instance alternately {d['one_runs']}: {d['two_vs_one']}x)"
         lines.append(f"| {d['n']} | {d['instances']} | {d['rows']} | {rate} | "
-                     f"{d.get('raw_insert_rows_per_s', '-')} | {d.get('ratio_to_raw_insert', '-')} | "
-                     f"{d.get('raw_copy_rows_per_s', '-')} | {d.get('ratio_to_raw_copy', '-')} | "
-                     f"{d['recorder_cpu_ms_per_1000']} ms | {d['lost']} | {d['duplicated']} |")
+                     f"{cell('raw_insert_rows_per_s')} | {cell('ratio_to_raw_insert')} | "
+                     f"{cell('raw_copy_rows_per_s')} | {cell('ratio_to_raw_copy')} | "
+                     f"{cell('recorder_cpu_ms_per_1000')} ms | {d['lost']} | {d['duplicated']} |")
+    loads = [v for d in results["drain"] for v in d.get("runs", {}).get("load_average", [])]
+    if loads:
+        lines.append(f"\nDrains per size: {results['drain'][0].get('pairs', 1)}, each followed by its own baselines"
+                     f" (medians, every drain in brackets); load average as they started {min(loads)}-{max(loads)}.")
     return "\n".join(lines)
 
 
@@ -396,8 +433,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--sizes", default="25,100,500", help="campus counts, comma separated")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per paced case")
+    parser.add_argument("--pairs", type=int, default=5, help="drains (each with its own baselines) per size")
     args = parser.parse_args(argv)
-    results = run(args.smoke, tuple(int(s) for s in args.sizes.split(",")), args.duration)
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
+    results = run(args.smoke, tuple(int(s) for s in args.sizes.split(",")), args.duration, args.pairs)
     print(table(results))
     print(json.dumps(results, indent=1))
     return 0
