@@ -51,7 +51,7 @@ class Recorder:
         self.received = 0
         self.batches = 0
         self.open_gaps = 0
-        self._months: set[str] = set()
+        self._months: set[tuple[int, int]] = set()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._conn: psycopg.Connection[Any] | None = None          # the writer's: events
