@@ -59,6 +59,7 @@ from .core_model import (
 from .core_state import _transition
 from .door_settings import DoorSettings
 from .faults import FaultLog, LockdownStore, SpaceReserve
+from .ids import IDS
 from .vocabulary import Alarm, DecisionCode
 
 log = logging.getLogger(__name__)
@@ -140,8 +141,7 @@ class EntryCore(CoreInputs):
                 except Exception:
                     log.exception("snapshot request failed for %s", ring.request_id)
             return Decision(True, DecisionCode.COALESCED, "counted against the pending ring", ring.request_id)
-        request_id = str(uuid.uuid4())
-        wall = self._clock.now()
+        request_id = IDS.take()       # drawn ahead (controller/ids.py): not on the press path
         # Journal first (and with it the MQTT publish): even if that fails we still show the
         # ring (the visitor is real) but the core is then in fault and will not unlock for it.
         # The ring's own bookkeeping comes after: it is not in the event, so the district does
@@ -150,6 +150,7 @@ class EntryCore(CoreInputs):
                                     expires_in=self.rules.ring_timeout_seconds,
                                     lockdown=self._lockdown is not None,
                                     **({"level": self._lockdown.level} if self._lockdown else {}))
+        wall = self._clock.now()      # the ring's own clock reading: after its event, not before
         ring = _Ring(request_id=request_id, started_at=now, started_wall=wall,
                      expires_at=now + self.rules.ring_timeout_seconds, last_journaled=now,
                      recorded=recorded, press_times=[wall], lockdown=self._lockdown is not None)

@@ -55,9 +55,16 @@ INTERCOM_REFUSALS = EventType.INTERCOM_REFUSALS
 ALL_TYPES: tuple[EventType, ...] = tuple(EventType)
 
 
+# One encoder, built once: ``json.dumps`` with options builds a new JSONEncoder per call, and an
+# event is encoded on the press path, between its commit and its publish.
+_EVENT_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
 def utc_iso(ts: datetime) -> str:
     """RFC 3339 UTC with millisecond precision and a 'Z' suffix."""
-    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if ts.tzinfo is not timezone.utc:          # the journal's own times already are (no conversion)
+        ts = ts.astimezone(timezone.utc)
+    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,6 @@ class Event:
         panel streams): an event is an immutable fact, so its text never changes."""
         text = self.__dict__.get("_json")
         if text is None:
-            text = json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
+            text = _EVENT_JSON(self.to_dict())
             object.__setattr__(self, "_json", text)     # frozen dataclass: a cache, not a field
         return text
