@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ("core", "core_model", "core_internals", "core_state", "core_inputs")
 CORE_MAY_IMPORT = {"controller.events", "controller.vocabulary", "controller.door_settings", "controller.faults",
-                   "controller.visitor",
+                   "controller.visitor", "controller.ids",
                    *(f"controller.{name}" for name in CORE)}
 WEB_MAY_IMPORT = {"controller", "controller.api", "controller.config", "controller.events", "controller.labels",
                   "controller.vocabulary", "controller.visitor"}   # visitor: the visitor record's words and checks
