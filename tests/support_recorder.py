@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
@@ -53,6 +54,18 @@ def recorder_settings(pg: PgCluster, broker: Broker, client_id: str = "rec-1",
                      **recorder},
     })
     return s
+
+
+@pytest.fixture
+def recorder(pg: PgCluster, dbroker: Broker) -> Iterator[Any]:
+    """A recorder in this process, subscribed, on a fresh client id (retired at the end)."""
+    from district.recorder.service import Recorder
+
+    r = Recorder(recorder_settings(pg, dbroker, client_id=f"rec-{uuid.uuid4().hex[:6]}"))
+    r.start()
+    wait_for(r.link.subscribed.is_set, what="the recorder to subscribe")
+    yield r
+    r.stop(retire=True)
 
 
 def write_config(path: Path, settings: dcfg.Settings) -> Path:

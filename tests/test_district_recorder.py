@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Iterator
 
 import pytest
 
@@ -16,15 +15,6 @@ from tests.conftest import wait_for
 from tests.support_recorder import count, doors, recorder_settings, rows
 
 pytestmark = [pytest.mark.postgres, pytest.mark.broker]
-
-
-@pytest.fixture
-def recorder(pg, dbroker) -> Iterator[Recorder]:
-    r = Recorder(recorder_settings(pg, dbroker, client_id=f"rec-{uuid.uuid4().hex[:6]}"))
-    r.start()
-    wait_for(r.link.subscribed.is_set, what="the recorder to subscribe")
-    yield r
-    r.stop(retire=True)
 
 
 def test_events_state_status_and_snapshots_are_recorded(recorder, pg, dbroker) -> None:

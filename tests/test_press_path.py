@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -59,14 +60,12 @@ def test_the_pool_hands_each_id_out_once_across_threads():
         with lock:
             taken.extend(mine)
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ThreadPoolExecutor(4) as pool_of_threads:
+        for _ in range(4):
+            pool_of_threads.submit(worker)
     assert len(taken) == 2000 and len(set(taken)) == 2000
     assert all(_is_uuid4(t) for t in taken[:50])
-    assert len(pool) <= pool.size + len(threads)     # concurrent refills overfill by at most a few
+    assert len(pool) <= pool.size + 4     # concurrent refills overfill by at most a few
 
 
 def test_an_empty_pool_still_answers_a_fresh_id():

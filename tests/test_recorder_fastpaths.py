@@ -8,15 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from typing import Iterator
 
 import pytest
 
 from district.recorder.messages import Event, Rejected, Snapshot, classify
-from district.recorder.service import Recorder
 from district.recorder.store import write_batch
 from tests.conftest import wait_for
-from tests.support_recorder import count, doors, recorder_settings, rows
+from tests.support_recorder import count, doors, rows
 
 EPOCH = uuid.uuid4().hex
 KNOWN = frozenset({"lincoln"})
@@ -63,15 +61,6 @@ def test_a_snapshots_digest_and_size_are_computed_by_postgresql(pg) -> None:
         assert write_batch(conn, [item], 64, set()).snapshots == 0          # the same one again: kept once
     assert rows(pg, "SELECT request_id, sha256, size FROM snapshots") == [
         ("r-1", hashlib.sha256(jpeg).hexdigest(), len(jpeg))]
-
-
-@pytest.fixture
-def recorder(pg, dbroker) -> Iterator[Recorder]:
-    r = Recorder(recorder_settings(pg, dbroker, client_id=f"rec-{uuid.uuid4().hex[:6]}"))
-    r.start()
-    wait_for(r.link.subscribed.is_set, what="the recorder to subscribe")
-    yield r
-    r.stop(retire=True)
 
 
 @pytest.mark.postgres
