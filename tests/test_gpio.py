@@ -197,3 +197,45 @@ def test_lockdown_survives_a_restart(settings):
     finally:
         daemon.stop(c, "test")
         factory.reset()
+
+
+def test_an_edge_reaches_the_door_before_gpiozeros_bookkeeping(pin_factory):
+    """The press path (issue 11): the door's callback runs before gpiozero's two threading.Event
+    updates; the device's state and waiters are right once it returns, and a second edge that
+    comes in during the callback wins."""
+    from controller.gpio import EdgeInput
+
+    device = EdgeInput(17, pull_up=True, pin_factory=pin_factory)
+    pin = pin_factory.pin(17)
+    seen: list[tuple[str, bool]] = []
+
+    def activated() -> None:
+        seen.append(("active", device._active_event.is_set()))      # noqa: SLF001
+    device.when_activated = activated
+    device.when_deactivated = lambda: seen.append(("inactive", device._inactive_event.is_set()))  # noqa: SLF001
+    pin.drive_low()
+    assert seen == [("active", False)]              # called before the event was set
+    assert device.is_active and device.wait_for_active(0) and device.active_time is not None
+    pin.drive_high()
+    assert seen[-1] == ("inactive", False) and not device.is_active and device.wait_for_inactive(0)
+
+    def release_during() -> None:                   # an edge within the callback
+        seen.append(("active", True))
+        pin.drive_high()
+    device.when_activated = release_during
+    pin.drive_low()
+    assert [kind for kind, _ in seen[-2:]] == ["active", "inactive"]        # both fired, in order
+    assert not device.is_active and device.wait_for_inactive(0) and not device.wait_for_active(0)
+    device.close()
+
+
+def test_the_door_inputs_are_edge_inputs(pin_factory, settings):
+    from controller.gpio import EdgeInput
+
+    hw = DoorHardware(settings.gpio, pin_factory=pin_factory)
+    try:
+        inputs = [hw.buzzer, hw.door_contact, hw.tamper, hw.exit_request, hw.panic]
+        assert all(isinstance(d, EdgeInput) for d in inputs if d is not None)
+        assert hw.buzzer is not None and hw.door_contact is not None
+    finally:
+        hw.close()
