@@ -5,9 +5,11 @@
 
 Everything real and private: PostgreSQL (initdb in a temp dir), Mosquitto on a free port, the
 recorder (``entry-buzzer-district recorder``) and the board (``entry-buzzer-board serve``) as
-their own processes. N simulated campuses (bench/district_campus.py: one door each, the
-contract's payloads) keep a background load of one ring cycle per campus every 10 s (7 events,
-a snapshot, 3 states: the assumed morning peak) while one probe door changes its state, each
+their own processes. N simulated campuses (bench/campus_wire.py: one door each, the contract's
+payloads, all from one thread of one process at ``--load-nice`` 10: in the field they are
+Raspberry Pis elsewhere, here they share the 2 cores with the system under test) keep a
+background load of one ring cycle per campus every 10 s (7 events, a snapshot, 2 states: the
+assumed morning peak) while one probe door (a paho client, not niced) changes its state, each
 change with its own mark (bench/board_probe.py): the latency is from its publish to the first
 grid event on the board's live stream (/live, SSE, signed in) that shows that mark: broker ->
 recorder commit -> NOTIFY -> grid query -> SSE. It is split where the bench itself hears a
@@ -18,7 +20,8 @@ commit), NOTIFY -> frame the board's (listener, patch query, SSE). A change not 
 ``--give-up-after`` such changes in a row stop the case with an error (the chain is not
 keeping up), so the bench never waits ``timeout`` x samples. Progress goes to stderr.
 The stream reconnects if the board cuts it, as a browser does (``live_streams`` counts the
-connections). CPU per wall second of the recorder, the board and PostgreSQL over the sampling.
+connections). CPU per wall second of the recorder, the board, PostgreSQL, the broker, the load
+and the bench itself over the sampling; the load average; PostgreSQL checkpoints in the sampling.
 Raw baseline in the same run: publish -> a plain MQTT subscriber on the same broker.
 """
 
@@ -38,12 +41,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
 
 from bench.board_probe import Committed, CpuMeter, LiveGrid
+from bench.campus_wire import WireDoor, run_load
 from bench.district_campus import SimDoor
 from bench.stats import free_port, summary_ms
 from tests.support_mqtt import start_broker
@@ -54,46 +58,33 @@ BIN = Path(sys.executable).parent
 PASSWORD = "orbit-lantern-quietly-77-mauve"
 
 
-def background(doors: list[Any], stop: Any, cycle_seconds: float = 10.0,
-               clock: Callable[[], float] = time.monotonic) -> int:
-    """One ring cycle per campus every ``cycle_seconds``, spread evenly over the doors, on a
-    fixed schedule: each cycle is due at ``start + i * gap``, so the time a cycle takes (nine
-    publishes, a 30 KB snapshot) does not stretch the period. Waiting a fixed gap after each
-    cycle delivered only 78-85 % of the 10x rate. Returns the cycles sent."""
-    i = 0
-    gap = cycle_seconds / max(1, len(doors))
-    started = clock()
-    while not stop.wait(max(0.0, started + i * gap - clock())):
-        d = doors[i % len(doors)]
-        i += 1
-        rid = d.ring(snapshot_bytes=30_000)[0]["request_id"]
-        d.publish_state(ringing=None)
-        d.event("entry_approved", request_id=rid, actor="Office")   # as the contract requires (else rejected)
-        for t in ("door_unlocked", "door_opened", "door_closed", "door_locked"):
-            d.event(t)
-        d.publish_state()
-    return i
+LOAD_WORKERS = 1   # one thread sends the whole load (bench/campus_wire.py); the probe is not in it
+# In the field the campuses' load comes from 500 Raspberry Pis, not from the district server:
+# here it runs at a lower priority so it takes what the system under test leaves (README).
+LOAD_NICE = 10
 
 
-DOORS_PER_WORKER = 120      # paho uses select(): keep every process far below 1024 descriptors
-
-
-def load_worker(port: int, password: str, campuses: list[str], cycle_seconds: float, ready: Any, stop: Any) -> None:
-    """A process of simulated campuses: connect them all, report, then run the background load."""
-    doors = [SimDoor("127.0.0.1", port, c, password=password) for c in campuses]
-    for d in doors:
-        d.connected.wait(60)
-    ready.put(sum(1 for d in doors if d.connected.is_set()))
-    background(doors, stop, cycle_seconds)
+def load_worker(port: int, password: str, campuses: list[str], cycle_seconds: float, ready: Any, stop: Any,
+                nice: int = 0) -> None:
+    """A process of simulated campuses (plain-socket MQTT, one thread): connect them all,
+    report, then run the background load until ``stop``. ``nice``: run at a lower scheduling
+    priority (the field's load does not run on the district server at all)."""
+    if nice:
+        os.nice(nice)
+    doors = [WireDoor("127.0.0.1", port, c, password=password) for c in campuses]
+    ready.put(len(doors))
+    cycles = run_load(doors, stop.is_set, cycle_seconds)
     for d in doors:
         try:
             d.close()
-        except Exception:
+        except OSError:
             pass
+    ready.put({"cycles": cycles, "published": sum(d.published for d in doors),
+               "acknowledged": sum(d.acked for d in doors)})
 
 
 def sample_board(probe: SimDoor, live: LiveGrid, committed: Committed, samples: int, timeout: float,
-                 give_up_after: int) -> dict[str, Any]:
+                 give_up_after: int, trace: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Publish -> board for ``samples`` probe changes, each with its own mark. A change not shown
     within ``timeout`` counts as not shown and, in the percentiles, as slower than every shown
     one (never dropped). After ``give_up_after`` in a row the chain is not keeping up: sampling
@@ -110,6 +101,8 @@ def sample_board(probe: SimDoor, live: LiveGrid, committed: Committed, samples: 
         info = probe.publish_state(door="open" if i % 2 == 0 else "locked", fault=mark)
         shown = live.wait(("probe/main-entrance", mark), timeout)
         heard = committed.when(mark, wait=1.0 if shown is not None else 0.0)
+        if trace is not None:
+            trace.append({"mark": mark, "sent": sent, "notify": heard, "shown": shown})
         if shown is None:
             not_shown += 1
             in_a_row += 1
@@ -149,6 +142,14 @@ def events_written(dsn: str) -> int:
     return int(row[0]) if row else 0
 
 
+def checkpoints(dsn: str) -> int:
+    """PostgreSQL checkpoints so far (timed and requested): each one writes every dirty buffer
+    out, and the WAL grows with full pages after it."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        row = c.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter").fetchone()
+    return int(row[0]) if row else 0
+
+
 def sample_raw(probe: SimDoor, broker: Any, n: int, samples: int, timeout: float = 10.0) -> dict[str, Any]:
     """The raw baseline: publish -> a plain subscriber, same broker, same load (bounded like the
     board's samples)."""
@@ -182,7 +183,8 @@ def sample_raw(probe: SimDoor, broker: Any, n: int, samples: int, timeout: float
 
 
 def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0, timeout: float = 10.0,
-             give_up_after: int = 5, door_trigger: bool = True) -> dict[str, Any]:
+             give_up_after: int = 5, door_trigger: bool = True,
+             trace_file: Path | None = None, load_nice: int = LOAD_NICE) -> dict[str, Any]:
     pg = start_pg(durable=True)
     broker = start_broker(tmp / f"broker-{n}")
     # as the shipped district broker (systemd/mosquitto/district.conf): Mosquitto's default of
@@ -232,9 +234,9 @@ def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0, timeo
         password = broker.accounts["ctl"]
         ctx = mp.get_context("spawn")
         ready, mp_stop = ctx.Queue(), ctx.Event()
-        chunks = [campuses[:-1][i:i + DOORS_PER_WORKER] for i in range(0, n, DOORS_PER_WORKER)]
-        workers = [ctx.Process(target=load_worker, args=(broker.port, password, chunk, cycle_seconds, ready, mp_stop),
-                               daemon=True) for chunk in chunks]
+        chunks = [campuses[:-1][i::LOAD_WORKERS] for i in range(LOAD_WORKERS)]
+        workers = [ctx.Process(target=load_worker, args=(broker.port, password, chunk, cycle_seconds, ready, mp_stop,
+                                                         load_nice), daemon=True) for chunk in chunks]
         for w in workers:
             w.start()
         connected = sum(ready.get(timeout=180) for _ in workers)
@@ -249,16 +251,28 @@ def run_case(n: int, samples: int, tmp: Path, cycle_seconds: float = 10.0, timeo
             with psycopg.connect(pg.dsn, autocommit=True) as c:
                 c.execute("DROP TRIGGER IF EXISTS board_doors_changed ON doors")
         time.sleep(3)                                   # the load runs before the first sample
-        meter = CpuMeter({"recorder": procs[0].pid, "board": procs[1].pid, "postgres": pg.proc.pid}, pg.dsn)
-        rows0, t0 = events_written(pg.dsn), time.monotonic()
-        result = sample_board(probe, live, committed, samples, timeout, give_up_after)
+        meter = CpuMeter({"recorder": procs[0].pid, "board": procs[1].pid, "postgres": pg.proc.pid,
+                          "load": [w.pid for w in workers], "broker": broker.proc.pid, "bench": os.getpid()},
+                         pg.dsn, own=("bench",))
+        rows0, t0, ck0 = events_written(pg.dsn), time.monotonic(), checkpoints(pg.dsn)
+        load_before = os.getloadavg()[0]
+        trace: list[dict[str, Any]] = []
+        result = sample_board(probe, live, committed, samples, timeout, give_up_after, trace)
         result["cpu_per_second"] = meter.read()
+        result["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+        result["checkpoints"] = checkpoints(pg.dsn) - ck0
+        if trace_file is not None:
+            trace_file.write_text(json.dumps(trace))
         # the load actually recorded over the sampling (the generator's target is events_per_second)
         result["events_recorded_per_second"] = round((events_written(pg.dsn) - rows0) / (time.monotonic() - t0), 1)
         result["raw_mqtt"] = sample_raw(probe, broker, n, samples)
         probe.close()
+        mp_stop.set()           # the load's own count: every message it sent was acknowledged
+        sent = [ready.get(timeout=60) for _ in workers]
+        result["load_sent"] = {k: sum(x[k] for x in sent) for k in ("cycles", "published", "acknowledged")}
         return {"campuses": n, "events_per_second": round(n * 7 / cycle_seconds, 1), "cycle_seconds": cycle_seconds,
-                "door_trigger": door_trigger, **result, "live_streams": live.streams, "streams_ended": live.ended[:5]}
+                "door_trigger": door_trigger, "load_nice": load_nice, **result, "live_streams": live.streams,
+                "streams_ended": live.ended[:5]}
     finally:
         stop.set()
         if live is not None:     # the board is stopped below: the stream's end is not a cut
@@ -296,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="a probe change not shown within this many seconds counts as not shown")
     ap.add_argument("--give-up-after", type=int, default=5,
                     help="stop sampling (with an error) after this many changes in a row not shown")
+    ap.add_argument("--trace", type=Path, default=None,
+                    help="write each sample's publish, NOTIFY heard and frame shown times (JSON) to this file")
+    ap.add_argument("--load-nice", type=int, default=LOAD_NICE,
+                    help="run the simulated campuses' process at this lower priority (os.nice; 0: as the rest); "
+                         "never the probe or the system under test")
     ap.add_argument("--no-door-trigger", action="store_true",
                     help="drop the board's per-row trigger on doors after start: the board then hears only "
                          "the recorder's per-commit NOTIFY (to measure what the trigger costs)")
@@ -306,13 +325,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for n in args.campuses:
             results.append(run_case(n, args.samples, tmp, args.cycle_seconds, args.timeout, args.give_up_after,
-                                    door_trigger=not args.no_door_trigger))
+                                    door_trigger=not args.no_door_trigger,
+                                    trace_file=args.trace.with_suffix(f".{n}.json") if args.trace else None,
+                                    load_nice=args.load_nice))
             print(json.dumps(results[-1]), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("\n| campuses | events/s (recorded) | publish -> board p50 | p99 | of which publish -> NOTIFY p50 / p99 | "
-          "NOTIFY -> frame p50 / p99 | not shown | raw MQTT p50 / p99 | CPU s/s recorder / board / PostgreSQL |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "NOTIFY -> frame p50 / p99 | not shown | raw MQTT p50 / p99 | CPU s/s recorder / board / PostgreSQL / load "
+          "| load average start / end |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         cpu = r["cpu_per_second"]
         print(f"| {r['campuses']} | {r['events_per_second']} ({r['events_recorded_per_second']}) | "
@@ -320,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['to_notify_p50_ms']} / {r['to_notify_p99_ms']} ms | "
               f"{r['notify_to_frame_p50_ms']} / {r['notify_to_frame_p99_ms']} ms | "
               f"{r['not_shown']} of {r['sent']} | {r['raw_mqtt']['p50_ms']} / {r['raw_mqtt']['p99_ms']} ms | "
-              f"{cpu['recorder']} / {cpu['board']} / {cpu['postgres']} |")
+              f"{cpu['recorder']} / {cpu['board']} / {cpu['postgres']} / {cpu['load']} | "
+              f"{r['load_average'][0]} / {r['load_average'][1]} |")
     for r in results:
         if r["error"]:
             print(f"error: {r['campuses']} campuses: {r['error']}", file=sys.stderr)
