@@ -82,7 +82,8 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "id": self.id, "seq": self.seq, "type": self.type, "ts": utc_iso(self.ts),
+            "id": self.id, "seq": self.seq, "type": self.type,
+            "ts": self.__dict__.get("_iso") or utc_iso(self.ts),     # the journal's, when it set it
             "campus": self.campus, "door": self.door,
         }
         if self.epoch is not None:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from controller import events as ev
 from controller import ids as ids_module
 from controller.core import EntryCore
 from controller.door_settings import DoorSettings
@@ -99,3 +100,14 @@ def test_an_events_published_text_is_encoded_with_its_row(journal):
     assert seen == [True]
     assert json.loads(event.to_json()) == event.to_dict()
     assert event.to_dict()["ts"] == event.ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@pytest.mark.parametrize("microsecond", [0, 999, 1000, 123456, 999999])
+def test_an_events_published_time_is_utc_iso_of_its_stored_time(journal, clock, microsecond):
+    """The journal cuts the published millisecond text from the stored microsecond one."""
+    clock.advance(microsecond / 1e6)
+    event = journal.append("door_opened", None, None)
+    assert event.ts.microsecond == microsecond
+    assert event.to_dict()["ts"] == ev.utc_iso(event.ts)
+    stored = journal.last_event()
+    assert stored.to_dict()["ts"] == ev.utc_iso(event.ts)         # read back: computed, the same
