@@ -28,7 +28,8 @@ from bench.district_campus import fake_jpeg, now_ts
 KEEPALIVE = 60
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """MQTT's variable byte integer (remaining length, property length): 7 bits per byte."""
     out = bytearray()
     while True:
         n, digit = n >> 7, n & 0x7F
@@ -49,12 +50,12 @@ def connect_packet(client_id: str, user: str, password: str, will_topic: str, wi
     body += _text(client_id) + _text(will_topic) + _text(will)
     if user:
         body += _text(user) + _text(password)
-    return b"\x10" + _varint(len(body)) + body
+    return b"\x10" + varint(len(body)) + body
 
 
 def publish_packet(topic: bytes, payload: bytes, mid: int, retain: bool = False) -> bytes:
     """PUBLISH at QoS 1 (``topic`` already length-prefixed)."""
-    return (bytes([0x32 | (0x01 if retain else 0)]) + _varint(len(topic) + 2 + len(payload))
+    return (bytes([0x32 | (0x01 if retain else 0)]) + varint(len(topic) + 2 + len(payload))
             + topic + struct.pack("!H", mid) + payload)
 
 

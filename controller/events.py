@@ -96,6 +96,12 @@ class Event:
             out.setdefault(key, value)
         return out
 
+    def encode_now(self, iso_ts: str) -> None:
+        """Encode the event's JSON text now (the journal calls it before the commit, while the
+        encoder is warm), with its ``ts`` text as already formatted (``utc_iso``'s form)."""
+        object.__setattr__(self, "_iso", iso_ts)       # frozen dataclass: caches, not fields
+        self.to_json()
+
     def to_json(self) -> str:
         """The event's one JSON text, encoded once and shared by every consumer (MQTT publish,
         panel streams): an event is an immutable fact, so its text never changes."""

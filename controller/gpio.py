@@ -199,7 +199,7 @@ class DoorHardware:
             # 0.1 s for ever (three buttons: 30 wake-ups a second on an idle door, each taking
             # the GIL), for ``when_held``, which the door never uses.
             self.buzzer = EdgeInput(settings.buzzer_pin, pull_up=settings.buzzer_active_low,
-                                             pin_factory=pin_factory)
+                                    pin_factory=pin_factory)
             # Door contact and tamper loop are wired to ground with the internal pull on the
             # other side, so the device is *active* in the normal state (door closed, enclosure
             # shut) and a cut wire reads as open/tampered: the fail-safe direction for alarms.
@@ -216,7 +216,7 @@ class DoorHardware:
             self.exit_request: DigitalInputDevice | None = None
             if settings.exit_request_pin is not None:
                 self.exit_request = EdgeInput(settings.exit_request_pin, pull_up=True,
-                                                       pin_factory=pin_factory)
+                                              pin_factory=pin_factory)
             self.panic: DigitalInputDevice | None = None
             if settings.panic_pin is not None:
                 # a button under the desk to ground; debounced in controller/panic.py like the buzzer

@@ -12,26 +12,18 @@ from typing import Any, Iterator
 import paho.mqtt.client as mqtt
 import pytest
 
+from bench.campus_wire import varint
 from district.recorder.wire import BufferedClient, BufferedSocket
 
 pytestmark = pytest.mark.fast
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = n >> 7, n & 0x7F
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def publish_packet(topic: str, payload: bytes, mid: int, props: bytes = b"", retain: bool = False,
                    qos: int = 1) -> bytes:
     """A PUBLISH as a broker sends it (MQTT 5)."""
     t = topic.encode()
-    body = struct.pack("!H", len(t)) + t + (struct.pack("!H", mid) if qos else b"") + _varint(len(props)) + props
-    return bytes([0x30 | qos << 1 | int(retain)]) + _varint(len(body) + len(payload)) + body + payload
+    body = struct.pack("!H", len(t)) + t + (struct.pack("!H", mid) if qos else b"") + varint(len(props)) + props
+    return bytes([0x30 | qos << 1 | int(retain)]) + varint(len(body) + len(payload)) + body + payload
 
 
 SUBSCRIPTION_ID_7 = b"\x0b\x07"        # property 11 (subscription identifier) = 7
