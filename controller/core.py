@@ -47,6 +47,7 @@ from .core_model import (
     Clock,
     Decision,
     Indicators,
+    PhotoRefused,
     Recorder,
     Strike,
     SystemClock,
@@ -159,6 +160,9 @@ class EntryCore(CoreInputs):
             ring.photo_wanted = 1
             try:
                 self._on_ring(request_id)
+            except PhotoRefused as exc:   # the camera's queue is full: this ring goes without a photo
+                ring.photo_done = 1
+                self._try_record(ev.CAMERA_FAILED, request_id, reason=str(exc)[:300], press=1)
             except Exception:
                 log.exception("snapshot request failed for %s", request_id)
         return Decision(True, DecisionCode.RINGING, "new ring", request_id)

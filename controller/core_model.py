@@ -46,6 +46,14 @@ class Recorder(Protocol):
                **data: Any) -> Any: ...
 
 
+class PhotoRefused(Exception):
+    """``on_ring`` takes no photo for this ring (too many rings already wait for one): the core
+    journals ``camera_failed`` with the message in the ring's own transition. Why the core and
+    not the camera: the refusal happens inside the press, under the core lock, and only the
+    core may write there without re-entering itself (a nested transition would deliver the
+    change feed under the lock)."""
+
+
 class _NoIndicators:
     def show(self, state: str) -> None:
         pass

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from . import events as ev
 from .camera import Camera
+from .core_model import PhotoRefused
 from .scheduler import Worker
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,13 @@ class SnapshotService:
     """
 
     KEEP_COUNTS = 256
+    # Rings whose first photo may wait behind the one being taken. A real door never queues
+    # more than one or two (a ring ends at a staff decision); a scripted burst of hundreds of
+    # rings a second did: the queue (a Future, a lambda and their locks per ring, ~1 KB) grew
+    # for as long as rings outran the camera (+12 MB RSS per 10,000 console cycles, never given
+    # back) and was then worked off for seconds. Past this bound a new ring is refused at once
+    # (the core journals ``camera_failed``), like a ring that finds a hung capture.
+    MAX_WAITING = 16
 
     def __init__(self, camera: Camera, directory: Path, recorder: Any, timeout: float = 3.0,
                  retention_days: float = 30.0, max_bytes: int = 500 * 1024 * 1024):
@@ -70,6 +78,8 @@ class SnapshotService:
         self._again_lock = threading.Lock()
         self._again_running: set[str] = set()
         self._again_queued: dict[str, int] = {}
+        self._waiting = 0                      # rings queued for their first photo, not started
+        self._refusing = False                 # a refusal was logged; logged again after a drain
         # on_done(request_id, snapshot n or None when it failed, press, captured_at or None)
         self.on_done: Callable[[str, int | None, int, datetime | None], None] | None = None
 
@@ -81,15 +91,41 @@ class SnapshotService:
             log.error("camera did not start: %s", exc)
 
     def request(self, request_id: str) -> Future[Any]:
-        """Ask for a snapshot for this ring; returns at once. The Future ends after journaling."""
+        """Ask for a snapshot for this ring; returns at once. The Future ends after journaling.
+
+        Raises PhotoRefused when MAX_WAITING rings already wait for their photo (nothing queued)."""
         done: Future[Any] = Future()
         if self._closing:
             done.set_result(None)
             return done
+        with self._again_lock:
+            if self._waiting >= self.MAX_WAITING:
+                first, self._refusing = not self._refusing, True
+                waiting = self._waiting
+            else:
+                first = None
+                self._waiting += 1
+        if first is not None:
+            if first:
+                log.warning("camera busy: %d rings wait for a photo; new rings go without one", waiting)
+            raise PhotoRefused(f"camera busy: {waiting} rings already wait for a photo")
         self._note_ring(request_id)
         if not self._requests.submit(lambda: self._run(request_id, done)):
+            self._started()
             done.set_result(None)                         # closing
         return done
+
+    def _started(self) -> None:
+        """A queued ring leaves the queue (its capture starts, or the service is closing)."""
+        with self._again_lock:
+            self._waiting -= 1
+            if self._waiting == 0:
+                self._refusing = False
+
+    @property
+    def waiting(self) -> int:
+        """Rings queued for their first photo (at most MAX_WAITING)."""
+        return self._waiting
 
     def request_again(self, request_id: str, press: int) -> None:
         """A further press on a pending ring: a fresh photo, coalesced (one running, one queued)."""
@@ -143,6 +179,7 @@ class SnapshotService:
     def _run(self, request_id: str, done: Future[Any]) -> None:
         # Give way first: the ring is already committed and its announcement (MQTT, panel
         # stream) is waiting for the GIL; a frame drawn 2 ms later costs the user nothing.
+        self._started()
         time.sleep(ANNOUNCE_FIRST_SECONDS)
         try:
             done.set_result(self._capture_and_record(request_id))
