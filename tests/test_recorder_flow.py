@@ -190,7 +190,9 @@ def test_the_next_batch_is_classified_while_a_commit_runs_and_acked_only_after_i
         door.flush()
         # batch N+1 is classified and waiting while batch N's commit has not returned ...
         wait_for(lambda: r.classified.qsize() == 1, what="the next batch classified during the commit")
-        assert len(committing) == 1 and not acks, "the next batch went ahead of the stalled commit"
+        # (the door's retained state and status, taken by the fast lane before the stalled event
+        # arrived, may be acknowledged: they came first)
+        assert len(committing) == 1 and not any(n for n, _ in acks), "the next batch went ahead of the stalled commit"
         release.set()
         wait_for(lambda: count(pg, "SELECT count(*) FROM events") == 51, what="all 51 events committed")
         wait_for(lambda: sum(n for n, _ in acks) == 51, what="all 51 acknowledged")

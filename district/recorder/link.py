@@ -19,7 +19,7 @@ import ssl
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -43,10 +43,17 @@ class Message:
     generation: int           # which connection delivered it
     retained: bool = False    # a retained message (only the catch-up subscription gets those)
     copy: bool = False        # a live copy on the catch-up subscription: acknowledged, not written
+    committed: bool = False   # its lane committed it (fastlane.AckOrder: acknowledged in arrival order)
+
+
+class Inbox(Protocol):
+    """Where the network thread puts each message: a queue, or the recorder's lane router."""
+
+    def put(self, item: Message) -> None: ...
 
 
 class RecorderLink:
-    def __init__(self, settings: Broker, password: str, inbox: "queue.Queue[Message]"):
+    def __init__(self, settings: Broker, password: str, inbox: "Inbox | queue.Queue[Message]"):
         self.settings = settings
         self.inbox = inbox
         self.generation = 0

@@ -1,13 +1,18 @@
 """The recorder process: MQTT inbox -> batches -> PostgreSQL commit -> acknowledgements.
 
-Two stages in series, one thread each, so they overlap: a classifier thread takes whatever
-has arrived (up to ``batch_max``) and validates it (pure Python, holds the GIL); a writer
-thread, which owns the two database connections that write messages, writes each classified
-batch (its events on one, the rest on the other, at once: ``_write_split``) and only once all
-of it is committed acknowledges those messages. Between them is a queue of one
-batch: while PostgreSQL commits batch N (psycopg releases the GIL while it waits) batch N+1 is
-classified, instead of the two taking turns. Acknowledgements stay strictly after each batch's
-own commit and in arrival order (one writer, batches in FIFO order).
+Two lanes from the network thread on (district/recorder/fastlane.py): a door's live picture
+(``state``, ``status``) goes to the fast lane, written at once on its own connection, so the
+board never shows it behind a backlog of history; everything else (events, snapshots) to the
+main lane below. Acknowledgements of both go out in arrival order, each after its commit
+(``fastlane.AckOrder``).
+
+The main lane: two stages in series, one thread each, so they overlap: a classifier thread
+takes whatever has arrived (up to ``batch_max``) and validates it (pure Python, holds the
+GIL); a writer thread, which owns the two database connections that write messages, writes
+each classified batch (its events on one, the rest on the other, at once: ``_write_split``)
+and only once all of it is committed reports it done to the ack order. Between them is a
+queue of one batch: while PostgreSQL commits batch N (psycopg releases the GIL while it waits)
+batch N+1 is classified, instead of the two taking turns.
 
 If the database is unreachable nothing is acknowledged and the batch is retried;
 if one message makes the database refuse the batch, the batch is written message by
@@ -23,7 +28,6 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -31,9 +35,17 @@ import psycopg
 from district import db
 from district.config import Settings, read_secret
 from district.recorder import gaps, retention
+from district.recorder.fastlane import AckOrder, FastLane, Router
 from district.recorder.link import Message, RecorderLink
-from district.recorder.messages import Event, Item, Rejected, Status, classify
-from district.recorder.store import Outcome, notify_board, write_batch, write_doors_and_rest, write_events
+from district.recorder.messages import Event, Item, Rejected, classify
+from district.recorder.store import (
+    Outcome,
+    notify_board,
+    write_batch,
+    write_doors_and_rest,
+    write_events,
+    write_one_by_one,
+)
 
 log = logging.getLogger("district.recorder")
 
@@ -45,14 +57,18 @@ class Recorder:
         self.settings = settings
         self.inbox: queue.Queue[Message] = queue.Queue(maxsize=4 * settings.broker.receive_maximum + 1000)
         self.classified: queue.Queue[Classified] = queue.Queue(maxsize=1)   # the batch ready for the writer
-        self.link = RecorderLink(settings.broker, read_secret(settings.broker.password_file), self.inbox)
         self.known: frozenset[str] = frozenset()
-        self.totals = Outcome()
+        self.totals = Outcome()            # the main lane's (the fast lane keeps its own)
         self.received = 0
         self.batches = 0
         self.open_gaps = 0
         self._months: set[tuple[int, int]] = set()
         self._stop = threading.Event()
+        self.order = AckOrder(lambda messages: self.link.ack(messages))
+        self.fast = FastLane(settings, self.order, self._stop, self._open, lambda: self.known, self._read_campuses,
+                             lambda: self.link.catchup_since)
+        self.link = RecorderLink(settings.broker, read_secret(settings.broker.password_file),
+                                 Router(self.order, self.inbox, self.fast.queue))
         self._threads: list[threading.Thread] = []
         self._conn: psycopg.Connection[Any] | None = None          # the writer's: events
         self._side: psycopg.Connection[Any] | None = None          # the writer's second: the rest
@@ -65,7 +81,7 @@ class Recorder:
         db.add_campuses(self.settings.database.dsn, self.settings.recorder.campuses)
         self._refresh_campuses()
         for target, name in ((self._classify_loop, "recorder-classifier"), (self._write_loop, "recorder-writer"),
-                             (self._maintenance_loop, "recorder-maint")):
+                             (self.fast.run, "recorder-fastlane"), (self._maintenance_loop, "recorder-maint")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -85,10 +101,13 @@ class Recorder:
         return all(t.is_alive() for t in self._threads)
 
     def stats(self) -> dict[str, Any]:
-        t = self.totals
-        return {"received": self.received, "events": t.events, "duplicates": t.duplicates, "states": t.states,
-                "statuses": t.statuses, "snapshots": t.snapshots, "rejected": dict(t.rejected),
-                "batches": self.batches, "open_gaps": self.open_gaps, "connected": self.link.connected.is_set()}
+        t = Outcome()
+        t.add(self.totals)
+        t.add(self.fast.totals)
+        return {"received": self.received + self.fast.received, "events": t.events, "duplicates": t.duplicates,
+                "states": t.states, "statuses": t.statuses, "snapshots": t.snapshots, "rejected": dict(t.rejected),
+                "batches": self.batches + self.fast.batches, "open_gaps": self.open_gaps,
+                "connected": self.link.connected.is_set()}
 
     # ------------------------------------------------------------------ writing
     def _connection(self) -> psycopg.Connection[Any]:
@@ -148,7 +167,7 @@ class Recorder:
         if any(isinstance(i, Rejected) and i.reason == "unknown_campus" for i in items):
             if self._refresh_campuses(classifier=True):   # a campus added since: classify again
                 items = [classify(m.topic, m.payload, prefix, self.known, rec.snapshot_max_bytes) for m in work]
-        return batch, work, [self._mark_retained(m, i) for m, i in zip(work, items, strict=False)]
+        return batch, work, items
 
     def _write_loop(self) -> None:
         try:
@@ -165,16 +184,9 @@ class Recorder:
             outcome = self._commit(work, items) if work else Outcome()
             if outcome is None:
                 return                          # stopping: nothing acknowledged
-            self.link.ack(batch)
             self.totals.add(outcome)
+            self.order.done(batch)
             self.batches += 1
-
-    def _mark_retained(self, message: Message, item: Item) -> Item:
-        """A retained status from the catch-up must not undo a newer live one (status has no
-        time of its own; state has, and is guarded by it)."""
-        if message.retained and isinstance(item, Status):
-            return replace(item, since=self.link.catchup_since)
-        return item
 
     def _commit(self, batch: list[Message], items: list[Item]) -> Outcome | None:
         keep = self.settings.recorder.rejected_keep_bytes
@@ -263,20 +275,7 @@ class Recorder:
         return self._side
 
     def _one_by_one(self, conn: psycopg.Connection[Any], batch: list[Message], items: list[Item]) -> Outcome:
-        out = Outcome()
-        keep = self.settings.recorder.rejected_keep_bytes
-        for m, item in zip(batch, items, strict=False):
-            try:
-                with conn.transaction():
-                    out.add(write_batch(conn, [item], keep, self._months))
-            except (psycopg.OperationalError, psycopg.InterfaceError):
-                raise
-            except psycopg.Error as exc:
-                self._months.clear()
-                refused = Rejected(m.topic, "db_refused", str(exc).splitlines()[0][:300], m.payload)
-                with conn.transaction():
-                    out.add(write_batch(conn, [refused], keep, self._months))
-        return out
+        return write_one_by_one(conn, batch, items, self.settings.recorder.rejected_keep_bytes, self._months)
 
     def _drop_connection(self) -> None:
         self._conn = self._close(self._conn)
@@ -300,11 +299,9 @@ class Recorder:
         try:
             if classifier:
                 conn = self._classifier_conn = self._open(self._classifier_conn)
-                with conn.transaction():
-                    known = frozenset(r[0] for r in conn.execute("SELECT campus FROM campuses").fetchall())
-            else:
-                with db.connect(self.settings.database.dsn) as c:
-                    known = frozenset(r[0] for r in c.execute("SELECT campus FROM campuses").fetchall())
+                return self._read_campuses(conn)
+            with db.connect(self.settings.database.dsn) as c:
+                return self._read_campuses(c)
         except psycopg.Error as exc:
             if classifier and self._stop.is_set():
                 raise                               # the classifier ends
@@ -312,6 +309,12 @@ class Recorder:
             if classifier:
                 self._classifier_conn = self._close(self._classifier_conn)
             return False
+
+    def _read_campuses(self, conn: psycopg.Connection[Any]) -> bool:
+        """Re-reads the registered campuses with ``conn`` (the caller's own: the classifier's,
+        the fast lane's, or a short-lived one); whether they changed."""
+        with conn.transaction():
+            known = frozenset(r[0] for r in conn.execute("SELECT campus FROM campuses").fetchall())
         changed = known != self.known
         self.known = known
         return changed

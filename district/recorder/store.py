@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import psycopg
+
 from district.recorder import notes
 from district.recorder.messages import Bridge, Event, Item, Rejected, Snapshot, State, Status
 
@@ -41,16 +43,10 @@ WITH batch AS (
 SELECT id::text FROM ins
 """
 
-TOUCH_SQL = """
+DOORS_SQL = """
 INSERT INTO doors AS d (campus, door, last_seen)
-SELECT c, r, now() FROM unnest(%b::text[], %b::text[]) AS t(c, r) ORDER BY c, r
-ON CONFLICT (campus, door) DO UPDATE SET last_seen = now()
-"""
-
-ENSURE_DOORS_SQL = """
-INSERT INTO doors (campus, door)
-SELECT c, r FROM unnest(%b::text[], %b::text[]) AS t(c, r) ORDER BY c, r
-ON CONFLICT (campus, door) DO NOTHING
+SELECT c, r, CASE WHEN s THEN now() END FROM unnest(%b::text[], %b::text[], %b::boolean[]) AS t(c, r, s) ORDER BY c, r
+ON CONFLICT (campus, door) DO UPDATE SET last_seen = coalesce(EXCLUDED.last_seen, d.last_seen)
 """
 
 STATE_SQL = """
@@ -160,20 +156,41 @@ def write_events(conn: Any, items: Sequence[Item], months: set[tuple[int, int]])
 
 def write_doors_and_rest(conn: Any, items: Sequence[Item], keep_bytes: int) -> Outcome:
     """Everything of ``items`` but the event rows: door touches (for events too), states,
-    statuses, bridges, snapshots and refusals."""
+    statuses, bridges, snapshots and refusals. The door rows come after the snapshots and
+    refusals, so a transaction holds their locks only for its last statements and its commit:
+    the recorder's fast lane (district/recorder/fastlane.py) updates the same rows, and must
+    not wait long behind a batch's snapshots."""
     out = Outcome()
     states = [i for i in items if isinstance(i, State)]
     statuses = [i for i in items if isinstance(i, Status)]
     snapshots = [i for i in items if isinstance(i, Snapshot)]
     rejected = [i for i in items if isinstance(i, Rejected)]
 
-    seen_doors = sorted({(i.campus, i.door) for i in items
-                         if isinstance(i, (Event, State, Snapshot)) or (isinstance(i, Status) and i.online)})
-    if seen_doors:
-        conn.execute(TOUCH_SQL, ([c for c, _ in seen_doors], [d for _, d in seen_doors]))
-    quiet_doors = sorted({(i.campus, i.door) for i in statuses if not i.online} - set(seen_doors))
-    if quiet_doors:   # an 'offline' (the broker's last will) is not a sign of life
-        conn.execute(ENSURE_DOORS_SQL, ([c for c, _ in quiet_doors], [d for _, d in quiet_doors]))
+    if snapshots:      # before the door rows: their locks are then held only to the commit
+        cols = _columns(snapshots, "campus", "door", "request_id", "data")   # hashed and sized by PostgreSQL
+        out.snapshots = len(conn.execute(SNAPSHOT_SQL, cols).fetchall())
+
+    if rejected:
+        conn.execute(REJECTED_SQL, ([r.topic[:500] for r in rejected], [r.reason for r in rejected],
+                                    [r.detail[:500] for r in rejected], [len(r.payload) for r in rejected],
+                                    [r.payload[:keep_bytes] for r in rejected]))
+        counts = Counter(r.reason for r in rejected)
+        reasons = sorted(counts)
+        conn.execute(TOTALS_SQL, (reasons, [counts[r] for r in reasons]))
+        out.rejected = counts
+
+    # Every door row this transaction changes, created if new and locked, in one statement in
+    # one sorted order (an 'offline', the broker's last will, is not a sign of life: its door
+    # is locked and kept, last_seen untouched). The state and status updates below then touch
+    # only rows already held, so two writers (the recorder's two lanes, or two recorders)
+    # take door locks in the same order and cannot deadlock.
+    seen = {(i.campus, i.door) for i in items
+            if isinstance(i, (Event, State, Snapshot)) or (isinstance(i, Status) and i.online)}
+    quiet = {(i.campus, i.door) for i in statuses if not i.online} - seen
+    door_rows = sorted([(c, d, True) for c, d in seen] + [(c, d, False) for c, d in quiet])
+    if door_rows:
+        conn.execute(DOORS_SQL, ([c for c, _, _ in door_rows], [d for _, d, _ in door_rows],
+                                 [alive for _, _, alive in door_rows]))
 
     if states:
         newest: dict[tuple[str, str], State] = {}
@@ -199,17 +216,25 @@ def write_doors_and_rest(conn: Any, items: Sequence[Item], keep_bytes: int) -> O
                      (bridges[campus], campus))
         out.statuses += 1
 
-    if snapshots:
-        cols = _columns(snapshots, "campus", "door", "request_id", "data")   # hashed and sized by PostgreSQL
-        out.snapshots = len(conn.execute(SNAPSHOT_SQL, cols).fetchall())
+    return out
 
-    if rejected:
-        conn.execute(REJECTED_SQL, ([r.topic[:500] for r in rejected], [r.reason for r in rejected],
-                                    [r.detail[:500] for r in rejected], [len(r.payload) for r in rejected],
-                                    [r.payload[:keep_bytes] for r in rejected]))
-        counts = Counter(r.reason for r in rejected)
-        reasons = sorted(counts)
-        conn.execute(TOTALS_SQL, (reasons, [counts[r] for r in reasons]))
-        out.rejected = counts
 
+def write_one_by_one(conn: Any, sources: Sequence[Any], items: Sequence[Item], keep_bytes: int,
+                     months: set[tuple[int, int]]) -> Outcome:
+    """``items`` each in its own transaction, after PostgreSQL refused them together: the one it
+    refuses again is kept as rejected (reason ``db_refused``, with the topic and payload of its
+    ``sources`` message) instead of blocking the feed. A lost connection is raised (the caller
+    retries, nothing acknowledged)."""
+    out = Outcome()
+    for m, item in zip(sources, items, strict=False):
+        try:
+            with conn.transaction():
+                out.add(write_batch(conn, [item], keep_bytes, months))
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise
+        except psycopg.Error as exc:
+            months.clear()
+            refused = Rejected(m.topic, "db_refused", str(exc).splitlines()[0][:300], m.payload)
+            with conn.transaction():
+                out.add(write_batch(conn, [refused], keep_bytes, months))
     return out
