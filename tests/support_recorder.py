@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -160,3 +161,24 @@ def rows(pg: PgCluster, sql: str, *params: Any) -> list[tuple[Any, ...]]:
 
 def with_recorder(settings: dcfg.Settings, **changes: Any) -> dcfg.Settings:
     return replace(settings, recorder=replace(settings.recorder, **changes))
+
+
+def kill_mid_load(pg: PgCluster, broker: Broker, tmp_path: Path, name: str, load: Any, per_door: int,
+                  under_way: int) -> tuple["RecorderProcess", Path, Path, list[SimDoor], threading.Event]:
+    """A recorder process on the three campuses, SIGKILLed once ``under_way`` events are
+    recorded while ``load(sims, per_door, done)`` keeps publishing on its own thread; the kill
+    must come before the load is recorded, or it proves nothing. Returns the killed process
+    (start it again), its config and log, the doors and the load's ``done`` event."""
+    settings = recorder_settings(pg, broker, client_id=f"rec-{name}-{uuid.uuid4().hex[:6]}", batch_max=50)
+    config = write_config(tmp_path / "district.toml", settings)
+    log = tmp_path / "recorder.log"
+    proc = RecorderProcess(config, log).start()
+    wait_for(lambda: log.exists() and "subscribed" in log.read_text(), what="the recorder to subscribe")
+    sims = doors(broker, *CAMPUSES)
+    done = threading.Event()
+    threading.Thread(target=load, args=(sims, per_door, done), daemon=True).start()
+    wait_for(lambda: count(pg, "SELECT count(*) FROM events") > under_way, what="the load to be under way")
+    proc.kill()                                       # mid-load, with messages in flight
+    recorded = count(pg, "SELECT count(*) FROM events")
+    assert recorded < len(CAMPUSES) * per_door, "the kill came too late to prove anything"
+    return proc, config, log, sims, done

@@ -14,7 +14,7 @@ import pytest
 from district.cli import main
 from district.recorder.service import Recorder
 from tests.conftest import wait_for
-from tests.support_recorder import RecorderProcess, count, doors, recorder_settings, rows, write_config
+from tests.support_recorder import count, doors, kill_mid_load, recorder_settings, rows
 
 pytestmark = [pytest.mark.postgres, pytest.mark.broker, pytest.mark.process]
 
@@ -31,19 +31,8 @@ def _publish(sim_doors, per_door: int, done: threading.Event) -> None:
 
 
 def test_sigkill_mid_load_loses_and_duplicates_nothing(pg, dbroker, tmp_path: Path) -> None:
-    settings = recorder_settings(pg, dbroker, client_id=f"rec-crash-{uuid.uuid4().hex[:6]}", batch_max=50)
-    config = write_config(tmp_path / "district.toml", settings)
-    log = tmp_path / "recorder.log"
-    proc = RecorderProcess(config, log).start()
-    wait_for(lambda: log.exists() and "subscribed" in log.read_text(), what="the recorder to subscribe")
-    sims = doors(dbroker, "lincoln", "washington", "jefferson")
-    per_door, done = 1500, threading.Event()
-    publisher = threading.Thread(target=_publish, args=(sims, per_door, done), daemon=True)
-    publisher.start()
-    wait_for(lambda: count(pg, "SELECT count(*) FROM events") > 600, what="the load to be under way")
-    proc.kill()                                       # mid-load, with messages in flight
-    at_kill = count(pg, "SELECT count(*) FROM events")
-    assert at_kill < 3 * per_door, "the kill came too late to prove anything"
+    per_door = 1500
+    proc, config, log, sims, done = kill_mid_load(pg, dbroker, tmp_path, "crash", _publish, per_door, under_way=600)
     time.sleep(1.0)                                   # the publishers go on; the broker queues
     proc.start()
     wait_for(done.is_set, timeout=180, what="every event published")

@@ -23,10 +23,10 @@ from tests.support_recorder import (
     RecorderProcess,
     count,
     doors,
+    kill_mid_load,
     recorder_settings,
     rows,
     started_recorder,
-    write_config,
 )
 
 DOOR = ("lincoln", "main-entrance")
@@ -170,18 +170,9 @@ def _mixed_load(sims: list[Any], per_door: int, done: threading.Event) -> None:
 @pytest.mark.broker
 @pytest.mark.process
 def test_sigkill_mid_load_with_states_and_events_loses_and_duplicates_nothing(pg, dbroker, tmp_path: Path) -> None:
-    settings = recorder_settings(pg, dbroker, client_id=f"rec-fastkill-{uuid.uuid4().hex[:6]}", batch_max=50)
-    config = write_config(tmp_path / "district.toml", settings)
-    log = tmp_path / "recorder.log"
-    proc = RecorderProcess(config, log).start()
-    wait_for(lambda: log.exists() and "subscribed" in log.read_text(), what="the recorder to subscribe")
-    sims = doors(dbroker, "lincoln", "washington", "jefferson")
-    per_door, done = 1000, threading.Event()
-    publisher = threading.Thread(target=_mixed_load, args=(sims, per_door, done), daemon=True)
-    publisher.start()
-    wait_for(lambda: count(pg, "SELECT count(*) FROM events") > 400, what="the load to be under way")
-    proc.kill()                                       # mid-load, with both lanes' messages in flight
-    assert count(pg, "SELECT count(*) FROM events") < 3 * per_door, "the kill came too late to prove anything"
+    per_door = 1000                                   # both lanes' messages in flight at the kill
+    proc, config, log, sims, done = kill_mid_load(pg, dbroker, tmp_path, "fastkill", _mixed_load, per_door,
+                                                 under_way=400)
     time.sleep(1.0)
     proc.start()
     try:
